@@ -1,0 +1,58 @@
+"""napari-sci: SCI (Spectrum Concentrated Implicit neural) compression of biomedical volumes.
+
+The public API is small: :func:`compress` an array to ``.sci`` bytes (and optionally a file),
+:func:`open_sci` a file as a lazily decoded array, :func:`decode` a file (or a region of it) to numpy.
+Importing this package loads neither Qt nor torch; they load on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from napari_sci.core.codec import EncodeResult
+    from napari_sci.io.lazy import SciArray
+
+__all__ = ["__version__", "compress", "decode", "open_sci"]
+
+
+def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None = None,
+             out: str | os.PathLike[str] | None = None, overwrite: bool = False,
+             spacing: Sequence[float] | None = None,
+             on_event: Callable[[object], None] | None = None, stop: object = None,
+             **settings: Any) -> EncodeResult:
+    """Compress ``array`` to at most ``bpv`` bits per voxel (or ``ratio``:1) with SCI.
+
+    ``settings`` are the fields of the stage configs, e.g. ``steps``, ``time_limit``, ``seed``,
+    ``device``, ``max_blocks``, ``fr``, ``layers``, ``w0``, ``method`` (partition), ``rule``
+    (allocation). ``stop`` is a ``threading.Event`` or callable that cancels the fit. When ``out`` is
+    given the file is written atomically. Returns the :class:`~napari_sci.core.codec.EncodeResult`.
+    """
+    from napari_sci.core.codec import encode
+    from napari_sci.core.settings import compress_config
+
+    config = compress_config(bpv=bpv, ratio=ratio, **settings)
+    result = encode(array, config, spacing=spacing, on_event=on_event, stop=stop)
+    if out is not None:
+        result.write(os.fspath(out), overwrite=overwrite)
+    return result
+
+
+def open_sci(path: str | os.PathLike[str], deblocking: bool = True, device: str = "cpu") -> SciArray:
+    """Open a ``.sci`` file as a lazily decoded, array-like :class:`~napari_sci.io.lazy.SciArray`."""
+    from napari_sci.io.lazy import open_sci as _open
+
+    return _open(path, deblocking=deblocking, device=device)
+
+
+def decode(path: str | os.PathLike[str], roi: Sequence[slice] | None = None,
+           deblocking: bool = True) -> np.ndarray:
+    """Decode a whole ``.sci`` file, or the region ``roi`` (a tuple of slices), to a numpy array."""
+    array = open_sci(path, deblocking=deblocking)
+    return array[tuple(roi)] if roi is not None else array[...]

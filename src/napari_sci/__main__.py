@@ -1,0 +1,7 @@
+"""``python -m napari_sci`` runs the command line."""
+
+import sys
+
+from napari_sci.cli import main
+
+sys.exit(main())

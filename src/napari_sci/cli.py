@@ -1,0 +1,244 @@
+"""The ``napari-sci`` command line: compress, decompress, info, evaluate (and bench).
+
+``main(argv) -> int`` is called in-process by the tests. Errors the user can fix print one line on
+stderr and exit 1; Ctrl-C exits 130; nothing half-written is left behind in either case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from napari_sci import __version__
+from napari_sci.errors import SciError, SciPathError
+
+EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def _add_compress(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compress", help="compress a volume to a .sci file",
+                       description="Compress a TIFF, .npy or zarr volume to a .sci file of at most "
+                                   "the requested size (every byte of the file counts).")
+    p.add_argument("input", help="volume to compress (.tif/.tiff, .npy, .zarr)")
+    p.add_argument("-o", "--output", required=True, help="the .sci file to write")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--bpv", type=float, help="target bits per voxel")
+    size.add_argument("--ratio", type=float, help="target compression ratio (raw bytes / file bytes)")
+    p.add_argument("--steps", type=int, default=2000, help="fitting steps (default 2000)")
+    p.add_argument("--time-limit", type=float, default=None, help="stop fitting after SECONDS")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--max-blocks", type=int, default=50, help="a_max, most blocks (default 50)")
+    p.add_argument("--top-m", type=int, default=1, help="M of the spectrum concentration (default 1)")
+    p.add_argument("--depth", type=int, default=3, help="block tree levels below the root (default 3)")
+    p.add_argument("--fr", type=float, default=2.2, help="funnel ratio (default 2.2)")
+    p.add_argument("--layers", type=int, default=7, help="layers per network (default 7)")
+    p.add_argument("--w0", type=float, default=20.0, help="first-layer frequency (default 20)")
+    p.add_argument("--partition", choices=("adaptive", "equal", "none"), default="adaptive")
+    p.add_argument("--allocation", choices=("size-over-d", "size", "inverse-d", "equal"),
+                   default="size-over-d")
+    p.add_argument("--samples", type=int, default=4096, help="voxels per block per step")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _add_others(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decompress", help="decode a .sci file (or a region of it) to TIFF or .npy")
+    p.add_argument("input", help="the .sci file")
+    p.add_argument("-o", "--output", required=True, help="output .tif/.tiff or .npy")
+    p.add_argument("--roi", help="region as z0:z1,y0:y1,x0:x1 (Python slices, any part may be empty)")
+    p.add_argument("--no-deblock", action="store_true", help="skip the deblocking filter")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+
+    p = sub.add_parser("info", help="describe a .sci file")
+    p.add_argument("input", help="the .sci file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("evaluate", help="compare a reconstruction (.sci or image) with its original")
+    p.add_argument("original", help="original volume (.tif/.tiff, .npy, .zarr)")
+    p.add_argument("reconstruction", help=".sci file or decoded volume")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[200.0, 500.0],
+                   help="raw intensities τ for the binarised accuracy Acc(τ) (default 200 500)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-sci", description="SCI neural compression of 3D biomedical volumes.")
+    parser.add_argument("--version", action="version", version=f"napari-sci {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_compress(sub)
+    _add_others(sub)
+    return parser
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "inf" if math.isinf(value) else f"{value:.{digits}f}"
+
+
+def _compress(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.cli_progress import EncodeProgress
+    from napari_sci.core.codec import encode
+    from napari_sci.core.settings import compress_config
+    from napari_sci.io.volumes import read_volume
+
+    if Path(args.output).resolve() == Path(args.input).resolve():
+        raise SciPathError("the output would overwrite the input; choose another output path")
+    if Path(args.output).exists() and not args.overwrite:
+        raise SciPathError(f"{args.output} exists; pass --overwrite to replace it")
+    volume, spacing = read_volume(args.input)
+    config = compress_config(
+        bpv=args.bpv, ratio=args.ratio, steps=args.steps, time_limit=args.time_limit,
+        device=args.device, seed=args.seed, max_blocks=args.max_blocks, top_m=args.top_m,
+        max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
+        rule=args.allocation, samples_per_block=args.samples)
+    with EncodeProgress(enabled=not args.quiet) as progress:
+        result = encode(volume, config, spacing=spacing, on_event=progress)
+    result.write(args.output, overwrite=args.overwrite)
+    summary = {
+        "input": str(args.input), "output": str(args.output), "shape": list(volume.shape),
+        "dtype": str(volume.dtype), "blocks": len(result.partition.blocks),
+        "networks": sum(not n.is_constant for n in result.networks), "parameters": result.n_params,
+        "bytes": result.n_bytes, "target_bytes": result.target_bytes, "bpv": result.bpv,
+        "ratio": result.ratio, **result.metrics.as_dict(), "steps": result.contents.header.steps,
+        "seconds": result.seconds,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2), file=out)
+        return EXIT_OK
+    m = result.metrics
+    print(f"{args.input} -> {args.output}\n"
+          f"  volume     {'x'.join(map(str, volume.shape))} {volume.dtype}\n"
+          f"  blocks     {summary['blocks']} ({summary['networks']} networks, "
+          f"{result.n_params} parameters)\n"
+          f"  size       {result.n_bytes} bytes of {result.target_bytes} allowed | "
+          f"{result.bpv:.4f} BPV | ratio {result.ratio:.1f}:1\n"
+          f"  PSNR       {_fmt(m.psnr_data)} dB (data range) | {_fmt(m.psnr_dtype)} dB (dtype range)\n"
+          f"  SSIM       {_fmt(m.ssim, 4)} | max abs error {m.max_abs_error:g}\n"
+          f"  time       {result.seconds['total']:.1f} s (fit {result.seconds['fit']:.1f} s, "
+          f"{result.contents.header.steps} steps)", file=out)
+    return EXIT_OK
+
+
+def _parse_roi(text: str, ndim: int) -> tuple[slice, ...]:
+    parts = text.split(",")
+    if len(parts) != ndim:
+        raise SciError(f"--roi needs {ndim} comma-separated ranges like 0:10, got {text!r}")
+    roi = []
+    for part in parts:
+        bounds = part.split(":")
+        if len(bounds) != 2:
+            raise SciError(f"--roi range {part!r} must look like start:stop")
+        try:
+            roi.append(slice(*(int(b) if b.strip() else None for b in bounds)))
+        except ValueError as error:
+            raise SciError(f"--roi range {part!r} is not start:stop integers") from error
+    return tuple(roi)
+
+
+def _decompress(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.io.lazy import open_sci
+    from napari_sci.io.volumes import write_volume
+
+    array = open_sci(args.input, deblocking=not args.no_deblock)
+    roi = _parse_roi(args.roi, array.ndim) if args.roi else (slice(None),) * array.ndim
+    decoded = array[roi]
+    if decoded.size == 0:
+        raise SciError(f"--roi {args.roi} selects no voxels of a {array.shape} volume")
+    write_volume(args.output, decoded, spacing=array.header.spacing, overwrite=args.overwrite)
+    print(f"{args.input} -> {args.output}: {'x'.join(map(str, decoded.shape))} {decoded.dtype}",
+          file=out)
+    return EXIT_OK
+
+
+def describe(path: str) -> dict[str, Any]:
+    """Everything ``info`` prints, as a dict."""
+    from napari_sci.io.lazy import open_sci
+
+    array = open_sci(path)
+    h = array.header
+    networks = [b for b in h.blocks if b["kind"] == 1]
+    return {
+        "path": str(path), "format_version": h.version, "shape": list(h.shape), "dtype": str(h.dtype),
+        "spacing": list(h.spacing), "value_range": [h.value_min, h.value_max],
+        "bytes": array.file_size, "bpv": array.bpv, "ratio": array.ratio, "psnr_data": h.psnr,
+        "blocks": len(h.blocks), "networks": len(networks),
+        "parameters": int(sum(int(b["length"]) for b in h.blocks) // 4),
+        "network": {"layers": h.layers, "w0": h.w0, "w0_hidden": h.w0_hidden, "fr": h.fr},
+        "partition": {"method": h.partition, "max_blocks": h.max_blocks, "top_m": h.top_m,
+                      "tree_depth": h.tree_depth, "min_leaf_side": h.min_leaf_side},
+        "allocation": h.allocation, "steps": h.steps, "seed": h.seed,
+        "block_table": [
+            {"node": int(b["node"]), "origin": list(map(int, o)), "size": list(map(int, s)),
+             "kind": "siren" if b["kind"] == 1 else "constant", "first_width": int(b["first_width"]),
+             "hidden_width": int(b["hidden_width"]), "lo": float(b["lo"]), "hi": float(b["hi"]),
+             "bytes": int(b["length"])}
+            for b, o, s in zip(h.blocks, array._decoder.origins, array._decoder.sizes)],
+    }
+
+
+def _info(args: argparse.Namespace, out: TextIO) -> int:
+    info = describe(args.input)
+    if args.json:
+        print(json.dumps(info, indent=2), file=out)
+        return EXIT_OK
+    print(f"{info['path']}: .sci v{info['format_version']}, {'x'.join(map(str, info['shape']))} "
+          f"{info['dtype']}, spacing {info['spacing']}\n"
+          f"  {info['bytes']} bytes | {info['bpv']:.4f} BPV | ratio {info['ratio']:.1f}:1 | "
+          f"PSNR {_fmt(info['psnr_data'])} dB (data range)\n"
+          f"  {info['blocks']} blocks ({info['networks']} networks, {info['parameters']} parameters),"
+          f" {info['partition']['method']} partition, allocation {info['allocation']}, "
+          f"{info['steps']} steps", file=out)
+    for b in info["block_table"]:
+        net = f"{b['first_width']}/{b['hidden_width']}" if b["kind"] == "siren" else "constant"
+        print(f"    node {b['node']:>5} at {b['origin']} size {b['size']}: {net}", file=out)
+    return EXIT_OK
+
+
+def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.core.metrics import evaluate
+    from napari_sci.io.volumes import read_volume
+
+    original, _ = read_volume(args.original)
+    if str(args.reconstruction).endswith(".sci"):
+        from napari_sci.io.lazy import open_sci
+
+        reconstruction = open_sci(args.reconstruction)[...]
+    else:
+        reconstruction, _ = read_volume(args.reconstruction)
+    if original.shape != reconstruction.shape:
+        raise SciError(f"shapes differ: original {original.shape}, "
+                       f"reconstruction {reconstruction.shape}")
+    metrics = evaluate(original, reconstruction, args.thresholds).as_dict()
+    if args.json:
+        print(json.dumps(metrics, indent=2), file=out)
+        return EXIT_OK
+    acc = ", ".join(f"Acc({k}) {v:.4f}" for k, v in metrics["accuracy"].items())
+    print(f"PSNR {_fmt(metrics['psnr_data'])} dB (data range), {_fmt(metrics['psnr_dtype'])} dB "
+          f"(dtype range) | SSIM {_fmt(metrics['ssim'], 4)} | max abs error "
+          f"{metrics['max_abs_error']:g} | {acc}", file=out)
+    return EXIT_OK
+
+
+COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "evaluate": _evaluate}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = out or sys.stdout
+    try:
+        return COMMANDS[args.command](args, out)
+    except SciError as error:
+        print(f"napari-sci {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"napari-sci {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED

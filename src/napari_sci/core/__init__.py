@@ -1,0 +1,1 @@
+"""GUI-free compute: partitioning, allocation, fitting, encoding and decoding (no Qt anywhere)."""

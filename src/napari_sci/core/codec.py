@@ -1,0 +1,231 @@
+"""The symmetric codec: ``encode`` a volume to ``.sci`` bytes, ``decode`` / ``decode_block`` them back.
+
+encode: check volume → budget → partition (ILP) → allocation → fit → serialise → decode and measure.
+The file's size is fixed before fitting: the header and block table are paid for out of the budget, and
+the weights fill the rest. Decoding needs nothing but the file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from napari_sci.core.allocation import BlockNetwork, allocate, funnel_first_width, param_count
+from napari_sci.core.config import CompressConfig
+from napari_sci.core.decoder import VolumeDecoder, full_box
+from napari_sci.core.events import (
+    FitCancelled,
+    FitEvent,
+    FitFinished,
+    PartitionDone,
+    StageStarted,
+)
+from napari_sci.core.fit import fit_blocks
+from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
+from napari_sci.core.partition import Partition, partition_volume
+from napari_sci.core.volume import ValueRange, check_volume, to_dtype, value_range
+from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
+from napari_sci.io.container import SciContents, parse, serialise, write_atomic
+from napari_sci.io.format import (
+    BLOCK_RECORD,
+    KIND_CONSTANT,
+    KIND_SIREN,
+    SciHeader,
+    file_overhead,
+)
+
+BYTES_PER_PARAM = 4
+
+
+@dataclass(frozen=True)
+class EncodeResult:
+    """A finished encoding: the file's bytes, what is in it, and how good it is."""
+
+    data: bytes
+    contents: SciContents
+    metrics: Metrics
+    target_bytes: int
+    partition: Partition
+    networks: tuple[BlockNetwork, ...]
+    seconds: dict[str, float]
+
+    @property
+    def n_bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def bpv(self) -> float:
+        return bits_per_voxel(self.n_bytes, self.contents.header.n_voxels)
+
+    @property
+    def ratio(self) -> float:
+        header = self.contents.header
+        return compression_ratio(self.n_bytes, header.n_voxels, header.dtype.itemsize)
+
+    @property
+    def n_params(self) -> int:
+        return sum(len(p) // BYTES_PER_PARAM for p in self.contents.payloads)
+
+    def write(self, path: str, overwrite: bool = False) -> None:
+        """Write the file atomically (temp file, then rename)."""
+        write_atomic(path, self.data, overwrite=overwrite)
+
+
+@dataclass(frozen=True)
+class EncodeDone:
+    """Last event of :func:`encode_events`."""
+
+    result: EncodeResult
+
+
+def smallest_file_bytes(ndim: int, layers: int, fr: float, min_hidden: int) -> int:
+    """Bytes of the smallest useful file: one block holding the smallest network."""
+    params = param_count(ndim, funnel_first_width(min_hidden, fr), min_hidden, layers)
+    return file_overhead(ndim, 1) + BYTES_PER_PARAM * params
+
+
+def affordable_blocks(target: int, ndim: int, config: CompressConfig) -> int:
+    """How many blocks the budget affords when each should hold a network of ``useful_hidden``."""
+    net = config.network
+    useful = config.allocation.useful_hidden
+    per_block = (file_overhead(ndim, 1) - file_overhead(ndim, 0)
+                 + BYTES_PER_PARAM * param_count(ndim, funnel_first_width(useful, net.fr), useful,
+                                                 net.layers))
+    return max(1, min(config.partition.max_blocks, (target - file_overhead(ndim, 0)) // per_block))
+
+
+def _check_budget(target: int, raw_bytes: int, n_voxels: int, ndim: int,
+                  config: CompressConfig, constant: bool) -> None:
+    if target >= raw_bytes and not constant:
+        raise SciBudgetError(
+            f"the target {config.budget.describe()} ({target} bytes) is not smaller than the raw "
+            f"volume ({raw_bytes} bytes): nothing to gain; ask for a ratio > 1")
+    smallest = (file_overhead(ndim, 1) if constant else
+                smallest_file_bytes(ndim, config.network.layers, config.network.fr,
+                                    config.network.min_hidden))
+    if target < smallest:
+        raise SciBudgetError(
+            f"the target {config.budget.describe()} ({target} bytes) is too small; the "
+            f"smallest achievable file is {smallest} bytes = "
+            f"{bits_per_voxel(smallest, n_voxels):.4g} BPV (ratio {raw_bytes / smallest:.4g})")
+
+
+def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], partition: Partition,
+            records: np.ndarray, config: CompressConfig, steps: int, psnr: float) -> SciHeader:
+    return SciHeader(
+        shape=tuple(array.shape), dtype=array.dtype, spacing=tuple(float(s) for s in spacing),
+        value_min=data.low, value_max=data.high, tree_depth=partition.tree.max_depth,
+        min_leaf_side=partition.tree.min_leaf_side, layers=config.network.layers,
+        w0=config.network.w0, w0_hidden=config.network.w0_hidden, fr=config.network.fr,
+        partition=config.partition.method, allocation=config.allocation.rule,
+        max_blocks=config.partition.max_blocks, top_m=config.partition.top_m, steps=steps,
+        seed=config.fit.seed, psnr=psnr, blocks=records)
+
+
+def _block_records(array: np.ndarray, partition: Partition,
+                   networks: Sequence[BlockNetwork]) -> np.ndarray:
+    records = np.zeros(len(partition.blocks), dtype=BLOCK_RECORD)
+    for i, (block, net) in enumerate(zip(partition.blocks, networks)):
+        values = array[block.slices]
+        records[i]["node"] = block.node
+        if net.is_constant:
+            records[i]["kind"] = KIND_CONSTANT
+            records[i]["lo"] = records[i]["hi"] = np.float32(np.mean(values, dtype=np.float64))
+        else:
+            records[i]["kind"] = KIND_SIREN
+            records[i]["first_width"], records[i]["hidden_width"] = net.first_width, net.hidden_width
+            records[i]["lo"], records[i]["hi"] = np.min(values), np.max(values)
+    return records
+
+
+def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * array.ndim
+    if len(spacing) != array.ndim or not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise SciInputError(f"spacing {tuple(spacing)} must be {array.ndim} positive numbers")
+    return tuple(float(s) for s in spacing)
+
+
+def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[float] | None = None,
+                  stop: object = None) -> Iterator[FitEvent | EncodeDone]:
+    """Encode ``volume``, yielding progress events and finally :class:`EncodeDone`.
+
+    Raises ``SciCancelledError`` when ``stop`` is set during fitting; nothing is written either way
+    (call :meth:`EncodeResult.write`).
+    """
+    started = time.perf_counter()
+    array = check_volume(volume)
+    voxel_size = _spacing(array, spacing)
+    data = value_range(array)
+    n_voxels, ndim = int(array.size), array.ndim
+    target = config.budget.target_bytes(n_voxels, array.dtype.itemsize)
+    _check_budget(target, n_voxels * array.dtype.itemsize, n_voxels, ndim, config,
+                  constant=data.span == 0)
+    yield StageStarted("partition", f"{config.partition.method}, a_max {config.partition.max_blocks}")
+    normalised = ((array.astype(np.float32) - np.float32(data.low))
+                  / np.float32(data.span if data.span > 0 else 1.0))
+    partition = partition_volume(normalised, config.partition, affordable_blocks(target, ndim, config))
+    del normalised
+    t_partition = time.perf_counter() - started
+    yield PartitionDone(len(partition.blocks), partition.objective, t_partition)
+    yield StageStarted("allocate", config.allocation.rule)
+    blocks = partition.blocks
+    trainable = [float(np.ptp(array[b.slices])) > 0 for b in blocks]
+    total_params = (target - file_overhead(ndim, len(blocks))) // BYTES_PER_PARAM
+    networks = allocate([b.voxels for b in blocks], [b.concentration for b in blocks], trainable,
+                        total_params, ndim, config.network, config.allocation.rule)
+    records = _block_records(array, partition, networks)
+    yield StageStarted("fit", f"{sum(not n.is_constant for n in networks)} networks")
+    finished: FitFinished | None = None
+    for event in fit_blocks(array, blocks, networks, records["lo"].astype(np.float64),
+                            records["hi"].astype(np.float64), data.span, config.network,
+                            config.fit, stop):
+        if isinstance(event, FitCancelled):
+            yield event
+            raise SciCancelledError(f"compression cancelled at step {event.step}; nothing written")
+        if isinstance(event, FitFinished):
+            finished = event
+        yield event
+    assert finished is not None
+    t_fit = time.perf_counter() - started - t_partition
+    yield StageStarted("evaluate", "decoding to measure PSNR and SSIM")
+    payloads = [b"" if w is None else w.astype("<f4").tobytes() for w in finished.weights]
+    header = _header(array, data, voxel_size, partition, records, config, finished.steps, math.nan)
+    contents = parse(serialise(header, payloads))
+    metrics = evaluate(array, decode_contents(contents))
+    final = parse(serialise(replace(header, psnr=metrics.psnr_data), payloads))
+    seconds = {"partition": t_partition, "fit": t_fit, "total": time.perf_counter() - started}
+    result = EncodeResult(serialise(final.header, payloads), final, metrics, target, partition,
+                          tuple(networks), seconds)
+    yield EncodeDone(result)
+
+
+def encode(volume: np.ndarray, config: CompressConfig, spacing: Sequence[float] | None = None,
+           on_event: Callable[[object], None] | None = None, stop: object = None) -> EncodeResult:
+    """Encode ``volume``; ``on_event`` receives every progress event."""
+    for event in encode_events(volume, config, spacing, stop):
+        if isinstance(event, EncodeDone):
+            return event.result
+        if on_event is not None:
+            on_event(event)
+    raise AssertionError("encode_events ended without a result")
+
+
+def decode_contents(contents: SciContents, box: tuple[tuple[int, int], ...] | None = None,
+                    deblocking: bool = True, device: str = "cpu") -> np.ndarray:
+    """Decode a box (default: all) of validated contents to the original dtype and range."""
+    decoder = VolumeDecoder(contents, device)
+    header = contents.header
+    values = decoder.decode_box(box or full_box(header.shape), deblocking)
+    return to_dtype(values, header.dtype, ValueRange(header.value_min, header.value_max))
+
+
+def decode_block(contents: SciContents, index: int, device: str = "cpu") -> np.ndarray:
+    """One block's raw network output (float32, data units), without deblocking."""
+    decoder = VolumeDecoder(contents, device)
+    size = decoder.sizes[index]
+    return decoder.evaluate_block(index, tuple((0, int(s)) for s in size))

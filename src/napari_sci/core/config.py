@@ -1,0 +1,187 @@
+"""Frozen, validated settings for every stage of the pipeline.
+
+Each stage receives the dataclass it needs; nothing reads settings from globals or dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from napari_sci.errors import SciConfigError
+
+PartitionMethod = Literal["adaptive", "equal", "none"]
+AllocationRule = Literal["size-over-d", "size", "inverse-d", "equal"]
+
+PARTITION_METHODS: tuple[str, ...] = ("adaptive", "equal", "none")
+ALLOCATION_RULES: tuple[str, ...] = ("size-over-d", "size", "inverse-d", "equal")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SciConfigError(message)
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How the volume is cut into blocks (paper §3.1).
+
+    Parameters
+    ----------
+    method
+        ``adaptive`` solves the ILP over the block tree; ``equal`` takes the deepest tree level with at
+        most ``max_blocks`` nodes; ``none`` keeps the whole volume as one block.
+    max_blocks
+        a_max, the most leaves the ILP may choose (the paper's default is 50).
+    top_m
+        M, how many of the largest FFT magnitudes count as "concentrated" in D.
+    max_depth
+        Levels of the block tree below the root.
+    min_leaf_side
+        An axis is split only while it has at least twice this many voxels.
+    time_limit
+        Seconds the ILP solver may spend; its best feasible cut is used after that.
+    """
+
+    method: PartitionMethod = "adaptive"
+    max_blocks: int = 50
+    top_m: int = 1
+    max_depth: int = 3
+    min_leaf_side: int = 8
+    time_limit: float = 30.0
+
+    def __post_init__(self) -> None:
+        _require(self.method in PARTITION_METHODS,
+                 f"partition method must be one of {PARTITION_METHODS}, got {self.method!r}")
+        _require(1 <= self.max_blocks <= 65535, f"max_blocks must be 1..65535, got {self.max_blocks}")
+        _require(1 <= self.top_m <= 65535, f"top_m (M) must be 1..65535, got {self.top_m}")
+        _require(0 <= self.max_depth <= 6, f"max_depth must be 0..6, got {self.max_depth}")
+        _require(1 <= self.min_leaf_side <= 65535,
+                 f"min_leaf_side must be 1..65535, got {self.min_leaf_side}")
+        _require(self.time_limit > 0, f"time_limit must be > 0 s, got {self.time_limit}")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The funnel-shaped SIREN of every block (paper §3.2).
+
+    ``layers`` linear layers; the first hidden layer is ``fr`` times wider than the others; sine
+    activations with frequency ``w0`` in the first layer and ``w0_hidden`` after it (SIREN's 30).
+    A block whose parameter share cannot hold ``min_hidden`` hidden units is stored as its mean.
+    """
+
+    layers: int = 7
+    fr: float = 2.2
+    w0: float = 20.0
+    w0_hidden: float = 30.0
+    min_hidden: int = 4
+
+    def __post_init__(self) -> None:
+        _require(3 <= self.layers <= 255, f"layers must be 3..255, got {self.layers}")
+        _require(0.05 <= self.fr <= 64 and math.isfinite(self.fr),
+                 f"fr (funnel ratio) must be in [0.05, 64], got {self.fr}")
+        _require(math.isfinite(self.w0) and self.w0 > 0, f"w0 must be > 0, got {self.w0}")
+        _require(math.isfinite(self.w0_hidden) and self.w0_hidden > 0,
+                 f"w0_hidden must be > 0, got {self.w0_hidden}")
+        _require(1 <= self.min_hidden <= 4096, f"min_hidden must be 1..4096, got {self.min_hidden}")
+
+
+@dataclass(frozen=True)
+class AllocationConfig:
+    """How the parameter budget is shared between blocks (paper §3.3: ``size-over-d``)."""
+
+    rule: AllocationRule = "size-over-d"
+    useful_hidden: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.rule in ALLOCATION_RULES,
+                 f"allocation rule must be one of {ALLOCATION_RULES}, got {self.rule!r}")
+        _require(1 <= self.useful_hidden <= 4096,
+                 f"useful_hidden must be 1..4096, got {self.useful_hidden}")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How the networks are trained (paper §3.4: Adamax, lr 1e-3).
+
+    Parameters
+    ----------
+    steps
+        Optimiser steps; every block takes one step per step.
+    time_limit
+        Optional wall-clock limit in seconds; fitting stops at whichever comes first.
+    lr, decay_at, decay
+        Learning rate, the fraction of the run after which it is multiplied by ``decay``.
+    samples_per_block
+        Voxels per block per step; blocks with fewer voxels use all of them (full batch).
+    seed
+        Seeds the initialisation and the sampling; CPU runs are bit-reproducible.
+    device
+        ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    report_every
+        Steps between progress events.
+    """
+
+    steps: int = 2000
+    time_limit: float | None = None
+    lr: float = 1e-3
+    decay_at: float = 0.8
+    decay: float = 0.2
+    samples_per_block: int = 4096
+    seed: int = 0
+    device: str = "auto"
+    report_every: int = 10
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.steps <= 10_000_000, f"steps must be 0..10000000, got {self.steps}")
+        _require(self.time_limit is None or self.time_limit > 0,
+                 f"time_limit must be > 0 s, got {self.time_limit}")
+        _require(0 < self.lr < 1, f"lr must be in (0, 1), got {self.lr}")
+        _require(0 < self.decay_at <= 1, f"decay_at must be in (0, 1], got {self.decay_at}")
+        _require(0 < self.decay <= 1, f"decay must be in (0, 1], got {self.decay}")
+        _require(1 <= self.samples_per_block <= 2**24,
+                 f"samples_per_block must be 1..16777216, got {self.samples_per_block}")
+        _require(0 <= self.seed < 2**32, f"seed must be 0..2**32-1, got {self.seed}")
+        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                 f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        _require(self.report_every >= 1, f"report_every must be >= 1, got {self.report_every}")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The size target: bits per voxel, or compression ratio against the raw array's bytes.
+
+    Every byte of the ``.sci`` file counts against it.
+    """
+
+    bpv: float | None = None
+    ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        _require((self.bpv is None) != (self.ratio is None),
+                 "give exactly one of bpv (bits per voxel) or ratio (compression ratio)")
+        value = self.bpv if self.bpv is not None else self.ratio
+        _require(value is not None and math.isfinite(value) and value > 0,
+                 f"the size target must be a positive number, got {value}")
+
+    def target_bytes(self, n_voxels: int, itemsize: int) -> int:
+        """Largest file size in bytes that meets the target."""
+        if self.bpv is not None:
+            return math.floor(self.bpv * n_voxels / 8)
+        assert self.ratio is not None
+        return math.floor(n_voxels * itemsize / self.ratio)
+
+    def describe(self) -> str:
+        return f"{self.bpv:g} BPV" if self.bpv is not None else f"ratio {self.ratio:g}"
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Everything :func:`napari_sci.core.codec.encode` needs besides the volume."""
+
+    budget: Budget
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    allocation: AllocationConfig = field(default_factory=AllocationConfig)
+    fit: FitConfig = field(default_factory=FitConfig)

@@ -1,0 +1,145 @@
+"""Evaluating stored networks on any box of the volume, and the deblocking filter at block faces.
+
+Random access: a request decodes only the parts of the blocks it touches, evaluating each network on the
+requested voxels alone. The deblocking filter smooths the one-voxel step across every face between two
+blocks (a [1, 2, 1]/4 kernel on the two voxels beside the face, axis after axis); it reads one voxel
+beyond a request only along axes where a face lies on the request's border.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from napari_sci.core.allocation import BlockNetwork
+from napari_sci.core.config import NetworkSpec
+from napari_sci.core.siren import BatchedFunnelSiren
+from napari_sci.core.volume import axis_coordinates
+from napari_sci.io.container import SciContents
+from napari_sci.io.format import KIND_CONSTANT
+
+CHUNK_VOXELS = 1 << 18
+Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
+
+
+def deblock(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Smooth across every face between two blocks; ``labels`` holds each voxel's block index.
+
+    Each axis in turn: for a face between voxels p and q (different labels), p ← (p₋₁ + 2p + q)/4 and
+    q ← (p + 2q + q₊₁)/4, from the values before this axis's pass. Other voxels are untouched.
+    """
+    out = values.astype(np.float32, copy=True)
+    for axis in range(values.ndim):
+        if values.shape[axis] < 2:
+            continue
+        src = np.moveaxis(out, axis, 0).copy()
+        lab = np.moveaxis(labels, axis, 0)
+        dst = np.moveaxis(out, axis, 0)
+        face = lab[:-1] != lab[1:]
+        if not face.any():
+            continue
+        before = np.concatenate([src[:1], src[:-1]])  # p₋₁ with edge replication
+        after = np.concatenate([src[1:], src[-1:]])   # q₊₁ with edge replication
+        p_new = (before[:-1] + 2 * src[:-1] + src[1:]) * 0.25
+        q_new = (src[:-1] + 2 * src[1:] + after[1:]) * 0.25
+        dst[:-1] = np.where(face, p_new, dst[:-1])
+        dst[1:] = np.where(face, q_new, dst[1:])
+    return out
+
+
+class VolumeDecoder:
+    """Decodes boxes of a validated ``.sci`` file; thread-safe, caches the rebuilt networks."""
+
+    def __init__(self, contents: SciContents, device: str = "cpu") -> None:
+        self.contents = contents
+        header = contents.header
+        self.header = header
+        self.device = torch.device(device)
+        self.spec = NetworkSpec(layers=header.layers, fr=1.0, w0=header.w0, w0_hidden=header.w0_hidden,
+                                min_hidden=1)
+        nodes = [contents.tree.nodes[int(n)] for n in header.blocks["node"]]
+        self.origins = np.array([n.origin for n in nodes], dtype=np.int64)
+        self.sizes = np.array([n.size for n in nodes], dtype=np.int64)
+        self._modules: dict[int, BatchedFunnelSiren] = {}
+        self._lock = threading.Lock()
+
+    def blocks_touching(self, box: Box) -> list[int]:
+        """Indices of the blocks that intersect ``box``."""
+        start = np.array([b[0] for b in box])
+        stop = np.array([b[1] for b in box])
+        hit = np.all((self.origins < stop) & (self.origins + self.sizes > start), axis=1)
+        return [int(i) for i in np.flatnonzero(hit)]
+
+    def _module(self, index: int) -> BatchedFunnelSiren:
+        with self._lock:
+            module = self._modules.get(index)
+            if module is None:
+                record = self.header.blocks[index]
+                net = BlockNetwork(int(record["first_width"]), int(record["hidden_width"]))
+                module = BatchedFunnelSiren.from_weights([net], [self.contents.weights(index)],
+                                                         self.header.ndim, self.spec).to(self.device)
+                module.eval()
+                self._modules[index] = module
+            return module
+
+    def evaluate_block(self, index: int, local: Box) -> np.ndarray:
+        """Values (float32, data units) of block ``index`` on the block-local box ``local``."""
+        record = self.header.blocks[index]
+        shape = tuple(stop - start for start, stop in local)
+        if record["kind"] == KIND_CONSTANT:
+            return np.full(shape, record["lo"], dtype=np.float32)
+        size = self.sizes[index]
+        axes = [axis_coordinates(int(size[a]), start, stop) for a, (start, stop) in enumerate(local)]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
+        module = self._module(index)
+        out = np.empty(grid.shape[0], dtype=np.float32)
+        with torch.inference_mode():
+            for at in range(0, grid.shape[0], CHUNK_VOXELS):
+                coords = torch.from_numpy(grid[at: at + CHUNK_VOXELS]).to(self.device)[None]
+                out[at: at + CHUNK_VOXELS] = module(coords)[0].float().cpu().numpy()
+        lo, hi = np.float32(record["lo"]), np.float32(record["hi"])
+        return (lo + (out + np.float32(1)) * np.float32(0.5) * (hi - lo)).reshape(shape)
+
+    def raw_box(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        """Undeblocked float32 values of ``box`` and the block index of every voxel."""
+        shape = tuple(stop - start for start, stop in box)
+        values = np.empty(shape, dtype=np.float32)
+        labels = np.empty(shape, dtype=np.int32)
+        for index in self.blocks_touching(box):
+            lo = np.maximum(self.origins[index], [b[0] for b in box])
+            hi = np.minimum(self.origins[index] + self.sizes[index], [b[1] for b in box])
+            local = tuple((int(a - o), int(b - o)) for a, b, o in zip(lo, hi, self.origins[index]))
+            target = tuple(slice(int(a - b[0]), int(c - b[0])) for a, c, b in zip(lo, hi, box))
+            values[target] = self.evaluate_block(index, local)
+            labels[target] = index
+        return values, labels
+
+    def _grown(self, box: Box) -> Box:
+        """``box`` grown by one voxel along each axis where a block face lies on its border."""
+        touching = self.blocks_touching(box)
+        origins = self.origins[touching]
+        grown = []
+        for axis, (start, stop) in enumerate(box):
+            faces = set(origins[:, axis].tolist())
+            ends = set((origins[:, axis] + self.sizes[touching, axis]).tolist())
+            grow_start = start > 0 and start in faces
+            grow_stop = stop < self.header.shape[axis] and stop in ends
+            grown.append((start - int(grow_start), stop + int(grow_stop)))
+        return tuple(grown)
+
+    def decode_box(self, box: Box, deblocking: bool = True) -> np.ndarray:
+        """Float32 values of ``box`` in data units, deblocked unless asked otherwise."""
+        if not deblocking:
+            return self.raw_box(box)[0]
+        grown = self._grown(box)
+        values, labels = self.raw_box(grown)
+        smoothed = deblock(values, labels)
+        crop = tuple(slice(s - g[0], e - g[0]) for (s, e), g in zip(box, grown))
+        return smoothed[crop]
+
+
+def full_box(shape: Sequence[int]) -> Box:
+    return tuple((0, int(s)) for s in shape)

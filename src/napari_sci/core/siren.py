@@ -1,0 +1,165 @@
+"""Funnel-shaped SIRENs, many blocks at once (paper §3.2; Sitzmann et al. 2020 for SIREN).
+
+All networks of a group are stacked into one set of (blocks × in × out) weight tensors and evaluated
+with batched matrix products, so a training step costs a handful of kernel calls however many blocks
+there are. Networks narrower than the group's widest are zero-padded, and a fixed mask keeps the padding
+at zero, so every block trains exactly as it would alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from napari_sci.core.allocation import BlockNetwork
+from napari_sci.core.config import NetworkSpec
+
+
+def layer_dims(ndim: int, net: BlockNetwork, layers: int) -> list[tuple[int, int]]:
+    """(in, out) of every linear layer: ndim → first → hidden … hidden → 1."""
+    widths = [ndim, net.first_width] + [net.hidden_width] * (layers - 2) + [1]
+    return list(zip(widths[:-1], widths[1:]))
+
+
+def _init_block(ndim: int, net: BlockNetwork, spec: NetworkSpec,
+                generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """SIREN initialisation of one block's (W as in×out, b) pairs, independent of padding."""
+    params = []
+    for k, (fan_in, fan_out) in enumerate(layer_dims(ndim, net, spec.layers)):
+        bound = 1.0 / fan_in if k == 0 else math.sqrt(6.0 / fan_in) / spec.w0_hidden
+        w = (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
+        b_bound = 1.0 / math.sqrt(fan_in)
+        b = (torch.rand(fan_out, generator=generator) * 2 - 1) * b_bound
+        params.append((w, b))
+    return params
+
+
+class BatchedFunnelSiren(torch.nn.Module):
+    """The networks of several blocks as one module with stacked, zero-padded weights.
+
+    Parameters
+    ----------
+    networks
+        Widths of each block's network (none may be constant).
+    ndim
+        Coordinate dimensions (2 or 3).
+    spec
+        Layers and frequencies shared by all blocks.
+    generator
+        Seeds the SIREN initialisation; ``None`` leaves the weights at zero (to be loaded).
+    """
+
+    def __init__(self, networks: Sequence[BlockNetwork], ndim: int, spec: NetworkSpec,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if not networks or any(n.is_constant for n in networks):
+            raise ValueError("BatchedFunnelSiren needs at least one non-constant network")
+        self.networks = tuple(networks)
+        self.ndim = ndim
+        self.spec = spec
+        padded = BlockNetwork(max(n.first_width for n in networks),
+                              max(n.hidden_width for n in networks))
+        dims = layer_dims(ndim, padded, spec.layers)
+        count = len(networks)
+        self.weights = torch.nn.ParameterList(
+            torch.nn.Parameter(torch.zeros(count, i, o)) for i, o in dims)
+        self.biases = torch.nn.ParameterList(
+            torch.nn.Parameter(torch.zeros(count, 1, o)) for _, o in dims)
+        self.frequencies = [spec.w0] + [spec.w0_hidden] * (spec.layers - 2)
+        for k, (i, o) in enumerate(dims):
+            w_mask = torch.zeros(count, i, o)
+            b_mask = torch.zeros(count, 1, o)
+            for j, net in enumerate(networks):
+                ti, to = layer_dims(ndim, net, spec.layers)[k]
+                w_mask[j, :ti, :to] = 1
+                b_mask[j, :, :to] = 1
+            self.register_buffer(f"w_mask{k}", w_mask)
+            self.register_buffer(f"b_mask{k}", b_mask)
+        if generator is not None:
+            with torch.no_grad():
+                for j, net in enumerate(networks):
+                    self._set_block(j, _init_block(ndim, net, spec, generator))
+        self.padded_params = sum(w[0].numel() + b[0].numel()
+                                 for w, b in zip(self.weights, self.biases))
+
+    def _set_block(self, j: int, params: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for k, (w, b) in enumerate(params):
+            self.weights[k][j, : w.shape[0], : w.shape[1]] = w
+            self.biases[k][j, 0, : b.shape[0]] = b
+
+    def masks(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"w_mask{k}"), getattr(self, f"b_mask{k}")
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """Evaluate every block's network on its own coordinates: (blocks, n, ndim) → (blocks, n)."""
+        y = coords
+        last = len(self.weights) - 1
+        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+            w_mask, b_mask = self.masks(k)
+            y = torch.baddbmm(b * b_mask, y, w * w_mask)
+            if k < last:
+                y = torch.sin(self.frequencies[k] * y)
+        return y.squeeze(-1)
+
+    def block_weights(self, j: int) -> np.ndarray:
+        """Block ``j``'s parameters as float32 in the file's order (each W as out×in, then b)."""
+        parts = []
+        net = self.networks[j]
+        for k, (fan_in, fan_out) in enumerate(layer_dims(self.ndim, net, self.spec.layers)):
+            w = self.weights[k][j, :fan_in, :fan_out].detach().T
+            b = self.biases[k][j, 0, :fan_out].detach()
+            parts += [w.reshape(-1), b]
+        return torch.cat(parts).to("cpu", torch.float32).numpy()
+
+    @classmethod
+    def from_weights(cls, networks: Sequence[BlockNetwork], flat_weights: Sequence[np.ndarray],
+                     ndim: int, spec: NetworkSpec) -> BatchedFunnelSiren:
+        """Rebuild the module from the file's flat float32 parameters."""
+        module = cls(networks, ndim, spec, generator=None)
+        with torch.no_grad():
+            for j, (net, flat) in enumerate(zip(networks, flat_weights)):
+                module._set_block(j, unflatten(np.asarray(flat, dtype=np.float32), ndim, net,
+                                               spec.layers))
+        return module
+
+
+def unflatten(flat: np.ndarray, ndim: int, net: BlockNetwork,
+              layers: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Split a flat parameter vector into (W as in×out, b) pairs; sizes must match exactly."""
+    params, at = [], 0
+    tensor = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32))
+    for fan_in, fan_out in layer_dims(ndim, net, layers):
+        w = tensor[at: at + fan_in * fan_out].reshape(fan_out, fan_in).T
+        at += fan_in * fan_out
+        b = tensor[at: at + fan_out]
+        at += fan_out
+        params.append((w, b))
+    if at != flat.size:
+        raise ValueError(f"expected {at} parameters, got {flat.size}")
+    return params
+
+
+def group_networks(networks: Sequence[BlockNetwork], ndim: int, layers: int,
+                   max_waste: float = 0.3) -> list[list[int]]:
+    """Indices of networks to stack together, so that zero padding wastes at most ``max_waste``.
+
+    Sorting by width and cutting where padding would exceed the limit keeps the number of groups (and
+    so of kernel launches per step) small while not computing mostly zeros.
+    """
+    order = sorted((i for i, n in enumerate(networks) if not n.is_constant),
+                   key=lambda i: (networks[i].hidden_width, networks[i].first_width), reverse=True)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups:
+            members = [*groups[-1], i]
+            widest = BlockNetwork(max(networks[m].first_width for m in members),
+                                  max(networks[m].hidden_width for m in members))
+            useful = sum(networks[m].params(ndim, layers) for m in members)
+            if useful >= (1 - max_waste) * widest.params(ndim, layers) * len(members):
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    return groups

@@ -1,0 +1,1 @@
+"""The ``.sci`` container: byte layout, validated reads, atomic writes, lazy decoded arrays."""

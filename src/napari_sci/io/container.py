@@ -1,0 +1,122 @@
+"""Writing and reading whole ``.sci`` files: atomic writes, fully validated reads.
+
+A write goes to a temporary file in the destination folder and is renamed over the target only when
+complete, so an interrupted or failed write leaves nothing behind. A read checks the preamble, the
+header CRC and fields, the file length, every payload CRC and the block tiling before returning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from napari_sci.core.octree import BlockTree
+from napari_sci.errors import SciChecksumError, SciFileExistsError, SciFormatError, SciPathError
+from napari_sci.io.format import (
+    KIND_SIREN,
+    PREAMBLE,
+    SciHeader,
+    crc32,
+    pack_header,
+    pack_preamble,
+    unpack_header,
+    unpack_preamble,
+)
+
+
+@dataclass(frozen=True)
+class SciContents:
+    """A validated file in memory: its header and one payload (bytes) per block."""
+
+    header: SciHeader
+    payloads: tuple[bytes, ...]
+    tree: BlockTree
+
+    @property
+    def file_size(self) -> int:
+        return PREAMBLE.size + len(pack_header(self.header)) + sum(len(p) for p in self.payloads)
+
+    def weights(self, index: int) -> np.ndarray:
+        """Block ``index``'s parameters as float32."""
+        return np.frombuffer(self.payloads[index], dtype="<f4").astype(np.float32)
+
+
+def serialise(header: SciHeader, payloads: Sequence[bytes]) -> bytes:
+    """The complete file bytes; fills in each record's length and CRC from its payload."""
+    blocks = header.blocks.copy()
+    if len(payloads) != len(blocks):
+        raise ValueError(f"{len(blocks)} block records but {len(payloads)} payloads")
+    blocks["length"] = [len(p) for p in payloads]
+    blocks["crc"] = [crc32(p) if len(p) else 0 for p in payloads]
+    header_bytes = pack_header(replace(header, blocks=blocks))
+    return pack_preamble(header_bytes, header.version) + header_bytes + b"".join(payloads)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` via a temporary file and a rename; never leaves a partial file."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise SciPathError(f"output folder {folder} does not exist; create it first")
+    if target.exists() and not overwrite:
+        raise SciFileExistsError(f"{target} exists; pass overwrite (--overwrite) to replace it")
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        if not overwrite and target.exists():
+            raise SciFileExistsError(f"{target} appeared while writing; not replacing it")
+        os.replace(temp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    return target
+
+
+def parse(data: bytes) -> SciContents:
+    """Validate a whole file's bytes and split them into header and payloads."""
+    version, length, crc = unpack_preamble(data, len(data))
+    header = unpack_header(memoryview(data)[PREAMBLE.size: PREAMBLE.size + length], version, crc)
+    lengths = header.blocks["length"].astype(np.int64)
+    expected = PREAMBLE.size + length + int(lengths.sum())
+    if expected != len(data):
+        state = "truncated" if len(data) < expected else "has trailing bytes"
+        raise SciFormatError(f"the file is {len(data)} bytes but its header describes {expected}: "
+                             f"it {state}")
+    tree = BlockTree(header.shape, header.tree_depth, header.min_leaf_side)
+    nodes = [int(n) for n in header.blocks["node"]]
+    if not all(n < len(tree) for n in nodes) or not tree.is_tiling(nodes):
+        raise SciFormatError("the block table does not tile the volume exactly once")
+    payloads = []
+    at = PREAMBLE.size + length
+    for record, size in zip(header.blocks, lengths):
+        payload = data[at: at + size]
+        at += size
+        if record["kind"] == KIND_SIREN and crc32(payload) != int(record["crc"]):
+            raise SciChecksumError(f"payload of block node {record['node']} fails its checksum: "
+                                   "the file is corrupt")
+        payloads.append(payload)
+    return SciContents(header, tuple(payloads), tree)
+
+
+def read_sci(path: str | os.PathLike[str]) -> SciContents:
+    """Read and validate a ``.sci`` file; raises a ``SciFormatError`` subclass if anything is off."""
+    source = Path(path)
+    try:
+        size = source.stat().st_size
+        with source.open("rb") as stream:
+            head = stream.read(PREAMBLE.size)
+            unpack_preamble(head, size)  # refuse foreign or absurd files before reading them whole
+            data = head + stream.read()
+    except OSError as error:
+        raise SciFormatError(f"cannot read {source}: {error.strerror or error}") from error
+    return parse(data)

@@ -1,0 +1,205 @@
+"""The ``.sci`` byte layout (docs/format.md): constants, header pack/unpack and field validation.
+
+Numpy and the standard library only, so a file can be inspected without torch. Every size is checked
+against the bytes actually present before anything is allocated; ids are fixed constants.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from napari_sci.core.allocation import param_count
+from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
+
+MAGIC = b"\x89SCI\r\n\x1a\n"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
+MAX_HEADER_BYTES = 64 * 2**20
+
+DTYPE_IDS: dict[int, np.dtype] = {
+    1: np.dtype("uint8"), 2: np.dtype("uint16"), 3: np.dtype("int16"), 4: np.dtype("float32"),
+    5: np.dtype("float64"), 6: np.dtype("bool"), 7: np.dtype("int8"), 8: np.dtype("uint32"),
+    9: np.dtype("int32"),
+}
+ID_OF_DTYPE = {dtype: code for code, dtype in DTYPE_IDS.items()}
+PARTITION_IDS = {"adaptive": 0, "equal": 1, "none": 2}
+ALLOCATION_IDS = {"size-over-d": 0, "size": 1, "inverse-d": 2, "equal": 3}
+KIND_CONSTANT, KIND_SIREN = 0, 1
+
+_FIXED_TAIL = struct.Struct("<dd B H B fff BB HH II f I")
+BLOCK_RECORD = np.dtype([
+    ("node", "<u4"), ("kind", "u1"), ("first_width", "<u2"), ("hidden_width", "<u2"),
+    ("lo", "<f4"), ("hi", "<f4"), ("length", "<u4"), ("crc", "<u4"),
+])
+
+
+@dataclass(frozen=True)
+class SciHeader:
+    """Everything in the header section; ``blocks`` is a structured array of ``BLOCK_RECORD``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    spacing: tuple[float, ...]
+    value_min: float
+    value_max: float
+    tree_depth: int
+    min_leaf_side: int
+    layers: int
+    w0: float
+    w0_hidden: float
+    fr: float
+    partition: str
+    allocation: str
+    max_blocks: int
+    top_m: int
+    steps: int
+    seed: int
+    psnr: float
+    blocks: np.ndarray = field(repr=False)
+    version: int = FORMAT_VERSION
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+def header_length(ndim: int, n_blocks: int) -> int:
+    """Bytes of the header section for a volume of ``ndim`` axes and ``n_blocks`` blocks."""
+    return 2 + 8 * ndim + _FIXED_TAIL.size + BLOCK_RECORD.itemsize * n_blocks
+
+
+def file_overhead(ndim: int, n_blocks: int) -> int:
+    """Bytes of a file besides its payloads: preamble plus header."""
+    return PREAMBLE.size + header_length(ndim, n_blocks)
+
+
+def crc32(data: bytes | memoryview) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def pack_header(header: SciHeader) -> bytes:
+    """Header section bytes (without the preamble)."""
+    ndim = header.ndim
+    parts = [
+        struct.pack("<BB", ndim, ID_OF_DTYPE[np.dtype(header.dtype)]),
+        struct.pack(f"<{ndim}I", *header.shape),
+        struct.pack(f"<{ndim}f", *header.spacing),
+        _FIXED_TAIL.pack(
+            header.value_min, header.value_max, header.tree_depth, header.min_leaf_side,
+            header.layers, header.w0, header.w0_hidden, header.fr,
+            PARTITION_IDS[header.partition], ALLOCATION_IDS[header.allocation],
+            header.max_blocks, header.top_m, header.steps, header.seed, header.psnr,
+            len(header.blocks)),
+        np.ascontiguousarray(header.blocks, dtype=BLOCK_RECORD).tobytes(),
+    ]
+    return b"".join(parts)
+
+
+def pack_preamble(header_bytes: bytes, version: int = FORMAT_VERSION) -> bytes:
+    return PREAMBLE.pack(MAGIC, version, 0, len(header_bytes), crc32(header_bytes))
+
+
+def unpack_preamble(data: bytes | memoryview, file_size: int) -> tuple[int, int, int]:
+    """Check magic, version, flags and header length; return (version, header_length, header_crc)."""
+    if len(data) < PREAMBLE.size or bytes(data[:8]) != MAGIC:
+        raise SciFormatError("not a .sci file (wrong magic bytes or shorter than 20 bytes)")
+    _, version, flags, length, crc = PREAMBLE.unpack(bytes(data[: PREAMBLE.size]))
+    if version not in SUPPORTED_VERSIONS:
+        raise SciVersionError(f".sci format version {version} is not supported by this reader "
+                              f"(supported: {sorted(SUPPORTED_VERSIONS)}); upgrade napari-sci")
+    if flags != 0:
+        raise SciFormatError(f"unknown flags 0x{flags:04x} in a version {version} file")
+    if length > MAX_HEADER_BYTES or PREAMBLE.size + length > file_size:
+        raise SciFormatError(f"header length {length} exceeds the file ({file_size} bytes): "
+                             "the file is truncated or corrupt")
+    return version, length, crc
+
+
+def unpack_header(data: bytes | memoryview, version: int, expected_crc: int) -> SciHeader:
+    """Parse and validate the header section (CRC first, then every field)."""
+    if crc32(data) != expected_crc:
+        raise SciChecksumError("header checksum mismatch: the file is corrupt")
+    data = bytes(data)
+    if len(data) < 2:
+        raise SciFormatError("header too short")
+    ndim, dtype_id = struct.unpack_from("<BB", data, 0)
+    if ndim not in (2, 3):
+        raise SciFormatError(f"ndim must be 2 or 3, got {ndim}")
+    if dtype_id not in DTYPE_IDS:
+        raise SciFormatError(f"unknown dtype id {dtype_id}")
+    n_blocks_at = 2 + 8 * ndim + _FIXED_TAIL.size
+    if len(data) < n_blocks_at:
+        raise SciFormatError("header too short for its fixed fields")
+    shape = struct.unpack_from(f"<{ndim}I", data, 2)
+    spacing = struct.unpack_from(f"<{ndim}f", data, 2 + 4 * ndim)
+    tail = _FIXED_TAIL.unpack_from(data, 2 + 8 * ndim)
+    n_blocks = tail[-1]
+    if len(data) != header_length(ndim, n_blocks):
+        raise SciFormatError(f"header length {len(data)} does not match {n_blocks} blocks "
+                             f"(expected {header_length(ndim, n_blocks)})")
+    blocks = np.frombuffer(data, dtype=BLOCK_RECORD, count=n_blocks, offset=n_blocks_at).copy()
+    header = SciHeader(
+        shape=tuple(int(s) for s in shape), dtype=DTYPE_IDS[dtype_id],
+        spacing=tuple(float(s) for s in spacing), value_min=tail[0], value_max=tail[1],
+        tree_depth=tail[2], min_leaf_side=tail[3], layers=tail[4], w0=tail[5], w0_hidden=tail[6],
+        fr=tail[7], partition=_name_of(PARTITION_IDS, tail[8], "partition"),
+        allocation=_name_of(ALLOCATION_IDS, tail[9], "allocation"), max_blocks=tail[10],
+        top_m=tail[11], steps=tail[12], seed=tail[13], psnr=tail[14], blocks=blocks, version=version)
+    validate_fields(header)
+    return header
+
+
+def _name_of(ids: dict[str, int], value: int, what: str) -> str:
+    for name, code in ids.items():
+        if code == value:
+            return name
+    raise SciFormatError(f"unknown {what} id {value}")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise SciFormatError(message)
+
+
+def validate_fields(header: SciHeader) -> None:
+    """Range checks of docs/format.md that need no tree (the tiling is checked by the reader)."""
+    _check(all(s >= 1 for s in header.shape), f"shape {header.shape} has an empty axis")
+    _check(all(math.isfinite(s) and s > 0 for s in header.spacing),
+           f"spacing {header.spacing} must be finite and > 0")
+    _check(math.isfinite(header.value_min) and math.isfinite(header.value_max)
+           and header.value_min <= header.value_max,
+           f"value range [{header.value_min}, {header.value_max}] is invalid")
+    _check(header.tree_depth <= 6, f"tree depth {header.tree_depth} > 6")
+    _check(header.min_leaf_side >= 1, "min_leaf_side must be >= 1")
+    _check(header.layers >= 3, f"layers {header.layers} < 3")
+    for name in ("w0", "w0_hidden"):
+        value = getattr(header, name)
+        _check(math.isfinite(value) and value > 0, f"{name}={value} must be finite and > 0")
+    blocks = header.blocks
+    _check(len(blocks) >= 1, "the file has no blocks")
+    _check(bool(np.all(np.isfinite(blocks["lo"])) and np.all(np.isfinite(blocks["hi"]))),
+           "a block value range is not finite")
+    _check(bool(np.all(blocks["hi"] >= blocks["lo"])), "a block has hi < lo")
+    _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_SIREN)))), "unknown block kind")
+    _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
+    for record in blocks:
+        if record["kind"] == KIND_CONSTANT:
+            _check(record["first_width"] == 0 and record["hidden_width"] == 0
+                   and record["length"] == 0 and record["lo"] == record["hi"],
+                   f"constant block {record['node']} has network fields")
+        else:
+            first, hidden = int(record["first_width"]), int(record["hidden_width"])
+            _check(first >= 1 and hidden >= 1, f"block {record['node']} has a zero width")
+            expected = 4 * param_count(header.ndim, first, hidden, header.layers)
+            _check(int(record["length"]) == expected,
+                   f"block {record['node']} payload is {record['length']} bytes, expected {expected}")
