@@ -18,6 +18,7 @@ from napari_sci import __version__
 from napari_sci.errors import SciError, SciPathError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
+KIND_NAMES = {0: "constant", 1: "siren", 2: "mean"}
 
 
 def _add_compress(sub: argparse._SubParsersAction) -> None:
@@ -82,16 +83,24 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
+def _check_output(source: str, target: str, overwrite: bool) -> None:
+    """Refuse an output that would replace the input, exists, or has no folder, before any work."""
+    output = Path(target)
+    if output.resolve() == Path(source).resolve():
+        raise SciPathError("the output would overwrite the input; choose another output path")
+    if output.exists() and not overwrite:
+        raise SciPathError(f"{output} exists; pass --overwrite to replace it")
+    if not output.resolve().parent.is_dir():
+        raise SciPathError(f"output folder {output.parent} does not exist; create it first")
+
+
 def _compress(args: argparse.Namespace, out: TextIO) -> int:
     from napari_sci.cli_progress import EncodeProgress
     from napari_sci.core.codec import encode
     from napari_sci.core.settings import compress_config
     from napari_sci.io.volumes import read_volume
 
-    if Path(args.output).resolve() == Path(args.input).resolve():
-        raise SciPathError("the output would overwrite the input; choose another output path")
-    if Path(args.output).exists() and not args.overwrite:
-        raise SciPathError(f"{args.output} exists; pass --overwrite to replace it")
+    _check_output(args.input, args.output, args.overwrite)
     volume, spacing = read_volume(args.input)
     config = compress_config(
         bpv=args.bpv, ratio=args.ratio, steps=args.steps, time_limit=args.time_limit,
@@ -146,6 +155,7 @@ def _decompress(args: argparse.Namespace, out: TextIO) -> int:
     from napari_sci.io.lazy import open_sci
     from napari_sci.io.volumes import write_volume
 
+    _check_output(args.input, args.output, args.overwrite)
     array = open_sci(args.input, deblocking=not args.no_deblock)
     roi = _parse_roi(args.roi, array.ndim) if args.roi else (slice(None),) * array.ndim
     decoded = array[roi]
@@ -176,7 +186,7 @@ def describe(path: str) -> dict[str, Any]:
         "allocation": h.allocation, "steps": h.steps, "seed": h.seed,
         "block_table": [
             {"node": int(b["node"]), "origin": list(map(int, o)), "size": list(map(int, s)),
-             "kind": "siren" if b["kind"] == 1 else "constant", "first_width": int(b["first_width"]),
+             "kind": KIND_NAMES[int(b["kind"])], "first_width": int(b["first_width"]),
              "hidden_width": int(b["hidden_width"]), "lo": float(b["lo"]), "hi": float(b["hi"]),
              "bytes": int(b["length"])}
             for b, o, s in zip(h.blocks, array._decoder.origins, array._decoder.sizes)],
@@ -196,7 +206,8 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
           f" {info['partition']['method']} partition, allocation {info['allocation']}, "
           f"{info['steps']} steps", file=out)
     for b in info["block_table"]:
-        net = f"{b['first_width']}/{b['hidden_width']}" if b["kind"] == "siren" else "constant"
+        net = (f"SIREN {b['first_width']}/{b['hidden_width']}" if b["kind"] == "siren"
+               else f"{b['kind']} {b['lo']:g}")
         print(f"    node {b['node']:>5} at {b['origin']} size {b['size']}: {net}", file=out)
     return EXIT_OK
 

@@ -45,7 +45,8 @@ def widest_network(share: float, ndim: int, spec: NetworkSpec) -> BlockNetwork:
     """The largest funnel network with at most ``share`` parameters, or a constant if none fits.
 
     The hidden width is the largest whose funnel (first = fr × hidden) fits; the first layer is then
-    widened with what is left, which keeps the remainder below one first-layer unit.
+    widened with what is left. Of that and the two next narrower hidden widths (widened the same way)
+    the one with most parameters wins, which keeps the remainder small even for tiny shares.
     """
     def funnel(h: int) -> int:
         return param_count(ndim, funnel_first_width(h, spec.fr), h, spec.layers)
@@ -59,10 +60,14 @@ def widest_network(share: float, ndim: int, spec: NetworkSpec) -> BlockNetwork:
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (mid, high) if funnel(mid) <= share else (low, mid)
-    first = funnel_first_width(low, spec.fr)
-    spare = int(share) - param_count(ndim, first, low, spec.layers)
-    first += max(0, spare // (ndim + 1 + low))
-    return BlockNetwork(min(first, 65535), min(low, 65535))
+    best = BlockNetwork()
+    for hidden in range(low, max(spec.min_hidden, low - 2) - 1, -1):
+        first = funnel_first_width(hidden, spec.fr)
+        spare = int(share) - param_count(ndim, first, hidden, spec.layers)
+        candidate = BlockNetwork(min(first + max(0, spare // (ndim + 1 + hidden)), 65535), min(hidden, 65535))
+        if candidate.params(ndim, spec.layers) > best.params(ndim, spec.layers):
+            best = candidate
+    return best
 
 
 def allocation_weights(voxels: np.ndarray, concentrations: np.ndarray,
@@ -96,15 +101,16 @@ def _shares(total: int, weights: np.ndarray, caps: np.ndarray, active: np.ndarra
     return shares
 
 
-def _spend_remainder(networks: list[BlockNetwork], shares: np.ndarray, remainder: int,
+def _spend_remainder(networks: list[BlockNetwork], shares: np.ndarray, caps: np.ndarray, remainder: int,
                      ndim: int, layers: int) -> list[BlockNetwork]:
-    """Widen first layers one unit at a time, neediest block first, while the budget allows."""
+    """Widen first layers one unit at a time, neediest block first, while the budget and caps allow."""
     networks = list(networks)
     while True:
         best, best_deficit = -1, -np.inf
         for i, net in enumerate(networks):
             cost = ndim + 1 + net.hidden_width
-            if net.is_constant or cost > remainder or net.first_width >= 65535:
+            if (net.is_constant or cost > remainder or net.first_width >= 65535
+                    or net.params(ndim, layers) + cost > caps[i]):
                 continue
             deficit = (shares[i] - net.params(ndim, layers)) / max(shares[i], 1.0)
             if deficit > best_deficit:
@@ -138,4 +144,4 @@ def allocate(voxels: Sequence[int], concentrations: Sequence[float], trainable: 
         smallest = int(np.argmin(np.where(dropped, shares, np.inf)))
         active[smallest] = False
     used = sum(n.params(ndim, spec.layers) for n in networks)
-    return _spend_remainder(networks, shares, total_params - used, ndim, spec.layers)
+    return _spend_remainder(networks, shares, voxels_arr, total_params - used, ndim, spec.layers)

@@ -33,6 +33,7 @@ from napari_sci.io.container import SciContents, parse, serialise, write_atomic
 from napari_sci.io.format import (
     BLOCK_RECORD,
     KIND_CONSTANT,
+    KIND_MEAN,
     KIND_SIREN,
     SciHeader,
     file_overhead,
@@ -133,7 +134,8 @@ def _block_records(array: np.ndarray, partition: Partition,
         values = array[block.slices]
         records[i]["node"] = block.node
         if net.is_constant:
-            records[i]["kind"] = KIND_CONSTANT
+            exact = bool(np.all(values == values.flat[0]))
+            records[i]["kind"] = KIND_CONSTANT if exact else KIND_MEAN
             records[i]["lo"] = records[i]["hi"] = np.float32(np.mean(values, dtype=np.float64))
         else:
             records[i]["kind"] = KIND_SIREN

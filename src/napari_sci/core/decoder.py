@@ -19,25 +19,29 @@ from napari_sci.core.config import NetworkSpec
 from napari_sci.core.siren import BatchedFunnelSiren
 from napari_sci.core.volume import axis_coordinates
 from napari_sci.io.container import SciContents
-from napari_sci.io.format import KIND_CONSTANT
+from napari_sci.io.format import KIND_CONSTANT, VALUE_KINDS
 
 CHUNK_VOXELS = 1 << 18
 Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
 
 
-def deblock(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def deblock(values: np.ndarray, labels: np.ndarray, exact: np.ndarray | None = None) -> np.ndarray:
     """Smooth across every face between two blocks; ``labels`` holds each voxel's block index.
 
     Each axis in turn: for a face between voxels p and q (different labels), p ← (p₋₁ + 2p + q)/4 and
-    q ← (p + 2q + q₊₁)/4, from the values before this axis's pass. Other voxels are untouched.
+    q ← (p + 2q + q₊₁)/4, from the values before this axis's pass. Voxels of blocks marked in ``exact``
+    (indexed by label: blocks whose data was one constant value) keep their value, as do all voxels
+    away from faces.
     """
     out = values.astype(np.float32, copy=True)
+    frozen = exact[labels] if exact is not None else np.zeros(labels.shape, dtype=bool)
     for axis in range(values.ndim):
         if values.shape[axis] < 2:
             continue
         src = np.moveaxis(out, axis, 0).copy()
         lab = np.moveaxis(labels, axis, 0)
         dst = np.moveaxis(out, axis, 0)
+        keep = np.moveaxis(frozen, axis, 0)
         face = lab[:-1] != lab[1:]
         if not face.any():
             continue
@@ -45,8 +49,8 @@ def deblock(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
         after = np.concatenate([src[1:], src[-1:]])   # q₊₁ with edge replication
         p_new = (before[:-1] + 2 * src[:-1] + src[1:]) * 0.25
         q_new = (src[:-1] + 2 * src[1:] + after[1:]) * 0.25
-        dst[:-1] = np.where(face, p_new, dst[:-1])
-        dst[1:] = np.where(face, q_new, dst[1:])
+        dst[:-1] = np.where(face & ~keep[:-1], p_new, dst[:-1])
+        dst[1:] = np.where(face & ~keep[1:], q_new, dst[1:])
     return out
 
 
@@ -89,7 +93,7 @@ class VolumeDecoder:
         """Values (float32, data units) of block ``index`` on the block-local box ``local``."""
         record = self.header.blocks[index]
         shape = tuple(stop - start for start, stop in local)
-        if record["kind"] == KIND_CONSTANT:
+        if record["kind"] in VALUE_KINDS:
             return np.full(shape, record["lo"], dtype=np.float32)
         size = self.sizes[index]
         axes = [axis_coordinates(int(size[a]), start, stop) for a, (start, stop) in enumerate(local)]
@@ -118,15 +122,18 @@ class VolumeDecoder:
         return values, labels
 
     def _grown(self, box: Box) -> Box:
-        """``box`` grown by one voxel along each axis where a block face lies on its border."""
+        """``box`` grown by one voxel at each end whose border voxel lies beside a block face.
+
+        The filter changes a voxel beside a face using both its neighbours along that axis, so such a
+        border voxel needs one more voxel outside the box; voxels away from faces need nothing.
+        """
         touching = self.blocks_touching(box)
-        origins = self.origins[touching]
         grown = []
         for axis, (start, stop) in enumerate(box):
-            faces = set(origins[:, axis].tolist())
-            ends = set((origins[:, axis] + self.sizes[touching, axis]).tolist())
-            grow_start = start > 0 and start in faces
-            grow_stop = stop < self.header.shape[axis] and stop in ends
+            origins = self.origins[touching, axis]
+            faces = set(origins.tolist()) | set((origins + self.sizes[touching, axis]).tolist())
+            grow_start = start > 0 and (start in faces or start + 1 in faces)
+            grow_stop = stop < self.header.shape[axis] and (stop - 1 in faces or stop in faces)
             grown.append((start - int(grow_start), stop + int(grow_stop)))
         return tuple(grown)
 
@@ -136,7 +143,7 @@ class VolumeDecoder:
             return self.raw_box(box)[0]
         grown = self._grown(box)
         values, labels = self.raw_box(grown)
-        smoothed = deblock(values, labels)
+        smoothed = deblock(values, labels, self.header.blocks["kind"] == KIND_CONSTANT)
         crop = tuple(slice(s - g[0], e - g[0]) for (s, e), g in zip(box, grown))
         return smoothed[crop]
 

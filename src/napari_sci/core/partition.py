@@ -14,6 +14,7 @@ several cuts score the same (e.g. constant regions, where every sub-block has D 
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,8 +62,17 @@ class Partition:
 
 
 def default_solver(time_limit: float) -> pulp.LpSolver:
-    """PuLP's bundled CBC, silent, with a time limit."""
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit)
+    """CBC through PuLP, silent, with a time limit.
+
+    PuLP 3.3+ ships CBC as the ``pulp[cbc]`` extra (``COIN_CMD``); older PuLP bundles it as
+    ``PULP_CBC_CMD``, which newer PuLP still has but deprecates.
+    """
+    coin = pulp.COIN_CMD(msg=False, timeLimit=time_limit)
+    if coin.available():
+        return coin
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit)
 
 
 def cut_objective(tree: BlockTree, concentrations: np.ndarray, node_ids: list[int]) -> float:
@@ -76,6 +86,13 @@ def _weights(tree: BlockTree, concentrations: np.ndarray) -> list[float]:
     return [float(concentrations[n.id]) * n.voxels / total - TIE_BREAK for n in tree.nodes]
 
 
+def _binary(problem: pulp.LpProblem, name: str) -> pulp.LpVariable:
+    """A 0/1 variable attached to ``problem`` (PuLP >= 3.3 API, falling back for older PuLP)."""
+    if hasattr(problem, "add_variable"):
+        return problem.add_variable(name, cat=pulp.LpBinary)
+    return pulp.LpVariable(name, cat=pulp.LpBinary)
+
+
 def solve_cut_ilp(tree: BlockTree, concentrations: np.ndarray, max_blocks: int,
                   time_limit: float = 30.0, solver: SolverFactory = default_solver) -> list[int]:
     """Node ids of the optimal cut with at most ``max_blocks`` leaves (Eq. 2), solved with PuLP."""
@@ -83,7 +100,7 @@ def solve_cut_ilp(tree: BlockTree, concentrations: np.ndarray, max_blocks: int,
         return [0]
     weights = _weights(tree, concentrations)
     problem = pulp.LpProblem("sci_partition", pulp.LpMaximize)
-    x = [pulp.LpVariable(f"x{n.id}", cat=pulp.LpBinary) for n in tree.nodes]
+    x = [_binary(problem, f"x{n.id}") for n in tree.nodes]
     problem += pulp.lpSum(w * v for w, v in zip(weights, x))
     problem += pulp.lpSum(x) <= max_blocks, "at_most_a_max_leaves"
     for f in tree.finest:

@@ -8,6 +8,7 @@ at zero, so every block trains exactly as it would alone.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ from napari_sci.core.config import NetworkSpec
 def layer_dims(ndim: int, net: BlockNetwork, layers: int) -> list[tuple[int, int]]:
     """(in, out) of every linear layer: ndim → first → hidden … hidden → 1."""
     widths = [ndim, net.first_width] + [net.hidden_width] * (layers - 2) + [1]
-    return list(zip(widths[:-1], widths[1:]))
+    return list(itertools.pairwise(widths))
 
 
 def _init_block(ndim: int, net: BlockNetwork, spec: NetworkSpec,

@@ -30,7 +30,8 @@ DTYPE_IDS: dict[int, np.dtype] = {
 ID_OF_DTYPE = {dtype: code for code, dtype in DTYPE_IDS.items()}
 PARTITION_IDS = {"adaptive": 0, "equal": 1, "none": 2}
 ALLOCATION_IDS = {"size-over-d": 0, "size": 1, "inverse-d": 2, "equal": 3}
-KIND_CONSTANT, KIND_SIREN = 0, 1
+KIND_CONSTANT, KIND_SIREN, KIND_MEAN = 0, 1, 2
+VALUE_KINDS = (KIND_CONSTANT, KIND_MEAN)  # blocks stored as one value
 
 _FIXED_TAIL = struct.Struct("<dd B H B fff BB HH II f I")
 BLOCK_RECORD = np.dtype([
@@ -190,10 +191,11 @@ def validate_fields(header: SciHeader) -> None:
     _check(bool(np.all(np.isfinite(blocks["lo"])) and np.all(np.isfinite(blocks["hi"]))),
            "a block value range is not finite")
     _check(bool(np.all(blocks["hi"] >= blocks["lo"])), "a block has hi < lo")
-    _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_SIREN)))), "unknown block kind")
+    _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_SIREN, KIND_MEAN)))),
+           "unknown block kind")
     _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
     for record in blocks:
-        if record["kind"] == KIND_CONSTANT:
+        if record["kind"] in VALUE_KINDS:
             _check(record["first_width"] == 0 and record["hidden_width"] == 0
                    and record["length"] == 0 and record["lo"] == record["hi"],
                    f"constant block {record['node']} has network fields")

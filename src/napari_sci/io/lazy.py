@@ -23,8 +23,8 @@ from napari_sci.io.container import SciContents, read_sci
 _names = itertools.count()
 
 
-def _normalise_key(key: Any, shape: tuple[int, ...]) -> list[slice | int]:
-    """Basic indexing only: ints, slices and one Ellipsis; returns per-axis items."""
+def _normalise_key(key: Any, shape: tuple[int, ...]) -> list[range | int]:
+    """Basic indexing only: ints, slices and one Ellipsis; returns an int or a range per axis."""
     if not isinstance(key, tuple):
         key = (key,)
     if any(k is Ellipsis for k in key):
@@ -34,7 +34,7 @@ def _normalise_key(key: Any, shape: tuple[int, ...]) -> list[slice | int]:
     if len(key) > len(shape):
         raise IndexError(f"too many indices for a {len(shape)}D array")
     key = key + (slice(None),) * (len(shape) - len(key))
-    items: list[slice | int] = []
+    items: list[range | int] = []
     for k, size in zip(key, shape):
         if isinstance(k, (int, np.integer)):
             index = int(k) + size if k < 0 else int(k)
@@ -42,7 +42,7 @@ def _normalise_key(key: Any, shape: tuple[int, ...]) -> list[slice | int]:
                 raise IndexError(f"index {k} is out of bounds for an axis of size {size}")
             items.append(index)
         elif isinstance(k, slice):
-            items.append(slice(*k.indices(size)))
+            items.append(range(*k.indices(size)))
         else:
             raise IndexError(f"SciArray supports ints, slices and ... only, got {type(k).__name__}")
     return items
@@ -127,12 +127,12 @@ class SciArray:
         items = _normalise_key(key, self.shape)
         box: list[tuple[int, int]] = []
         local: list[slice | int] = []
-        for item, size in zip(items, self.shape):
+        for item in items:
             if isinstance(item, int):
                 box.append((item, item + 1))
                 local.append(0)
                 continue
-            picked = range(*item.indices(size))
+            picked = item
             if len(picked) == 0:
                 box.append((0, 0))
                 local.append(slice(0, 0))
@@ -142,8 +142,7 @@ class SciArray:
             end = picked[-1] - low + (1 if item.step > 0 else -1)
             local.append(slice(picked[0] - low, end if end >= 0 else None, item.step))
         if any(stop <= start for start, stop in box):
-            shape = tuple(len(range(*i.indices(s))) for i, s in zip(items, self.shape)
-                          if isinstance(i, slice))
+            shape = tuple(len(i) for i in items if isinstance(i, range))
             return np.empty(shape, dtype=self.dtype)
         return np.asarray(self._box(tuple(box))[tuple(local)])
 

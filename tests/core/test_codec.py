@@ -1,0 +1,110 @@
+"""End-to-end encode/decode on crops of the real volumes."""
+
+import math
+
+import numpy as np
+import pytest
+
+from napari_sci.core.codec import decode_block, decode_contents, encode, smallest_file_bytes
+from napari_sci.core.metrics import psnr
+from napari_sci.core.settings import compress_config
+from napari_sci.errors import SciBudgetError, SciCancelledError
+
+
+def config(**kw):
+    defaults = {"bpv": 1.0, "steps": 800, "samples_per_block": 2048, "device": "cpu"}
+    defaults.update(kw)
+    return compress_config(**defaults)
+
+
+@pytest.mark.parametrize(("name", "margin"), [("mri", 6), ("ct", 6), ("lsm", 1)])
+def test_round_trip_beats_the_mean_by_a_margin(name, margin, request):
+    """Decoded PSNR clears that of the volume's mean value (the light-sheet crop is mostly noise)."""
+    volume = request.getfixturevalue(name)
+    result = encode(volume, config())
+    decoded = decode_contents(result.contents)
+    assert decoded.dtype == volume.dtype
+    assert decoded.shape == volume.shape
+    assert decoded.min() >= volume.min()
+    assert decoded.max() <= volume.max()
+    span = float(np.ptp(volume))
+    mean_psnr = psnr(volume, np.full(volume.shape, volume.mean()), span)
+    assert result.metrics.psnr_data > mean_psnr + margin, (result.metrics.psnr_data, mean_psnr)
+    assert result.metrics.psnr_data == pytest.approx(psnr(volume, decoded, span))
+    assert result.contents.header.psnr == pytest.approx(result.metrics.psnr_data, abs=1e-4)
+    assert result.n_bytes <= result.target_bytes
+
+
+def test_sparse_volume_uses_constant_blocks(neuron):
+    result = encode(neuron, config(bpv=2.0, steps=100, max_depth=2))
+    kinds = result.contents.header.blocks["kind"]
+    assert (kinds == 0).any()
+    assert (kinds == 1).any()
+    decoded = decode_contents(result.contents)
+    zero_blocks = [b for b, k in zip(result.partition.blocks, kinds) if k == 0 and not neuron[b.slices].any()]
+    for block in zero_blocks:
+        assert not decoded[block.slices].any()
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 32), (40, 64, 48), (64, 64, 64)])
+@pytest.mark.parametrize("bpv", [0.05, 0.1, 0.5, 1.0, 2.0])
+def test_file_size_is_within_97_percent_of_the_target(shape, bpv, ct):
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 4000, size=shape).astype(np.uint16)
+    cfg = config(bpv=bpv, steps=0)
+    target = cfg.budget.target_bytes(volume.size, 2)
+    if target < smallest_file_bytes(3, 7, 2.2, 4):
+        with pytest.raises(SciBudgetError, match="smallest achievable"):
+            encode(volume, cfg)
+        return
+    result = encode(volume, cfg)
+    assert 0.97 * target <= result.n_bytes <= target, (result.n_bytes, target)
+    assert len(result.data) == result.n_bytes
+
+
+def test_ratio_target(mri):
+    result = encode(mri, config(bpv=None, ratio=40, steps=0))
+    assert mri.nbytes / 40 * 0.97 <= result.n_bytes <= mri.nbytes / 40
+
+
+def test_constant_and_zero_volumes_decode_exactly():
+    for value in (0, 77):
+        volume = np.full((20, 30, 10), value, dtype=np.uint8)
+        result = encode(volume, config(bpv=0.5))
+        assert result.n_bytes < 200
+        np.testing.assert_array_equal(decode_contents(result.contents), volume)
+        assert math.isinf(result.metrics.psnr_data)
+
+
+def test_too_small_budget_names_the_smallest_achievable(mri):
+    with pytest.raises(SciBudgetError, match=r"smallest achievable file is \d+ bytes"):
+        encode(mri, config(bpv=0.001))
+
+
+def test_budget_above_raw_size_is_refused(mri):
+    with pytest.raises(SciBudgetError, match="not smaller than the raw"):
+        encode(mri, config(bpv=8.0))
+
+
+def test_cancel_raises_and_returns_nothing(mri):
+    with pytest.raises(SciCancelledError, match="nothing written"):
+        encode(mri, config(steps=10_000), stop=lambda: True)
+
+
+def test_2d_images_round_trip(sample):
+    image = sample[32]
+    result = encode(image, config(bpv=2.0, steps=200))
+    decoded = decode_contents(result.contents)
+    assert decoded.shape == image.shape
+    mean_psnr = psnr(image, np.full(image.shape, image.mean()), float(np.ptp(image)))
+    assert result.metrics.psnr_data > mean_psnr + 5
+
+
+def test_decode_block_is_the_raw_network(mri):
+    result = encode(mri, config(steps=50, max_depth=1, min_leaf_side=4))
+    block = result.partition.blocks[0]
+    raw = decode_block(result.contents, 0)
+    assert raw.shape == block.size
+    assert raw.dtype == np.float32
+    undeblocked = decode_contents(result.contents, deblocking=False)
+    np.testing.assert_array_equal(undeblocked[block.slices], np.clip(np.rint(raw), mri.min(), mri.max()))

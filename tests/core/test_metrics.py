@@ -1,0 +1,44 @@
+import math
+
+import numpy as np
+import pytest
+
+from napari_sci.core.metrics import (
+    binarised_accuracy,
+    bits_per_voxel,
+    compression_ratio,
+    evaluate,
+    psnr,
+    ssim,
+)
+
+
+def test_psnr_definition():
+    a = np.zeros((4, 4), dtype=np.uint8)
+    b = a.copy()
+    b[0, 0] = 16  # MSE = 16
+    assert psnr(a, b, 255) == pytest.approx(10 * math.log10(255**2 / 16))
+    assert psnr(a, a, 255) == math.inf
+
+
+def test_two_psnr_ranges_for_uint16():
+    rng = np.random.default_rng(0)
+    a = rng.integers(100, 1100, size=(8, 16, 16)).astype(np.uint16)
+    b = (a.astype(int) + rng.integers(-5, 6, size=a.shape)).clip(0).astype(np.uint16)
+    m = evaluate(a, b)
+    assert m.psnr_dtype - m.psnr_data == pytest.approx(20 * math.log10(65535 / float(np.ptp(a))))
+
+
+def test_ssim_is_one_for_identical_and_drops_with_noise(mri):
+    assert ssim(mri, mri, 255) == 1.0
+    noisy = np.clip(mri + np.random.default_rng(0).normal(0, 20, mri.shape), 0, 255)
+    assert ssim(mri, noisy, float(np.ptp(mri))) < 0.9
+
+
+def test_accuracy_and_size_figures():
+    a = np.array([100, 300, 600])
+    b = np.array([250, 300, 400])
+    assert binarised_accuracy(a, b, 200) == pytest.approx(2 / 3)
+    assert binarised_accuracy(a, b, 500) == pytest.approx(2 / 3)
+    assert bits_per_voxel(1000, 80_000) == pytest.approx(0.1)
+    assert compression_ratio(1000, 80_000, 2) == pytest.approx(160)

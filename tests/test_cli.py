@@ -1,0 +1,115 @@
+"""The command line, run in-process through ``main(argv)``."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_sci.cli import main
+
+
+def run(argv):
+    out = io.StringIO()
+    code = main(argv, out=out)
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def volume_tif(tmp_path_factory, mri):
+    path = tmp_path_factory.mktemp("cli") / "mri.tif"
+    tifffile.imwrite(path, mri, imagej=True, resolution=(1 / 0.8, 1 / 0.8),
+                     metadata={"spacing": 1.5, "axes": "ZYX"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def sci_file(volume_tif):
+    out = volume_tif.with_name("mri.sci")
+    code, text = run(["compress", str(volume_tif), "-o", str(out), "--bpv", "1", "--steps", "100", "-q",
+                      "--json"])
+    assert code == 0
+    return out, json.loads(text)
+
+
+def test_compress_summary(sci_file, volume_tif):
+    path, summary = sci_file
+    assert path.stat().st_size == summary["bytes"] <= summary["target_bytes"]
+    assert summary["bpv"] == pytest.approx(8 * summary["bytes"] / (32 * 40 * 36))
+    assert summary["psnr_data"] > 20
+    assert 0 < summary["ssim"] <= 1
+    assert tifffile.imread(volume_tif).shape == (32, 40, 36)  # input untouched
+
+
+def test_compress_text_summary(volume_tif, tmp_path):
+    code, text = run(["compress", str(volume_tif), "-o", str(tmp_path / "x.sci"), "--ratio", "20",
+                      "--steps", "20", "-q", "--partition", "none", "--fr", "1"])
+    assert code == 0
+    for word in ("blocks", "parameters", "bytes", "BPV", "ratio", "PSNR", "SSIM", "time"):
+        assert word in text
+
+
+def test_info(sci_file):
+    path, summary = sci_file
+    code, text = run(["info", str(path), "--json"])
+    info = json.loads(text)
+    assert code == 0
+    assert info["bytes"] == summary["bytes"]
+    assert info["shape"] == [32, 40, 36]
+    assert info["spacing"] == pytest.approx([1.5, 0.8, 0.8])
+    assert len(info["block_table"]) == info["blocks"]
+    code, text = run(["info", str(path)])
+    assert code == 0
+    assert "blocks" in text
+
+
+def test_decompress_roi_and_evaluate(sci_file, volume_tif, tmp_path):
+    path, summary = sci_file
+    full = tmp_path / "full.tif"
+    assert run(["decompress", str(path), "-o", str(full)])[0] == 0
+    roi = tmp_path / "roi.npy"
+    assert run(["decompress", str(path), "-o", str(roi), "--roi", "2:5,:,10:"])[0] == 0
+    decoded = tifffile.imread(full)
+    np.testing.assert_array_equal(np.load(roi), decoded[2:5, :, 10:])
+    code, text = run(["evaluate", str(volume_tif), str(full), "--json"])
+    from_tif = json.loads(text)
+    code2, text2 = run(["evaluate", str(volume_tif), str(path), "--json"])
+    assert code == code2 == 0
+    assert from_tif["psnr_data"] == pytest.approx(summary["psnr_data"])
+    assert json.loads(text2)["psnr_data"] == pytest.approx(summary["psnr_data"])
+    assert set(from_tif["accuracy"]) == {"200", "500"}
+
+
+def test_errors_are_one_line_and_nonzero(sci_file, volume_tif, tmp_path, capsys):
+    path, _ = sci_file
+    cases = [
+        ["compress", str(volume_tif), "-o", str(path), "--bpv", "1"],                 # exists
+        ["compress", str(volume_tif), "-o", str(volume_tif), "--bpv", "1", "--overwrite"],  # is the input
+        ["compress", str(tmp_path / "missing.tif"), "-o", str(tmp_path / "a.sci"), "--bpv", "1"],
+        ["compress", str(volume_tif), "-o", str(tmp_path / "a.sci"), "--bpv", "0.0001"],
+        ["compress", str(volume_tif), "-o", str(tmp_path / "nodir" / "a.sci"), "--bpv", "1", "--steps", "1"],
+        ["decompress", str(path), "-o", str(tmp_path / "r.tif"), "--roi", "1:2"],
+        ["info", str(volume_tif)],
+    ]
+    for argv in cases:
+        capsys.readouterr()
+        code, _ = run(argv)
+        err = capsys.readouterr().err
+        assert code == 1, argv
+        assert err.count("\n") == 1, err
+        assert "error:" in err
+        assert "Traceback" not in err
+    assert not (tmp_path / "a.sci").exists()
+
+
+def test_keyboard_interrupt_exits_130(volume_tif, tmp_path, monkeypatch, capsys):
+    import napari_sci.core.codec as codec
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(codec, "encode", interrupted)
+    code, _ = run(["compress", str(volume_tif), "-o", str(tmp_path / "i.sci"), "--bpv", "1"])
+    assert code == 130
+    assert not (tmp_path / "i.sci").exists()
