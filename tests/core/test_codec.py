@@ -36,7 +36,7 @@ def test_round_trip_beats_the_mean_by_a_margin(name, margin, request):
 
 
 def test_sparse_volume_uses_constant_blocks(neuron):
-    result = encode(neuron, config(bpv=2.0, steps=100, max_depth=2))
+    result = encode(neuron, config(bpv=2.0, steps=100, max_depth=2, useful_hidden=4))
     kinds = result.contents.header.blocks["kind"]
     assert (kinds == 0).any()
     assert (kinds == 1).any()

@@ -26,7 +26,7 @@ from napari_sci.core.events import (
 )
 from napari_sci.core.fit import fit_blocks
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
-from napari_sci.core.partition import Partition, partition_volume
+from napari_sci.core.partition import Block, Partition, partition_volume
 from napari_sci.core.volume import ValueRange, check_volume, to_dtype, value_range
 from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
 from napari_sci.io.container import SciContents, parse, serialise, write_atomic
@@ -144,6 +144,13 @@ def _block_records(array: np.ndarray, partition: Partition,
     return records
 
 
+def worth_a_network(array: np.ndarray, blocks: Sequence[Block], negligible: float) -> list[bool]:
+    """Which blocks may get a network: not constant, and not negligible (see AllocationConfig)."""
+    sse = np.array([float(np.var(array[b.slices], dtype=np.float64)) * b.voxels for b in blocks])
+    total = float(sse.sum())
+    return [bool(e > 0 and e >= negligible * total) for e in sse]
+
+
 def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float, ...]:
     if spacing is None:
         return (1.0,) * array.ndim
@@ -176,7 +183,7 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     yield PartitionDone(len(partition.blocks), partition.objective, t_partition)
     yield StageStarted("allocate", config.allocation.rule)
     blocks = partition.blocks
-    trainable = [float(np.ptp(array[b.slices])) > 0 for b in blocks]
+    trainable = worth_a_network(array, blocks, config.allocation.negligible)
     total_params = (target - file_overhead(ndim, len(blocks))) // BYTES_PER_PARAM
     networks = allocate([b.voxels for b in blocks], [b.concentration for b in blocks], trainable,
                         total_params, ndim, config.network, config.allocation.rule)

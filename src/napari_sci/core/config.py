@@ -89,12 +89,28 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class AllocationConfig:
-    """How the parameter budget is shared between blocks (paper §3.3: ``size-over-d``)."""
+    """How the parameter budget is shared between blocks (paper §3.3: ``size-over-d``).
+
+    Parameters
+    ----------
+    rule
+        Share of each block: ``size-over-d`` (|x|/D, the paper), ``size``, ``inverse-d``, ``equal``.
+    useful_hidden
+        The partition may use only as many blocks as the budget affords networks of this hidden
+        width; a tree of tiny networks fits worse than fewer larger ones (docs/benchmarks.md).
+    negligible
+        A block whose squared error around its own mean is below this fraction of the volume's total
+        is stored as its mean: even a perfect network there could not change the PSNR measurably.
+        D is scale-invariant, so such near-empty blocks (a few noisy voxels in background) would
+        otherwise look maximally complex and take the largest |x|/D shares.
+    """
 
     rule: AllocationRule = "size-over-d"
-    useful_hidden: int = 8
+    useful_hidden: int = 16
+    negligible: float = 1e-4
 
     def __post_init__(self) -> None:
+        _require(0 <= self.negligible < 1, f"negligible must be in [0, 1), got {self.negligible}")
         _require(self.rule in ALLOCATION_RULES,
                  f"allocation rule must be one of {ALLOCATION_RULES}, got {self.rule!r}")
         _require(1 <= self.useful_hidden <= 4096,

@@ -69,7 +69,7 @@ class BatchedFunnelSiren(torch.nn.Module):
             torch.nn.Parameter(torch.zeros(count, i, o)) for i, o in dims)
         self.biases = torch.nn.ParameterList(
             torch.nn.Parameter(torch.zeros(count, 1, o)) for _, o in dims)
-        self.frequencies = [spec.w0] + [spec.w0_hidden] * (spec.layers - 2)
+        frequencies = [spec.w0] + [spec.w0_hidden] * (spec.layers - 2) + [1.0]
         for k, (i, o) in enumerate(dims):
             w_mask = torch.zeros(count, i, o)
             b_mask = torch.zeros(count, 1, o)
@@ -77,8 +77,10 @@ class BatchedFunnelSiren(torch.nn.Module):
                 ti, to = layer_dims(ndim, net, spec.layers)[k]
                 w_mask[j, :ti, :to] = 1
                 b_mask[j, :, :to] = 1
-            self.register_buffer(f"w_mask{k}", w_mask)
-            self.register_buffer(f"b_mask{k}", b_mask)
+            # The sine frequency is folded into the mask: scaling the small weight tensors is far
+            # cheaper than scaling every activation, and sin(w0·(Wx+b)) = sin((w0·W)x + w0·b).
+            self.register_buffer(f"w_mask{k}", w_mask * frequencies[k])
+            self.register_buffer(f"b_mask{k}", b_mask * frequencies[k])
         if generator is not None:
             with torch.no_grad():
                 for j, net in enumerate(networks):
@@ -92,6 +94,7 @@ class BatchedFunnelSiren(torch.nn.Module):
             self.biases[k][j, 0, : b.shape[0]] = b
 
     def masks(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer k's weight and bias masks: 0 on padding, the layer's sine frequency elsewhere."""
         return getattr(self, f"w_mask{k}"), getattr(self, f"b_mask{k}")
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
@@ -102,7 +105,7 @@ class BatchedFunnelSiren(torch.nn.Module):
             w_mask, b_mask = self.masks(k)
             y = torch.baddbmm(b * b_mask, y, w * w_mask)
             if k < last:
-                y = torch.sin(self.frequencies[k] * y)
+                y = torch.sin(y)
         return y.squeeze(-1)
 
     def block_weights(self, j: int) -> np.ndarray:
