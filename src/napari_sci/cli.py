@@ -169,6 +169,7 @@ def _decompress(args: argparse.Namespace, out: TextIO) -> int:
 
 def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
+    from napari_sci.core.allocation import param_count
     from napari_sci.io.lazy import open_sci
 
     array = open_sci(path)
@@ -179,7 +180,8 @@ def describe(path: str) -> dict[str, Any]:
         "spacing": list(h.spacing), "value_range": [h.value_min, h.value_max],
         "bytes": array.file_size, "bpv": array.bpv, "ratio": array.ratio, "psnr_data": h.psnr,
         "blocks": len(h.blocks), "networks": len(networks),
-        "parameters": int(sum(int(b["length"]) for b in h.blocks) // 4),
+        "parameters": sum(param_count(h.ndim, int(b["first_width"]), int(b["hidden_width"]), h.layers)
+                          for b in networks),
         "network": {"layers": h.layers, "w0": h.w0, "w0_hidden": h.w0_hidden, "fr": h.fr},
         "partition": {"method": h.partition, "max_blocks": h.max_blocks, "top_m": h.top_m,
                       "tree_depth": h.tree_depth, "min_leaf_side": h.min_leaf_side},
@@ -253,3 +255,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-sci {args.command}: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `napari-sci info x.sci | head`
+        sys.stderr.close()
+        return EXIT_OK

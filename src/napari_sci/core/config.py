@@ -165,6 +165,37 @@ class FitConfig:
 
 
 @dataclass(frozen=True)
+class CodingConfig:
+    """How network weights are stored in the file.
+
+    Parameters
+    ----------
+    format_version
+        1: raw float32 weights (the paper). 2: each tensor quantised with its own step and entropy
+        coded (ANS); the steps are chosen to fill the byte budget exactly.
+    bits_per_param
+        Expected coded cost of a parameter in format 2, used to size the networks before fitting.
+    qat_fraction
+        Share of the steps spent on quantisation-aware fine-tuning in format 2.
+    """
+
+    format_version: int = 2
+    bits_per_param: float = 8.0
+    qat_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        _require(self.format_version in (1, 2), f"format_version must be 1 or 2, got {self.format_version}")
+        _require(1.0 <= self.bits_per_param <= 32.0,
+                 f"bits_per_param must be in [1, 32], got {self.bits_per_param}")
+        _require(0.0 <= self.qat_fraction < 1.0, f"qat_fraction must be in [0, 1), got {self.qat_fraction}")
+
+    @property
+    def bytes_per_param(self) -> float:
+        """What a parameter is expected to cost: 4 bytes raw, or the coded estimate."""
+        return 4.0 if self.format_version == 1 else self.bits_per_param / 8
+
+
+@dataclass(frozen=True)
 class Budget:
     """The size target: bits per voxel, or compression ratio against the raw array's bytes.
 
@@ -201,3 +232,4 @@ class CompressConfig:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    coding: CodingConfig = field(default_factory=CodingConfig)

@@ -142,7 +142,10 @@ def normalised_targets(volume: np.ndarray, blocks: Sequence[Block], lows: np.nda
 
 def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[BlockNetwork],
                lows: np.ndarray, highs: np.ndarray, span: float, spec: NetworkSpec,
-               config: FitConfig, stop: object = None) -> Iterator[FitEvent]:
+               config: FitConfig, stop: object = None, *,
+               initial: Sequence[np.ndarray | None] | None = None,
+               quant_steps: Sequence[Sequence[float] | None] | None = None,
+               first_step: int = 0, total_steps: int | None = None) -> Iterator[FitEvent]:
     """Train all non-constant blocks together; yield progress and end with ``FitFinished``.
 
     Parameters
@@ -155,6 +158,12 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
         The data's value range, for the PSNR estimate.
     stop
         ``threading.Event`` or callable; when set, the generator yields ``FitCancelled`` and ends.
+    initial
+        Start from these weights (file order, per block) instead of the SIREN initialisation.
+    quant_steps
+        Per block, per tensor quantisation steps: train quantisation-aware (format v2 fine-tuning).
+    first_step, total_steps
+        Numbering of the progress events when this run continues an earlier one.
     """
     should_stop = as_stop_flag(stop)
     device = resolve_device(config.device)
@@ -169,9 +178,16 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
                                      config.samples_per_block)
     groups = [_make_group(m, blocks, networks, spec, config.samples_per_block, init_generator, device,
                           targets, strides) for m in layout]
+    for group in groups:
+        for j, i in enumerate(group.members):
+            if initial is not None and initial[i] is not None:
+                group.module.load_block(j, initial[i])
+        if quant_steps is not None:
+            group.module.set_quantisation([quant_steps[i] for i in group.members])
+    total = config.steps if total_steps is None else total_steps
     n_params = sum(n.params(ndim, spec.layers) for n in networks)
     n_networks = sum(len(g.members) for g in groups)
-    yield FitStarted(config.steps, len(blocks), n_networks, n_params,
+    yield FitStarted(total, len(blocks), n_networks, n_params,
                      len(groups), str(device), config.time_limit)
     if not groups:
         yield FitFinished(0, 0.0, math.inf, "no networks", (None,) * len(blocks))
@@ -188,7 +204,7 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
     psnr = math.nan
     while step < config.steps:
         if should_stop():
-            yield FitCancelled(step, time.perf_counter() - start)
+            yield FitCancelled(first_step + step, time.perf_counter() - start)
             return
         elapsed = time.perf_counter() - start
         if config.time_limit is not None and elapsed >= config.time_limit:
@@ -213,7 +229,7 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
         if step % config.report_every == 0 or step == config.steps:
             mse = float(raw_mse) + constant_sse / n_total
             psnr = 10 * math.log10(span**2 / mse) if mse > 0 else math.inf
-            yield FitProgress(step, config.steps, float(loss.detach()) / n_networks, psnr,
+            yield FitProgress(first_step + step, total, float(loss.detach()) / n_networks, psnr,
                               time.perf_counter() - start, lr)
     weights: list[np.ndarray | None] = [None] * len(blocks)
     for group in groups:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_sci.core.allocation import BlockNetwork, layer_dims
 from napari_sci.core.octree import BlockTree
 from napari_sci.errors import SciChecksumError, SciFileExistsError, SciFormatError, SciPathError
 from napari_sci.io.format import (
@@ -28,6 +29,7 @@ from napari_sci.io.format import (
     unpack_header,
     unpack_preamble,
 )
+from napari_sci.io.weights import decode_payload, tensor_sizes
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,13 @@ class SciContents:
         return PREAMBLE.size + len(pack_header(self.header)) + sum(len(p) for p in self.payloads)
 
     def weights(self, index: int) -> np.ndarray:
-        """Block ``index``'s parameters as float32."""
-        return np.frombuffer(self.payloads[index], dtype="<f4").astype(np.float32)
+        """Block ``index``'s parameters as float32 (decoded from the entropy-coded v2 payload)."""
+        if self.header.version == 1:
+            return np.frombuffer(self.payloads[index], dtype="<f4").astype(np.float32)
+        record = self.header.blocks[index]
+        net = BlockNetwork(int(record["first_width"]), int(record["hidden_width"]))
+        dims = layer_dims(self.header.ndim, net, self.header.layers)
+        return decode_payload(self.payloads[index], tensor_sizes(dims))
 
 
 def serialise(header: SciHeader, payloads: Sequence[bytes]) -> bytes:

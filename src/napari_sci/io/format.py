@@ -15,10 +15,11 @@ import numpy as np
 
 from napari_sci.core.allocation import param_count
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
+from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
 MAGIC = b"\x89SCI\r\n\x1a\n"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
 
@@ -202,6 +203,16 @@ def validate_fields(header: SciHeader) -> None:
         else:
             first, hidden = int(record["first_width"]), int(record["hidden_width"])
             _check(first >= 1 and hidden >= 1, f"block {record['node']} has a zero width")
-            expected = 4 * param_count(header.ndim, first, hidden, header.layers)
-            _check(int(record["length"]) == expected,
-                   f"block {record['node']} payload is {record['length']} bytes, expected {expected}")
+            params = param_count(header.ndim, first, hidden, header.layers)
+            _check_payload_length(int(record["length"]), params, header, int(record["node"]))
+
+
+def _check_payload_length(length: int, params: int, header: SciHeader, node: int) -> None:
+    """v1: exactly 4 bytes a parameter. v2: codes, then whole u32 words, never beyond 32 bits a
+    parameter (the coder cannot need more; a larger claim is corruption)."""
+    if header.version == 1:
+        _check(length == 4 * params, f"block {node} payload is {length} bytes, expected {4 * params}")
+        return
+    codes = 2 * CODE_BYTES_PER_TENSOR * header.layers
+    _check(length >= codes + 4 and (length - codes) % 4 == 0 and length <= codes + 4 * params + 64,
+           f"block {node} v2 payload of {length} bytes does not fit {params} parameters")
