@@ -30,6 +30,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--bpv", type=float, help="target bits per voxel")
     size.add_argument("--ratio", type=float, help="target compression ratio (raw bytes / file bytes)")
+    size.add_argument("--psnr", type=float,
+                      help="target PSNR in dB (data range): the smallest file that reaches it")
     p.add_argument("--steps", type=int, default=2000, help="fitting steps (default 2000)")
     p.add_argument("--time-limit", type=float, default=None, help="stop fitting after SECONDS")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
@@ -44,6 +46,10 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allocation", choices=("size-over-d", "size", "inverse-d", "equal"),
                    default="size-over-d")
     p.add_argument("--samples", type=int, default=4096, help="voxels per block per step")
+    p.add_argument("--format", type=int, choices=(1, 2), default=2,
+                   help="2: quantised, entropy-coded weights (default); 1: float32 weights as the paper")
+    p.add_argument("--bits-per-param", type=float, default=8.0,
+                   help="format 2: expected coded bits per parameter, sizes the networks (default 8)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -103,12 +109,19 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
     _check_output(args.input, args.output, args.overwrite)
     volume, spacing = read_volume(args.input)
     config = compress_config(
-        bpv=args.bpv, ratio=args.ratio, steps=args.steps, time_limit=args.time_limit,
+        bpv=0.1 if args.psnr is not None else args.bpv, ratio=args.ratio, steps=args.steps,
+        time_limit=args.time_limit,
         device=args.device, seed=args.seed, max_blocks=args.max_blocks, top_m=args.top_m,
         max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
-        rule=args.allocation, samples_per_block=args.samples)
+        rule=args.allocation, samples_per_block=args.samples, format=args.format,
+        bits_per_param=args.bits_per_param)
     with EncodeProgress(enabled=not args.quiet) as progress:
-        result = encode(volume, config, spacing=spacing, on_event=progress)
+        if args.psnr is not None:
+            from napari_sci.core.target_quality import QualitySearch, compress_to_psnr
+
+            result = compress_to_psnr(volume, config, QualitySearch(args.psnr), spacing, progress)
+        else:
+            result = encode(volume, config, spacing=spacing, on_event=progress)
     result.write(args.output, overwrite=args.overwrite)
     summary = {
         "input": str(args.input), "output": str(args.output), "shape": list(volume.shape),

@@ -20,7 +20,7 @@ from napari_sci.core.config import CompressConfig
 from napari_sci.core.decoder import VolumeDecoder, full_box
 from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
-from napari_sci.core.partition import Block, Partition, partition_volume
+from napari_sci.core.partition import Block, Partition, TreeAnalysis, partition_volume
 from napari_sci.core.volume import ValueRange, check_volume, to_dtype, value_range
 from napari_sci.errors import SciBudgetError, SciInputError
 from napari_sci.io.container import SciContents, parse, serialise, write_atomic
@@ -170,11 +170,12 @@ def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float,
 
 
 def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[float] | None = None,
-                  stop: object = None) -> Iterator[FitEvent | EncodeDone]:
+                  stop: object = None, analysis: TreeAnalysis | None = None,
+                  ) -> Iterator[FitEvent | EncodeDone]:
     """Encode ``volume``, yielding progress events and finally :class:`EncodeDone`.
 
     Raises ``SciCancelledError`` when ``stop`` is set during fitting; nothing is written either way
-    (call :meth:`EncodeResult.write`).
+    (call :meth:`EncodeResult.write`). ``analysis`` reuses a tree analysis of this volume.
     """
     started = time.perf_counter()
     array = check_volume(volume)
@@ -187,7 +188,8 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     yield StageStarted("partition", f"{config.partition.method}, a_max {config.partition.max_blocks}")
     normalised = ((array.astype(np.float32) - np.float32(data.low))
                   / np.float32(data.span if data.span > 0 else 1.0))
-    partition = partition_volume(normalised, config.partition, affordable_blocks(target, ndim, config))
+    partition = partition_volume(normalised, config.partition, affordable_blocks(target, ndim, config),
+                                 analysis=analysis)
     del normalised
     t_partition = time.perf_counter() - started
     yield PartitionDone(len(partition.blocks), partition.objective, t_partition)
