@@ -40,6 +40,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=0.02,
                    help="rate search stops this close below the target (default 0.02)")
     p.add_argument("--max-evals", type=int, default=16, help="encodings per target at most (16)")
+    p.add_argument("--ffmpeg", default="ffmpeg", help="FFmpeg executable for hevc/h264 (ffmpeg)")
     p.add_argument("--no-plots", action="store_true", help="write results.json only")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -155,7 +156,7 @@ def run_bench(args: argparse.Namespace, out: TextIO) -> int:
     settings = BenchSettings(
         bpvs=tuple(args.bpv), codecs=_codecs(args.codecs), steps=args.steps, time_limit=args.time_limit,
         device=args.device, seed=args.seed, samples=args.samples, batch=args.batch,
-        tolerance=args.tolerance, max_evals=args.max_evals)
+        tolerance=args.tolerance, max_evals=args.max_evals, ffmpeg=args.ffmpeg)
     folder = Path(args.out)
     if folder.exists() and not folder.is_dir():
         raise SciError(f"--out {folder} exists and is not a folder")
