@@ -110,3 +110,19 @@ def test_infinite_psnr_survives_json():
     assert _finite(data) == {"a": "inf", "b": [1.0, "-inf"], "c": "text"}
     assert _numbers(_finite(data)) == data
     assert np.isnan(_numbers("nan"))
+
+
+def test_markdown_tables_quote_the_results(small):
+    from napari_sci.bench.markdown import psnr_table, report_markdown
+
+    report = run_benchmark([small], BenchSettings(bpvs=(0.05, 2.0), codecs=("jpeg", "zfp")))
+    floor = next(r for r in report.results if r.codec == "jpeg" and r.target_bpv == 0.05)
+    assert not floor.reached  # per-slice JPEG headers alone exceed 0.05 BPV of 8×32×32
+    table = psnr_table(report, 0.05)
+    assert f"{floor.psnr_data:.2f}†" in table
+    assert f"@ {floor.bpv:.3f}" in table
+    text = report_markdown(report, "napari-sci bench x.tif", ["x.png"])
+    assert "napari-sci bench x.tif" in text
+    assert "![rate-distortion](x.png)" in text
+    for r in report.results:
+        assert f"| {r.bytes} |" in text

@@ -23,7 +23,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "bench", help="compare napari-sci with classical and neural codecs at equal BPV",
         description="Drive every codec to each target bits-per-voxel (every byte its decoder needs "
                     "counts), measure PSNR/SSIM/Acc with napari-sci's metrics, and write "
-                    "OUT/results.json and rate-distortion plots OUT/<volume>.png, OUT/average.png.")
+                    "OUT/results.json, OUT/results.md and rate-distortion plots OUT/<volume>.png, "
+                    "OUT/average.png.")
     p.add_argument("volumes", nargs="+", metavar="VOLUME", help="volumes (.tif/.tiff, .npy, .zarr)")
     p.add_argument("--bpv", type=float, nargs="+", default=list(DEFAULT_BPVS),
                    help="target bits per voxel (default 0.02 0.05 0.1 0.25)")
@@ -167,12 +168,19 @@ def run_bench(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         progress.close()
     folder.mkdir(parents=True, exist_ok=True)
+    from napari_sci.bench.markdown import report_markdown
+
     (folder / "results.json").write_text(report.to_json() + "\n", encoding="utf-8")
     written = [folder / "results.json"]
+    images: list[str] = []
     if not args.no_plots:
         from napari_sci.bench.plots import plot_report
 
-        written += plot_report(report, folder)
+        plots = plot_report(report, folder)
+        written += plots
+        images = [p.name for p in plots]
+    (folder / "results.md").write_text(report_markdown(report, images=images), encoding="utf-8")
+    written.append(folder / "results.md")
     print("\n".join(summary_lines(report)), file=out)
     print("wrote " + ", ".join(str(p) for p in written), file=out)
     return 0

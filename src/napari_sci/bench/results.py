@@ -152,7 +152,9 @@ def _ffmpeg_version(executable: str) -> str | None:
     if path is None:
         return None
     done = subprocess.run([path, "-version"], capture_output=True, text=True, check=False)
-    return done.stdout.splitlines()[0] if done.returncode == 0 and done.stdout else None
+    if done.returncode != 0 or not done.stdout:
+        return None
+    return done.stdout.splitlines()[0].split(" Copyright")[0]
 
 
 def machine_info(settings: BenchSettings) -> dict[str, Any]:
@@ -162,6 +164,13 @@ def machine_info(settings: BenchSettings) -> dict[str, Any]:
         "python": sys.version.split()[0], "numpy": _version("numpy"), "torch": _version("torch"),
         "imagecodecs": _version("imagecodecs"), "ffmpeg": _ffmpeg_version(settings.ffmpeg),
     }
+    try:
+        import imagecodecs
+
+        info["codec_libraries"] = [getattr(imagecodecs, f"{name}_version")() for name in
+                                   ("jpeg8", "jpeg2k", "jpegxl", "zfp", "sz3")]
+    except (ImportError, AttributeError):
+        info["codec_libraries"] = None
     try:
         import torch
 
