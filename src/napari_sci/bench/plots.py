@@ -17,11 +17,13 @@ from napari_sci.bench.results import BenchReport, BenchResult
 from napari_sci.bench.settings import NEURAL
 
 MARKERS = "osD^v<>pPX*h"
+LOSSLESS_DB = 100.0
 
 
-def _figure(title: str) -> tuple[Any, Any, Any]:
+def _figure(title: str, ticks: Sequence[float]) -> tuple[Any, Any, Any]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     figure = Figure(figsize=(11, 4.4), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
@@ -32,6 +34,8 @@ def _figure(title: str) -> tuple[Any, Any, Any]:
         axes.set_xlabel("bits per voxel (achieved; every byte counted)")
         axes.set_ylabel(label)
         axes.grid(True, which="both", alpha=0.3)
+        axes.set_xticks(list(ticks), [f"{t:g}" for t in ticks])
+        axes.xaxis.set_minor_formatter(NullFormatter())
     return figure, psnr_axes, ssim_axes
 
 
@@ -79,29 +83,35 @@ def plot_volume(report: BenchReport, volume: str, path: Path) -> Path:
     """One volume's PSNR and SSIM against BPV, one line per codec."""
     info = next(v for v in report.volumes if v.name == volume)
     shape = "×".join(map(str, info.shape))
-    figure, *axes = _figure(f"{volume} ({shape} {info.dtype})")
+    figure, *axes = _figure(f"{volume} ({shape} {info.dtype})", sorted(report.settings.bpvs))
     curves = {codec: _points([r for r in report.results if r.volume == volume and r.codec == codec])
               for codec in report.settings.codecs}
     return _draw(figure, tuple(axes), curves, info.psnr_mean_image, path)
 
 
 def average_points(report: BenchReport, codec: str) -> list[tuple[float, float, float, bool]]:
-    """Per target BPV, the mean over volumes, only where every volume has a result for the codec."""
+    """Per target BPV, the mean over volumes, only where every volume has a result for the codec.
+
+    A lossless result (PSNR = ∞) counts as ``LOSSLESS_DB`` so that the mean stays finite; the
+    figure's title says so.
+    """
     names = [v.name for v in report.volumes]
     points = []
     for bpv in sorted(report.settings.bpvs):
         rows = [r for r in report.results if r.codec == codec and r.target_bpv == bpv and r.ok]
         if sorted(r.volume for r in rows) != sorted(names) or not rows:
             continue
-        points.append((float(np.mean([r.bpv for r in rows])), float(np.mean([r.psnr_data for r in rows])),
+        psnr = [min(r.psnr_data, LOSSLESS_DB) for r in rows]
+        points.append((float(np.mean([r.bpv for r in rows])), float(np.mean(psnr)),
                        float(np.mean([r.ssim for r in rows])), all(r.reached for r in rows)))
     return sorted(set(points))
 
 
 def plot_average(report: BenchReport, path: Path) -> Path:
     """Mean PSNR and SSIM over all volumes against mean achieved BPV, one line per codec."""
-    figure, *axes = _figure(f"mean over {len(report.volumes)} volumes "
-                            "(a point only where every volume has a result)")
+    figure, *axes = _figure(f"mean over {len(report.volumes)} volumes (a point only where every "
+                            f"volume has a result; lossless counted as {LOSSLESS_DB:g} dB)",
+                            sorted(report.settings.bpvs))
     curves = {codec: average_points(report, codec) for codec in report.settings.codecs}
     return _draw(figure, tuple(axes), curves, None, path)
 
