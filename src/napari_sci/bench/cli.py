@@ -28,8 +28,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("volumes", nargs="+", metavar="VOLUME", help="volumes (.tif/.tiff, .npy, .zarr)")
     p.add_argument("--bpv", type=float, nargs="+", default=list(DEFAULT_BPVS),
                    help="target bits per voxel (default 0.02 0.05 0.1 0.25)")
-    p.add_argument("--codecs", nargs="+", default=["all"], choices=[*CODEC_NAMES, *GROUPS],
-                   help="codecs, or the groups all / classical / neural (default all)")
+    p.add_argument("--codecs", nargs="+", default=["all"], choices=[*CODEC_NAMES, *GROUPS], metavar="CODEC",
+                   help=f"{', '.join(CODEC_NAMES)}, or the groups all / classical / neural "
+                        "(default all)")
     p.add_argument("--out", required=True, help="folder for results.json and the plots")
     p.add_argument("--steps", type=int, default=2000, help="training steps of sci/siren/nerf (2000)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds per neural fit")
