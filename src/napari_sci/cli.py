@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_compress(sub)
     _add_others(sub)
+    from napari_sci.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -252,7 +255,14 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "evaluate": _evaluate}
+def _bench(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.bench.cli import run_bench
+
+    return run_bench(args, out)
+
+
+COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "evaluate": _evaluate,
+            "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
