@@ -74,4 +74,5 @@ def test_value_mapping_is_stated(name, bits, lsm64):
 
 
 def test_every_codec_name_is_registered():
-    assert set(CODECS) == {"sci", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3"}
+    assert set(CODECS) == {"sci", "sci-v1", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl",
+                           "zfp", "sz3"}

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from napari_sci.errors import SciConfigError
 
 CODEC_NAMES: tuple[str, ...] = (
-    "sci", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3")
+    "sci", "sci-v1", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3")
 CLASSICAL: tuple[str, ...] = ("hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3")
-NEURAL: tuple[str, ...] = ("sci", "siren", "nerf")
+NEURAL: tuple[str, ...] = ("sci", "sci-v1", "siren", "nerf")
 DEFAULT_BPVS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.25)
 
 

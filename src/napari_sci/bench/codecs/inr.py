@@ -61,6 +61,12 @@ class SciCodec(Codec):
         return decode_contents(parse(blob))
 
 
+class SciV1Codec(SciCodec):
+    name = "sci-v1"
+    summary = "napari-sci with float32 weights (format 1, as the paper stores them)"
+    overrides: ClassVar[dict[str, Any]] = {"format": 1}
+
+
 class SirenCodec(SciCodec):
     name = "siren"
     summary = "one plain SIREN over the whole volume (napari-sci with method none, fr 1.0)"
