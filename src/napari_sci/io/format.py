@@ -21,6 +21,7 @@ FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 DTYPE_IDS: dict[int, np.dtype] = {
     1: np.dtype("uint8"), 2: np.dtype("uint16"), 3: np.dtype("int16"), 4: np.dtype("float32"),
@@ -172,6 +173,19 @@ def _check(condition: bool, message: str) -> None:
         raise SciFormatError(message)
 
 
+def _check_dtype_range(header: SciHeader) -> None:
+    """The value range must be representable in the stored dtype (decoding clips to it and casts)."""
+    dtype = np.dtype(header.dtype)
+    if dtype == np.bool_:
+        low, high = 0.0, 1.0
+    elif dtype.kind in "ui":
+        low, high = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+    else:
+        low, high = -FLOAT32_MAX, FLOAT32_MAX
+    _check(low <= header.value_min and header.value_max <= high,
+           f"value range [{header.value_min}, {header.value_max}] does not fit dtype {dtype}")
+
+
 def validate_fields(header: SciHeader) -> None:
     """Range checks of docs/format.md that need no tree (the tiling is checked by the reader)."""
     _check(all(s >= 1 for s in header.shape), f"shape {header.shape} has an empty axis")
@@ -180,6 +194,7 @@ def validate_fields(header: SciHeader) -> None:
     _check(math.isfinite(header.value_min) and math.isfinite(header.value_max)
            and header.value_min <= header.value_max,
            f"value range [{header.value_min}, {header.value_max}] is invalid")
+    _check_dtype_range(header)
     _check(header.tree_depth <= 6, f"tree depth {header.tree_depth} > 6")
     _check(header.min_leaf_side >= 1, "min_leaf_side must be >= 1")
     _check(header.layers >= 3, f"layers {header.layers} < 3")
@@ -191,6 +206,8 @@ def validate_fields(header: SciHeader) -> None:
     _check(bool(np.all(np.isfinite(blocks["lo"])) and np.all(np.isfinite(blocks["hi"]))),
            "a block value range is not finite")
     _check(bool(np.all(blocks["hi"] >= blocks["lo"])), "a block has hi < lo")
+    _check(bool(np.all(blocks["hi"].astype(np.float64) - blocks["lo"] <= FLOAT32_MAX)),
+           "a block value range is wider than float32 can hold")
     _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_SIREN, KIND_MEAN)))),
            "unknown block kind")
     _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
