@@ -101,13 +101,17 @@ def affordable_blocks(target: int, ndim: int, config: CompressConfig) -> int:
 
 def _check_budget(target: int, raw_bytes: int, n_voxels: int, ndim: int,
                   config: CompressConfig, constant: bool) -> None:
+    smallest = (file_overhead(ndim, 1) if constant else
+                smallest_file_bytes(ndim, config.network.layers, config.network.fr,
+                                    config.network.min_hidden))
+    if smallest >= raw_bytes and not constant:
+        raise SciBudgetError(
+            f"the volume is too small to compress: its raw data is {raw_bytes} bytes but the "
+            f"smallest .sci file with a network is {smallest} bytes; store it uncompressed")
     if target >= raw_bytes and not constant:
         raise SciBudgetError(
             f"the target {config.budget.describe()} ({target} bytes) is not smaller than the raw "
             f"volume ({raw_bytes} bytes): nothing to gain; ask for a ratio > 1")
-    smallest = (file_overhead(ndim, 1) if constant else
-                smallest_file_bytes(ndim, config.network.layers, config.network.fr,
-                                    config.network.min_hidden))
     if target < smallest:
         raise SciBudgetError(
             f"the target {config.budget.describe()} ({target} bytes) is too small; the "
@@ -176,7 +180,7 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     yield PartitionDone(len(partition.blocks), partition.objective, t_partition)
     yield StageStarted("allocate", config.allocation.rule)
     blocks = partition.blocks
-    trainable = [float(np.ptp(array[b.slices])) > 0 for b in blocks]
+    trainable = [bool(np.any(array[b.slices] != array[b.slices].flat[0])) for b in blocks]  # bool-safe
     total_params = (target - file_overhead(ndim, len(blocks))) // BYTES_PER_PARAM
     networks = allocate([b.voxels for b in blocks], [b.concentration for b in blocks], trainable,
                         total_params, ndim, config.network, config.allocation.rule)
