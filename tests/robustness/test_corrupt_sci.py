@@ -182,6 +182,14 @@ def test_value_range_outside_the_dtype_is_refused(small_sci):
             parse(_rewrite_header(small_sci, replace(header, value_min=low, value_max=high)))
 
 
+def test_fractional_value_range_of_an_integer_dtype_is_refused(small_sci):
+    """Found by fuzz/fuzz_reader.py: value_min = 1.4e-309 in a uint8 file decoded to 0 < value_min."""
+    header = parse(small_sci).header
+    for low, high in ((1.39e-309, 111.0), (0.0, 110.5)):
+        with pytest.raises(SciFormatError, match="is not whole numbers"):
+            parse(_rewrite_header(small_sci, replace(header, value_min=low, value_max=high)))
+
+
 def test_non_finite_weights_are_refused(small_sci):
     contents = parse(small_sci)
     siren = int(np.flatnonzero(contents.header.blocks["kind"] == 1)[0])

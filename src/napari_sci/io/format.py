@@ -184,6 +184,10 @@ def _check_dtype_range(header: SciHeader) -> None:
         low, high = -FLOAT32_MAX, FLOAT32_MAX
     _check(low <= header.value_min and header.value_max <= high,
            f"value range [{header.value_min}, {header.value_max}] does not fit dtype {dtype}")
+    if dtype.kind in "uib":  # integer data has integer extremes; decoding rounds within them
+        _check(float(header.value_min).is_integer() and float(header.value_max).is_integer(),
+               f"value range [{header.value_min}, {header.value_max}] of an integer dtype is not "
+               "whole numbers")
 
 
 def validate_fields(header: SciHeader) -> None:
