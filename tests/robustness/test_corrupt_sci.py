@@ -235,6 +235,29 @@ def test_a_huge_constant_volume_parses_but_is_decoded_only_in_parts():
         array[0]
 
 
+def test_huge_volume_via_cli(tmp_path, capsys):
+    from napari_sci.cli import main
+    from napari_sci.io.format import SciHeader
+
+    blocks = np.zeros(1, dtype=BLOCK_RECORD)
+    blocks[0] = (0, KIND_CONSTANT, 0, 0, 3.0, 3.0, 0, 0)
+    header = SciHeader(shape=(2**31, 2**31), dtype=np.dtype("uint16"), spacing=(1.0, 1.0),
+                       value_min=3.0, value_max=3.0, tree_depth=0, min_leaf_side=1, layers=7,
+                       w0=20.0, w0_hidden=30.0, fr=2.2, partition="none", allocation="equal",
+                       max_blocks=1, top_m=1, steps=0, seed=0, psnr=float("inf"), blocks=blocks)
+    path = tmp_path / "huge.sci"
+    path.write_bytes(serialise(header, [b""]))
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    assert main(["decompress", str(path), "-o", str(tmp_path / "all.npy")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "decode a smaller region (--roi" in err
+    assert main(["decompress", str(path), "-o", str(tmp_path / "roi.npy"), "--roi", "0:2,5:9"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "roi.npy"), np.full((2, 4), 3, np.uint16))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.sci", "roi.npy"]
+
+
 FOREIGN = {
     "empty": b"",
     "png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
