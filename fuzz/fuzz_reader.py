@@ -91,8 +91,8 @@ def run_atheris(seconds: int, stats: Stats, workdir: Path, extra: list[str]) -> 
     import atheris
 
     with atheris.instrument_imports(include=["napari_sci"]):
-        import napari_sci.io.container  # noqa: F401
-        import napari_sci.io.format  # noqa: F401
+        import napari_sci.io.container
+        import napari_sci.io.format
         import napari_sci.io.lazy  # noqa: F401
     corpus = workdir / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)

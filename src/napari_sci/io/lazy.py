@@ -24,6 +24,7 @@ from napari_sci.errors import SciMemoryError
 from napari_sci.io.container import SciContents, read_sci
 
 _names = itertools.count()
+SMALL_REQUEST_BYTES = 64 * 2**20
 
 
 def _normalise_key(key: Any, shape: tuple[int, ...]) -> list[range | int]:
@@ -155,6 +156,8 @@ class SciArray:
         """Refuse a request too large to decode at once (a file may describe a huge volume)."""
         n_voxels = math.prod(stop - start + 2 for start, stop in box)  # +2: deblocking border
         needed = decoder_peak_bytes(n_voxels)
+        if needed < SMALL_REQUEST_BYTES:  # a plane of an ordinary volume: skip asking the OS
+            return
         limit = available_memory()
         if limit is not None and needed > limit:
             raise SciMemoryError(
