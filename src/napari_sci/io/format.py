@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_sci.core.allocation import param_count
+from napari_sci.core.octree import MAX_TREE_NODES
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
 
 MAGIC = b"\x89SCI\r\n\x1a\n"
@@ -146,6 +147,9 @@ def unpack_header(data: bytes | memoryview, version: int, expected_crc: int) -> 
     spacing = struct.unpack_from(f"<{ndim}f", data, 2 + 4 * ndim)
     tail = _FIXED_TAIL.unpack_from(data, 2 + 8 * ndim)
     n_blocks = tail[-1]
+    if n_blocks > MAX_TREE_NODES:
+        raise SciFormatError(f"{n_blocks} blocks is more than any block tree has nodes "
+                             f"({MAX_TREE_NODES})")
     if len(data) != header_length(ndim, n_blocks):
         raise SciFormatError(f"header length {len(data)} does not match {n_blocks} blocks "
                              f"(expected {header_length(ndim, n_blocks)})")
@@ -215,14 +219,26 @@ def validate_fields(header: SciHeader) -> None:
     _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_SIREN, KIND_MEAN)))),
            "unknown block kind")
     _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
-    for record in blocks:
-        if record["kind"] in VALUE_KINDS:
-            _check(record["first_width"] == 0 and record["hidden_width"] == 0
-                   and record["length"] == 0 and record["lo"] == record["hi"],
-                   f"constant block {record['node']} has network fields")
-        else:
-            first, hidden = int(record["first_width"]), int(record["hidden_width"])
-            _check(first >= 1 and hidden >= 1, f"block {record['node']} has a zero width")
-            expected = 4 * param_count(header.ndim, first, hidden, header.layers)
-            _check(int(record["length"]) == expected,
-                   f"block {record['node']} payload is {record['length']} bytes, expected {expected}")
+    _check_block_fields(blocks, header.ndim, header.layers)
+
+
+def _check_block_fields(blocks: np.ndarray, ndim: int, layers: int) -> None:
+    """Per-record checks, vectorised: a hostile header may hold hundreds of thousands of records."""
+    value = np.isin(blocks["kind"], VALUE_KINDS)
+    first = blocks["first_width"].astype(np.int64)
+    hidden = blocks["hidden_width"].astype(np.int64)
+    length = blocks["length"].astype(np.int64)
+    bad = value & ((first != 0) | (hidden != 0) | (length != 0) | (blocks["lo"] != blocks["hi"]))
+    _check(not bad.any(), f"constant block {_first_node(blocks, bad)} has network fields")
+    bad = ~value & ((first < 1) | (hidden < 1))
+    _check(not bad.any(), f"block {_first_node(blocks, bad)} has a zero width")
+    expected = 4 * param_count(ndim, first, hidden, layers)
+    bad = ~value & (length != expected)
+    if bad.any():
+        at = int(np.argmax(bad))
+        raise SciFormatError(f"block {int(blocks['node'][at])} payload is {int(length[at])} bytes, "
+                             f"expected {int(expected[at])}")
+
+
+def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
+    return int(blocks["node"][int(np.argmax(mask))]) if mask.any() else -1
