@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import math
 import os
@@ -142,8 +143,8 @@ def _cpu_model() -> str:
 
 def _version(module: str) -> str | None:
     try:
-        return str(__import__(module).__version__)
-    except ImportError:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 

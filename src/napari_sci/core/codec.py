@@ -113,11 +113,15 @@ def parameter_budget(target: int, ndim: int, n_blocks: int, n_networks: int,
 
 def _check_budget(target: int, raw_bytes: int, n_voxels: int, ndim: int,
                   config: CompressConfig, constant: bool) -> None:
+    smallest = file_overhead(ndim, 1) if constant else smallest_file_bytes(ndim, config)
+    if smallest >= raw_bytes and not constant:
+        raise SciBudgetError(
+            f"the volume is too small to compress: its raw data is {raw_bytes} bytes but the "
+            f"smallest .sci file with a network is {smallest} bytes; store it uncompressed")
     if target >= raw_bytes and not constant:
         raise SciBudgetError(
             f"the target {config.budget.describe()} ({target} bytes) is not smaller than the raw "
             f"volume ({raw_bytes} bytes): nothing to gain; ask for a ratio > 1")
-    smallest = file_overhead(ndim, 1) if constant else smallest_file_bytes(ndim, config)
     if target < smallest:
         raise SciBudgetError(
             f"the target {config.budget.describe()} ({target} bytes) is too small; the "
