@@ -48,8 +48,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=4096, help="voxels per block per step")
     p.add_argument("--format", type=int, choices=(1, 2), default=2,
                    help="2: quantised, entropy-coded weights (default); 1: float32 weights as the paper")
-    p.add_argument("--bits-per-param", type=float, default=8.0,
-                   help="format 2: expected coded bits per parameter, sizes the networks (default 8)")
+    p.add_argument("--bits-per-param", type=float, default=6.0,
+                   help="format 2: expected coded bits per parameter, sizes the networks (default 6)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
                    help="for 4D+ input (channels, time): compress each index along AXIS to its own "
                         "file, OUTPUT with _c0, _c1, ... before the suffix")
