@@ -225,6 +225,61 @@ def peak_memory(source: Path, steps: int, folder: Path) -> dict[str, Any]:
     return out
 
 
+def _mb(value: float) -> str:
+    return f"{value / 2**20:,.0f} MB"
+
+
+def speed_markdown(report: dict[str, Any]) -> str:
+    """The JSON as tables for docs/benchmarks.md (every figure read from the report)."""
+    m = report["machine"]
+    lines = [f"Made by `{report['command']}` on {m['cpu']} ({m['cores']} cores, {m['torch_threads']} "
+             f"torch threads), torch {m['torch']}, CUDA: {m['cuda'] or 'none'}.", ""]
+    if "matmul" in report:
+        lines += [f"Dense fp32 matmul (2048², best of 5): **{report['matmul']['flops_per_s'] / 1e9:.1f} "
+                  f"GFLOP/s** (load average {report['matmul']['load_1min']}).", ""]
+    peak = report.get("matmul", {}).get("flops_per_s")
+    if "trainer" in report:
+        lines += ["| volume | BPV | blocks | networks | steps | batched evals/s | per-block loop evals/s "
+                  "| speed-up | trainer GFLOP/s | of matmul | load |", "|" + "---|" * 11]
+        for r in report["trainer"]:
+            share = f"{100 * r['batched_flops_per_s'] / peak:.0f} %" if peak else "–"
+            lines.append(f"| {Path(r['volume']).stem} | {r['bpv']:g} | {r['blocks']} | {r['networks']} "
+                         f"| {r['steps']} | {r['batched_evals_per_s']:,.0f} | {r['naive_evals_per_s']:,.0f} "
+                         f"| {r['speedup']:.2f}× | {r['batched_flops_per_s'] / 1e9:.2f} | {share} "
+                         f"| {r['load_1min']} |")
+        lines.append("")
+    if "ttq" in report:
+        t = report["ttq"]
+        hevc = "not measured" if t["hevc_psnr_data"] is None else f"{t['hevc_psnr_data']:.2f} dB"
+        lines += [f"Time to quality, {Path(t['volume']).stem} at {t['bpv']:g} BPV (HEVC: {hevc}):", "",
+                  "| time limit s | steps | encode s | decoded PSNR dB | reaches HEVC |", "|" + "---|" * 5]
+        for r in t["runs"]:
+            lines.append(f"| {r['time_limit']:g} | {r['steps']} | {r['encode_seconds']:.0f} "
+                         f"| {r['psnr_data']:.2f} | {r['reaches_hevc']} |")
+        lines.append("")
+    if "decode" in report:
+        lines += ["| volume | BPV | whole volume s | voxels/s | slice | slice cold ms | next slice ms "
+                  "| cached ms | HEVC whole s | HEVC voxels/s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in report["decode"]:
+            hevc_s, hevc_rate = r.get("hevc_whole_seconds"), r.get("hevc_voxels_per_s")
+            hevc = "| – | – |" if hevc_s is None else f"| {hevc_s:.2f} | {hevc_rate:,.0f} |"
+            lines.append(f"| {Path(r['volume']).stem} | {r['bpv']:.3f} | {r['whole_seconds']:.2f} "
+                         f"| {r['voxels_per_s']:,.0f} | {'×'.join(map(str, r['slice_shape']))} "
+                         f"| {1000 * r['slice_cold_seconds']:.0f} "
+                         f"| {1000 * r['slice_warm_next_seconds']:.0f} "
+                         f"| {1000 * r['slice_cached_seconds']:.2f} {hevc}")
+        lines.append("")
+    if "memory" in report:
+        lines += ["| volume | raw | compress peak RSS | decode peak RSS | limit 3× raw + 1 GB | within |",
+                  "|---|---|---|---|---|---|"]
+        for r in report["memory"]:
+            ok = r["compress_within_3x_raw_plus_1GB"] and r["decode_within_3x_raw_plus_1GB"]
+            lines.append(f"| {Path(r['volume']).stem} | {_mb(r['raw_bytes'])} "
+                         f"| {_mb(r['compress_peak_rss'])} | {_mb(r['decode_peak_rss'])} "
+                         f"| {_mb(3 * r['raw_bytes'] + 2**30)} | {ok} |")
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> dict[str, Any]:
     model = platform.processor() or platform.machine()
     try:
@@ -258,6 +313,7 @@ def run(argv: list[str] | None = None) -> int:
     def save(section: str, value: Any) -> None:
         report[section] = value
         path.write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "speed.md").write_text(speed_markdown(report))
         print(f"speed: {section} done", file=sys.stderr)
 
     volumes = {name: tifffile.imread(args.data / name) for name in args.volumes}
