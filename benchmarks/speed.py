@@ -195,7 +195,7 @@ def _hevc_decode(volume: np.ndarray, bpv: float) -> dict[str, Any]:
 
 
 CHILD = """
-import json, resource, sys, time
+import json, sys
 import tifffile
 import napari_sci
 from napari_sci.core.volume import check_volume
@@ -206,7 +206,9 @@ if mode == "compress":
     napari_sci.compress(volume, bpv=0.1, steps=steps, device="cpu").write(path, overwrite=True)
 else:
     raw = napari_sci.decode(path).nbytes
-print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "raw": raw}))
+# VmHWM, not ru_maxrss: Linux carries the parent's high-water mark into ru_maxrss across exec
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"peak_rss": hwm * 1024, "raw": raw}))
 """
 
 
