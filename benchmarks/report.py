@@ -12,6 +12,7 @@ next to the JSON). Several JSON files (runs made side by side, one volume each) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -25,12 +26,18 @@ def run(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", type=Path, nargs="+", help="results.json files written by napari-sci bench")
     p.add_argument("--merge-to", type=Path, help="folder for the merged results.json (several inputs)")
+    p.add_argument("--volumes", nargs="+", help="keep only these volumes (names without .tif)")
     p.add_argument("--images", type=Path, help="folder for the PNGs (default: next to the JSON)")
     p.add_argument("--command", help="the command that made the run, quoted in results.md")
     args = p.parse_args(argv)
     reports = [BenchReport.from_json(path.read_text(encoding="utf-8")) for path in args.results]
-    if len(reports) > 1 and args.merge_to is None:
-        p.error("several results files need --merge-to FOLDER")
+    if (len(reports) > 1 or args.volumes) and args.merge_to is None:
+        p.error("several results files, or --volumes, need --merge-to FOLDER")
+    if args.volumes:
+        keep = set(args.volumes)
+        reports = [dataclasses.replace(r, volumes=tuple(v for v in r.volumes if v.name in keep),
+                                       results=tuple(x for x in r.results if x.volume in keep))
+                   for r in reports]
     if args.merge_to is not None:
         report = merge_reports(reports)
         args.merge_to.mkdir(parents=True, exist_ok=True)
