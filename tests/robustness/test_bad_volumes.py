@@ -109,7 +109,7 @@ def test_2d_images(ct, shape):
     assert decoded.max() <= volume.max()
 
 
-@pytest.mark.parametrize("shape", [(1, 300), (64, 1), (2, 2)])
+@pytest.mark.parametrize("shape", [(1, 200), (64, 1), (2, 2)])
 def test_tiny_2d_images_are_refused_clearly(shape):
     with pytest.raises(SciBudgetError, match=r"too small to compress.*store it uncompressed"):
         napari_sci.compress(np.arange(np.prod(shape), dtype=np.uint8).reshape(shape), ratio=1.1,

@@ -189,7 +189,7 @@ def test_network_larger_than_its_block_is_refused(small_sci):
 
         blocks["length"][siren] = 4 * param_count(3, 35209, 339, contents.header.layers)
     data = _rewrite_header(small_sci, replace(contents.header, blocks=blocks))
-    with pytest.raises(SciFormatError, match="claims a network of|truncated"):
+    with pytest.raises(SciFormatError, match=r"claims a network of|truncated"):
         parse(data)
     # within the payload-length rules of v2, only the size check stands in the way
     if contents.header.version == 2:
