@@ -152,6 +152,60 @@ def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float,
     return tuple(float(s) for s in spacing)
 
 
+def _checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig) -> int:
+    """The file size in bytes the budget allows; ``SciBudgetError`` if it cannot be met."""
+    n_voxels, ndim = int(array.size), array.ndim
+    target = config.budget.target_bytes(n_voxels, array.dtype.itemsize)
+    _check_budget(target, n_voxels * array.dtype.itemsize, n_voxels, ndim, config,
+                  constant=data.span == 0)
+    return target
+
+
+def partition_for_budget(array: np.ndarray, data: ValueRange, target: int,
+                         config: CompressConfig) -> Partition:
+    """The blocks encode would choose: the ILP over the normalised volume, capped by the budget."""
+    normalised = ((array.astype(np.float32) - np.float32(data.low))
+                  / np.float32(data.span if data.span > 0 else 1.0))
+    return partition_volume(normalised, config.partition,
+                            affordable_blocks(target, array.ndim, config))
+
+
+def allocate_for_budget(array: np.ndarray, partition: Partition, target: int,
+                        config: CompressConfig) -> tuple[BlockNetwork, ...]:
+    """Every block's network widths: the bytes left after the header, shared by the allocation rule."""
+    blocks = partition.blocks
+    trainable = [float(np.ptp(array[b.slices])) > 0 for b in blocks]
+    total_params = (target - file_overhead(array.ndim, len(blocks))) // BYTES_PER_PARAM
+    return tuple(allocate([b.voxels for b in blocks], [b.concentration for b in blocks], trainable,
+                          total_params, array.ndim, config.network, config.allocation.rule))
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """What encode would build before fitting: the chosen blocks and each one's network."""
+
+    partition: Partition
+    networks: tuple[BlockNetwork, ...]
+    target_bytes: int
+    ndim: int
+    layers: int
+
+    @property
+    def params(self) -> tuple[int, ...]:
+        """Parameters of each block's network (0 for a block stored as a constant or mean)."""
+        return tuple(n.params(self.ndim, self.layers) for n in self.networks)
+
+
+def plan_blocks(volume: np.ndarray, config: CompressConfig) -> BlockPlan:
+    """Partition and allocate exactly as :func:`encode_events` does, without fitting (for previews)."""
+    array = check_volume(volume)
+    data = value_range(array)
+    target = _checked_target(array, data, config)
+    partition = partition_for_budget(array, data, target, config)
+    networks = allocate_for_budget(array, partition, target, config)
+    return BlockPlan(partition, networks, target, array.ndim, config.network.layers)
+
+
 def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[float] | None = None,
                   stop: object = None) -> Iterator[FitEvent | EncodeDone]:
     """Encode ``volume``, yielding progress events and finally :class:`EncodeDone`.
@@ -163,23 +217,14 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     array = check_volume(volume)
     voxel_size = _spacing(array, spacing)
     data = value_range(array)
-    n_voxels, ndim = int(array.size), array.ndim
-    target = config.budget.target_bytes(n_voxels, array.dtype.itemsize)
-    _check_budget(target, n_voxels * array.dtype.itemsize, n_voxels, ndim, config,
-                  constant=data.span == 0)
+    target = _checked_target(array, data, config)
     yield StageStarted("partition", f"{config.partition.method}, a_max {config.partition.max_blocks}")
-    normalised = ((array.astype(np.float32) - np.float32(data.low))
-                  / np.float32(data.span if data.span > 0 else 1.0))
-    partition = partition_volume(normalised, config.partition, affordable_blocks(target, ndim, config))
-    del normalised
+    partition = partition_for_budget(array, data, target, config)
     t_partition = time.perf_counter() - started
     yield PartitionDone(len(partition.blocks), partition.objective, t_partition)
     yield StageStarted("allocate", config.allocation.rule)
     blocks = partition.blocks
-    trainable = [float(np.ptp(array[b.slices])) > 0 for b in blocks]
-    total_params = (target - file_overhead(ndim, len(blocks))) // BYTES_PER_PARAM
-    networks = allocate([b.voxels for b in blocks], [b.concentration for b in blocks], trainable,
-                        total_params, ndim, config.network, config.allocation.rule)
+    networks = allocate_for_budget(array, partition, target, config)
     records = _block_records(array, partition, networks)
     yield StageStarted("fit", f"{sum(not n.is_constant for n in networks)} networks")
     finished: FitFinished | None = None
