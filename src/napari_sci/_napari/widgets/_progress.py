@@ -1,0 +1,54 @@
+"""Turning progress events into what the compress widget shows: a bar position and a status line."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from napari_sci.core.events import FitFinished, FitProgress, FitStarted, PartitionDone, StageStarted
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """Bar value and maximum (maximum 0 = busy, no known length) and the status text."""
+
+    value: int
+    maximum: int
+    text: str
+
+
+def eta_seconds(event: FitProgress, time_limit: float | None) -> float:
+    """Seconds of fitting left: the step rate so far, or the time limit if that comes first."""
+    if event.step <= 0:
+        return math.nan
+    left = event.elapsed / event.step * max(event.total_steps - event.step, 0)
+    if time_limit is not None:
+        left = min(left, max(time_limit - event.elapsed, 0.0))
+    return left
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs} s"
+
+
+def describe(event: object, time_limit: float | None) -> ProgressView | None:
+    """What to show for ``event``; None for events that change nothing on screen."""
+    if isinstance(event, StageStarted):
+        return ProgressView(0, 0, f"{event.stage}: {event.detail}")
+    if isinstance(event, PartitionDone):
+        return ProgressView(0, 0, f"{event.n_blocks} blocks chosen in {event.seconds:.1f} s")
+    if isinstance(event, FitStarted):
+        return ProgressView(0, max(event.total_steps, 1),
+                            f"fitting {event.n_networks} networks ({event.n_params} parameters) "
+                            f"on {event.device}")
+    if isinstance(event, FitProgress):
+        psnr = "inf" if math.isinf(event.psnr) else f"{event.psnr:.2f}"
+        return ProgressView(event.step, max(event.total_steps, 1),
+                            f"step {event.step}/{event.total_steps} · PSNR ≈ {psnr} dB · "
+                            f"ETA {format_seconds(eta_seconds(event, time_limit))}")
+    if isinstance(event, FitFinished):
+        return ProgressView(0, 0, f"fitted {event.steps} steps ({event.reason}); decoding to measure")
+    return None
