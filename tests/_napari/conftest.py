@@ -14,6 +14,18 @@ import napari_sci
 pytest.importorskip("napari")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Fit with one torch thread: the GUI thread needs the other core, and on a busy 2-core machine
+    torch's spinning thread pool made 10 steps of a tiny fit take 8 s instead of 0.05 s."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny(sample: np.ndarray) -> np.ndarray:
     """16×48×48 uint8 crop of the bundled Colin27 sample (brain tissue)."""

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 STRIDE = -2
 
 
+def grid_of(viewer: napari.viewer.Viewer) -> Any:
+    """The viewer's grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 class SideBySide:
     """Arranges (and restores) the viewer's grid for comparing layers."""
 
@@ -28,7 +34,7 @@ class SideBySide:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.viewer.grid.enabled)
+        return bool(grid_of(self.viewer).enabled)
 
     def _copy(self, roi: Any, panel: Any) -> Any:
         copy = self.viewer.add_shapes(
@@ -57,7 +63,7 @@ class SideBySide:
             self.viewer.layers.move(self.viewer.layers.index(layer), len(self.viewer.layers))
         for layer in order:
             layer.visible = True
-        grid = self.viewer.grid
+        grid = grid_of(self.viewer)
         if self._saved is None:
             self._saved = (grid.stride, grid.shape)
         grid.stride, grid.shape, grid.enabled = STRIDE, (1, len(panels)), True
@@ -77,7 +83,8 @@ class SideBySide:
                 layer.visible = True
         self._hidden = []
         if self._saved is not None:
-            self.viewer.grid.stride, self.viewer.grid.shape = self._saved
+            grid = grid_of(self.viewer)
+            grid.stride, grid.shape = self._saved
             self._saved = None
-            self.viewer.grid.enabled = False
+            grid.enabled = False
             self.viewer.reset_view()

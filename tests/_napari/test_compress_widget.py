@@ -1,0 +1,153 @@
+"""Compress widget: background fit with a live plot, Cancel within a second with no file left, the
+decoded layer added next to the original, errors as notifications, and a viewer that stays responsive."""
+
+from __future__ import annotations
+
+import time
+
+import dask.array as da
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+import napari_sci
+from napari_sci._napari.widgets.compress import CompressWidget
+from napari_sci.core.events import FitProgress
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tiny, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(tiny, name="tiny", scale=(2.0, 1.0, 1.0))
+    viewer.add_image(np.zeros((4, 4), np.uint8), name="other")
+    widget = CompressWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image.value = viewer.layers["tiny"]
+    widget.budget.amount.value = 1.0
+    widget.steps.value = 60
+    widget.device.value = "cpu"
+    widget.output.value = tmp_path / "out.sci"
+    return widget
+
+
+def test_config_comes_from_the_widget_values(widget):
+    widget.budget.kind.value = "ratio"
+    widget.budget.amount.value = 50
+    widget.time_limit.value = 12.5
+    widget.max_blocks.value = 7
+    config = widget.config()
+    assert (config.budget.bpv, config.budget.ratio) == (None, 50)
+    assert (config.fit.steps, config.fit.time_limit, config.fit.device) == (60, 12.5, "cpu")
+    assert config.partition.max_blocks == 7
+    widget.time_limit.value = 0
+    assert widget.config().fit.time_limit is None
+
+
+def test_compresses_in_the_background_and_adds_the_lazy_layer(widget, wait_for, qtbot, tmp_path):
+    viewer = widget.viewer
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(20)
+    seen: list[object] = []
+    widget.run()
+    assert widget.running
+    assert not widget.run_button.enabled
+    assert widget.cancel_button.enabled
+    while widget.running:  # the GUI thread keeps processing events while the worker fits
+        qtbot.wait(10)
+        seen.append(widget.progress.value())
+    timer.stop()
+    assert len(ticks) >= 5, "Qt events were not processed during the fit"
+    assert np.diff(ticks).max() < 1.0, "the GUI thread was blocked for a second or more"
+
+    path = tmp_path / "out.sci"
+    assert path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.sci"]
+    array = napari_sci.open_sci(path)
+    assert array.header.spacing == (2.0, 1.0, 1.0)
+    assert array.bpv <= 1.0
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["tiny", "out", "other"]  # right above the original
+    decoded = viewer.layers["out"]
+    assert isinstance(decoded.data, da.Array)
+    np.testing.assert_allclose(decoded.scale, (2.0, 1.0, 1.0))
+    assert decoded.metadata["sci"]["bpv"] == pytest.approx(array.bpv)
+    assert "PSNR" in widget.status.value
+    assert widget.run_button.enabled
+    assert not widget.cancel_button.enabled
+    assert len(widget.plot.steps) == 60 // 10  # FitConfig.report_every = 10
+    assert widget.plot.steps[-1] == 60
+    assert widget.plot.redraws >= 1
+
+
+def test_plot_draws_lines_in_its_canvas(qtbot):
+    from napari_sci._napari.widgets._plot import FitPlot
+
+    plot = FitPlot(interval_ms=50)
+    qtbot.addWidget(plot)
+    plot.resize(400, 260)
+    for step in range(10, 210, 10):
+        plot.add(FitProgress(step, 200, 1.0 / step, 10 + np.log(step), step / 10, 1e-3))
+    assert plot.redraws == 0  # throttled: nothing drawn synchronously
+    qtbot.waitUntil(lambda: plot.redraws >= 1, timeout=2000)
+    assert plot.redraws <= 2  # 20 reports, one or two redraws
+    plot.canvas.draw()
+    pixels = np.asarray(plot.canvas.buffer_rgba())[..., :3].astype(int)
+    psnr_colour = np.array([0x00, 0xBC, 0xD4])
+    loss_colour = np.array([0xFF, 0xB7, 0x4D])
+    drawn = {}
+    for colour in (psnr_colour, loss_colour):
+        close = np.abs(pixels - colour).sum(axis=-1) < 60
+        drawn[tuple(colour)] = close.sum()
+        assert close.sum() > 150, "a line is missing from the plot"
+        cols = np.nonzero(close.any(axis=0))[0]
+        assert cols.max() - cols.min() > pixels.shape[1] // 2  # it spans the axes
+    x, _ = plot.psnr_axes.lines[0].get_data()
+    assert list(x) == list(range(10, 210, 10))
+    plot.clear()
+    assert plot.steps == []
+    plot.canvas.draw()
+    cleared = np.asarray(plot.canvas.buffer_rgba())[..., :3].astype(int)
+    for colour in (psnr_colour, loss_colour):  # only the coloured axis labels are left
+        assert (np.abs(cleared - colour).sum(axis=-1) < 60).sum() < drawn[tuple(colour)] / 3
+
+
+def test_cancel_stops_within_a_second_and_writes_nothing(widget, qtbot, tmp_path):
+    widget.steps.value = 1_000_000
+    widget.run()
+    qtbot.waitUntil(lambda: len(widget.plot.steps) >= 2, timeout=60_000)
+    asked = time.perf_counter()
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.running, timeout=5_000)
+    assert time.perf_counter() - asked < 1.0
+    assert list(tmp_path.iterdir()) == []
+    assert "cancelled" in widget.status.value
+    assert [layer.name for layer in widget.viewer.layers] == ["tiny", "other"]
+    assert widget.run_button.enabled
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ({"amount": 0.01}, "too small"),
+    ({"output": ""}, "choose an output .sci file"),
+    ({"image": "other"}, "expected a 2D image or 3D volume"),
+])
+def test_errors_are_one_line_notifications(widget, wait_for, monkeypatch, setting, expected):
+    import napari.utils.notifications as notifications
+
+    messages: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", messages.append)
+    if "amount" in setting:
+        widget.budget.amount.value = setting["amount"]
+    if "output" in setting:
+        widget.output.value = setting["output"]
+    if "image" in setting:
+        widget.viewer.layers["other"].data = np.zeros((2, 2, 2, 2), np.uint8)
+        widget.image.value = widget.viewer.layers["other"]
+    widget.run()
+    if widget.job is not None:
+        wait_for(widget.job)
+    assert len(messages) == 1
+    assert expected in messages[0]
+    assert "\n" not in messages[0]
+    assert widget.run_button.enabled
