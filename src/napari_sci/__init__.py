@@ -23,11 +23,14 @@ __all__ = ["__version__", "compress", "decode", "open_sci"]
 
 
 def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None = None,
-             out: str | os.PathLike[str] | None = None, overwrite: bool = False,
+             psnr: float | None = None, out: str | os.PathLike[str] | None = None, overwrite: bool = False,
              spacing: Sequence[float] | None = None,
              on_event: Callable[[object], None] | None = None, stop: object = None,
              **settings: Any) -> EncodeResult:
     """Compress ``array`` to at most ``bpv`` bits per voxel (or ``ratio``:1) with SCI.
+
+    With ``psnr`` instead, find the smallest file whose decoded PSNR (over the data's range) reaches
+    it; ``bpv``/``ratio`` are then the first guess (default 0.1 BPV).
 
     ``settings`` are the fields of the stage configs, e.g. ``steps``, ``time_limit``, ``seed``,
     ``device``, ``max_blocks``, ``fr``, ``layers``, ``w0``, ``method`` (partition), ``rule``
@@ -37,8 +40,15 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
     from napari_sci.core.codec import encode
     from napari_sci.core.settings import compress_config
 
-    config = compress_config(bpv=bpv, ratio=ratio, **settings)
-    result = encode(array, config, spacing=spacing, on_event=on_event, stop=stop)
+    if psnr is not None:
+        from napari_sci.core.target_quality import QualitySearch, compress_to_psnr
+
+        first_guess = {"bpv": 0.1} if bpv is None and ratio is None else {"bpv": bpv, "ratio": ratio}
+        config = compress_config(**first_guess, **settings)
+        result = compress_to_psnr(array, config, QualitySearch(psnr), spacing, on_event, stop)
+    else:
+        config = compress_config(bpv=bpv, ratio=ratio, **settings)
+        result = encode(array, config, spacing=spacing, on_event=on_event, stop=stop)
     if out is not None:
         result.write(os.fspath(out), overwrite=overwrite)
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from napari_sci import __version__
-from napari_sci.errors import SciError, SciPathError
+from napari_sci.errors import SciConfigError, SciError, SciFileExistsError, SciPathError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 KIND_NAMES = {0: "constant", 1: "siren", 2: "mean"}
@@ -30,6 +30,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--bpv", type=float, help="target bits per voxel")
     size.add_argument("--ratio", type=float, help="target compression ratio (raw bytes / file bytes)")
+    size.add_argument("--psnr", type=float,
+                      help="target PSNR in dB (data range): the smallest file that reaches it")
     p.add_argument("--steps", type=int, default=2000, help="fitting steps (default 2000)")
     p.add_argument("--time-limit", type=float, default=None, help="stop fitting after SECONDS")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
@@ -44,6 +46,13 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allocation", choices=("size-over-d", "size", "inverse-d", "equal"),
                    default="size-over-d")
     p.add_argument("--samples", type=int, default=4096, help="voxels per block per step")
+    p.add_argument("--format", type=int, choices=(1, 2), default=2,
+                   help="2: quantised, entropy-coded weights (default); 1: float32 weights as the paper")
+    p.add_argument("--bits-per-param", type=float, default=8.0,
+                   help="format 2: expected coded bits per parameter, sizes the networks (default 8)")
+    p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
+                   help="for 4D+ input (channels, time): compress each index along AXIS to its own "
+                        "file, OUTPUT with _c0, _c1, ... before the suffix")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -76,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_compress(sub)
     _add_others(sub)
+    from napari_sci.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -83,47 +95,69 @@ def _fmt(value: float, digits: int = 2) -> str:
     return "inf" if math.isinf(value) else f"{value:.{digits}f}"
 
 
-def _check_output(source: str, target: str, overwrite: bool) -> None:
+def _check_output(source: str, target: str | Path, overwrite: bool) -> None:
     """Refuse an output that would replace the input, exists, or has no folder, before any work."""
     output = Path(target)
     if output.resolve() == Path(source).resolve():
         raise SciPathError("the output would overwrite the input; choose another output path")
     if output.exists() and not overwrite:
-        raise SciPathError(f"{output} exists; pass --overwrite to replace it")
+        raise SciFileExistsError(f"{output} exists; pass --overwrite to replace it")
+    if output.is_dir():
+        raise SciPathError(f"output {output} is a directory; give a file name")
     if not output.resolve().parent.is_dir():
         raise SciPathError(f"output folder {output.parent} does not exist; create it first")
 
 
-def _compress(args: argparse.Namespace, out: TextIO) -> int:
-    from napari_sci.cli_progress import EncodeProgress
-    from napari_sci.core.codec import encode
-    from napari_sci.core.settings import compress_config
-    from napari_sci.io.volumes import read_volume
+def _channel_outputs(output: str, count: int) -> list[Path]:
+    path = Path(output)
+    return [path.with_name(f"{path.stem}_c{i}{path.suffix}") for i in range(count)]
 
-    _check_output(args.input, args.output, args.overwrite)
-    volume, spacing = read_volume(args.input)
-    config = compress_config(
-        bpv=args.bpv, ratio=args.ratio, steps=args.steps, time_limit=args.time_limit,
-        device=args.device, seed=args.seed, max_blocks=args.max_blocks, top_m=args.top_m,
-        max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
-        rule=args.allocation, samples_per_block=args.samples)
-    with EncodeProgress(enabled=not args.quiet) as progress:
-        result = encode(volume, config, spacing=spacing, on_event=progress)
-    result.write(args.output, overwrite=args.overwrite)
-    summary = {
-        "input": str(args.input), "output": str(args.output), "shape": list(volume.shape),
-        "dtype": str(volume.dtype), "blocks": len(result.partition.blocks),
+
+def _channel_axis(axis: int | None, ndim: int) -> int | None:
+    if axis is None:
+        return None
+    if not -ndim <= axis < ndim:
+        raise SciConfigError(f"--channel-axis {axis} is out of range for a {ndim}D input; "
+                             f"use 0..{ndim - 1}")
+    return axis % ndim
+
+
+def _per_encode_shape(shape: tuple[int, ...], axis: int | None) -> tuple[int, ...]:
+    if axis is None:
+        return shape
+    return shape[:axis] + shape[axis + 1:]
+
+
+def _write_all(results: Sequence[Any], outputs: Sequence[Path], overwrite: bool) -> None:
+    """Write every file or none: on any failure the files written so far are removed again."""
+    written: list[Path] = []
+    try:
+        for result, output in zip(results, outputs):
+            result.write(str(output), overwrite=overwrite)
+            written.append(output)
+    except BaseException:
+        if not overwrite:
+            for path in written:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def _summary(args: argparse.Namespace, output: Path, shape: tuple[int, ...], dtype: Any,
+             result: Any) -> dict[str, Any]:
+    return {
+        "input": str(args.input), "output": str(output), "shape": list(shape),
+        "dtype": str(dtype), "blocks": len(result.partition.blocks),
         "networks": sum(not n.is_constant for n in result.networks), "parameters": result.n_params,
         "bytes": result.n_bytes, "target_bytes": result.target_bytes, "bpv": result.bpv,
         "ratio": result.ratio, **result.metrics.as_dict(), "steps": result.contents.header.steps,
         "seconds": result.seconds,
     }
-    if args.json:
-        print(json.dumps(summary, indent=2), file=out)
-        return EXIT_OK
+
+
+def _print_summary(summary: dict[str, Any], result: Any, out: TextIO) -> None:
     m = result.metrics
-    print(f"{args.input} -> {args.output}\n"
-          f"  volume     {'x'.join(map(str, volume.shape))} {volume.dtype}\n"
+    print(f"{summary['input']} -> {summary['output']}\n"
+          f"  volume     {'x'.join(map(str, summary['shape']))} {summary['dtype']}\n"
           f"  blocks     {summary['blocks']} ({summary['networks']} networks, "
           f"{result.n_params} parameters)\n"
           f"  size       {result.n_bytes} bytes of {result.target_bytes} allowed | "
@@ -132,6 +166,57 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
           f"  SSIM       {_fmt(m.ssim, 4)} | max abs error {m.max_abs_error:g}\n"
           f"  time       {result.seconds['total']:.1f} s (fit {result.seconds['fit']:.1f} s, "
           f"{result.contents.header.steps} steps)", file=out)
+
+
+def _compress(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.cli_progress import EncodeProgress
+    from napari_sci.core.codec import encode
+    from napari_sci.core.settings import compress_config
+    from napari_sci.core.volume import check_layout
+    from napari_sci.io.volumes import read_volume
+
+    if args.channel_axis is None:
+        _check_output(args.input, args.output, args.overwrite)
+    config = compress_config(
+        bpv=0.1 if args.psnr is not None else args.bpv, ratio=args.ratio, steps=args.steps,
+        time_limit=args.time_limit,
+        device=args.device, seed=args.seed, max_blocks=args.max_blocks, top_m=args.top_m,
+        max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
+        rule=args.allocation, samples_per_block=args.samples, format=args.format,
+        bits_per_param=args.bits_per_param)
+
+    def before_load(shape: tuple[int, ...], dtype: Any) -> None:
+        # refuse what could not be compressed (4D without --channel-axis, too large) before loading
+        check_layout(_per_encode_shape(shape, _channel_axis(args.channel_axis, len(shape))), dtype)
+
+    volume, spacing = read_volume(args.input, before_load=before_load)
+    axis = _channel_axis(args.channel_axis, volume.ndim)
+    if axis is None:
+        volumes, outputs = [volume], [Path(args.output)]
+    else:
+        volumes = [volume.take(i, axis=axis) for i in range(volume.shape[axis])]
+        outputs = _channel_outputs(args.output, len(volumes))
+        spacing = None if spacing is None or len(spacing) != volume.ndim else (
+            _per_encode_shape(spacing, axis))
+        for output in outputs:
+            _check_output(args.input, output, args.overwrite)
+    results = []
+    for channel in volumes:
+        with EncodeProgress(enabled=not args.quiet) as progress:
+            if args.psnr is not None:
+                from napari_sci.core.target_quality import QualitySearch, compress_to_psnr
+
+                results.append(compress_to_psnr(channel, config, QualitySearch(args.psnr), spacing,
+                                                progress))
+            else:
+                results.append(encode(channel, config, spacing=spacing, on_event=progress))
+    _write_all(results, outputs, args.overwrite)
+    summaries = [_summary(args, o, v.shape, v.dtype, r) for o, v, r in zip(outputs, volumes, results)]
+    if args.json:
+        print(json.dumps(summaries[0] if axis is None else summaries, indent=2), file=out)
+        return EXIT_OK
+    for summary, result in zip(summaries, results):
+        _print_summary(summary, result, out)
     return EXIT_OK
 
 
@@ -169,6 +254,7 @@ def _decompress(args: argparse.Namespace, out: TextIO) -> int:
 
 def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
+    from napari_sci.core.allocation import param_count
     from napari_sci.io.lazy import open_sci
 
     array = open_sci(path)
@@ -179,7 +265,8 @@ def describe(path: str) -> dict[str, Any]:
         "spacing": list(h.spacing), "value_range": [h.value_min, h.value_max],
         "bytes": array.file_size, "bpv": array.bpv, "ratio": array.ratio, "psnr_data": h.psnr,
         "blocks": len(h.blocks), "networks": len(networks),
-        "parameters": int(sum(int(b["length"]) for b in h.blocks) // 4),
+        "parameters": sum(param_count(h.ndim, int(b["first_width"]), int(b["hidden_width"]), h.layers)
+                          for b in networks),
         "network": {"layers": h.layers, "w0": h.w0, "w0_hidden": h.w0_hidden, "fr": h.fr},
         "partition": {"method": h.partition, "max_blocks": h.max_blocks, "top_m": h.top_m,
                       "tree_depth": h.tree_depth, "min_leaf_side": h.min_leaf_side},
@@ -237,7 +324,14 @@ def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "evaluate": _evaluate}
+def _bench(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.bench.cli import run_bench
+
+    return run_bench(args, out)
+
+
+COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "evaluate": _evaluate,
+            "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -248,8 +342,22 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return COMMANDS[args.command](args, out)
     except SciError as error:
-        print(f"napari-sci {args.command}: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(args.command, str(error))
+    except OSError as error:  # anything the library did not already turn into a SciError
+        where = f" ({error.filename})" if error.filename else ""
+        return _fail(args.command, f"{error.strerror or error}{where}")
+    except MemoryError:
+        return _fail(args.command, "out of memory; compress or decode a smaller region")
     except KeyboardInterrupt:
         print(f"napari-sci {args.command}: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `napari-sci info x.sci | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _fail(command: str, message: str) -> int:
+    """One line on stderr, exit status 1: never a traceback for an error the user can act on."""
+    line = " ".join(message.split())
+    print(f"napari-sci {command}: error: {line}", file=sys.stderr)
+    return EXIT_ERROR

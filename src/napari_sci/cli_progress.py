@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from napari_sci.core.events import FitFinished, FitProgress, FitStarted, PartitionDone, StageStarted
+from napari_sci.core.target_quality import QualityTry
 
 
 class EncodeProgress:
@@ -56,6 +57,11 @@ class EncodeProgress:
             self._done = event.step
             psnr = "inf" if math.isinf(event.psnr) else f"{event.psnr:.2f}"
             self._bar.set_postfix_str(f"PSNR~{psnr} dB", refresh=False)
+        elif isinstance(event, QualityTry):
+            self.close()
+            verdict = "reaches" if event.passed else "misses"
+            self._note(f"try {event.attempt}: {event.bpv:.4f} BPV, {event.n_bytes} bytes -> "
+                       f"PSNR {event.psnr:.2f} dB ({verdict} the target), {event.seconds:.0f} s")
         elif isinstance(event, FitFinished):
             self.close()
             if event.reason != "steps":

@@ -15,6 +15,10 @@ class SciInputError(SciError):
     """The input volume (or its file) cannot be compressed as given."""
 
 
+class SciMemoryError(SciInputError):
+    """A volume to compress, or a region to decode, needs more memory than is available."""
+
+
 class SciConfigError(SciError):
     """A setting is out of range or inconsistent with another."""
 

@@ -32,7 +32,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(SciPathError, match="No space"):
         write_atomic(tmp_path / "b.sci", b"x" * 1000)
     assert os.listdir(tmp_path) == []
 

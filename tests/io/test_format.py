@@ -6,6 +6,7 @@ import pytest
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
 from napari_sci.io.format import (
     BLOCK_RECORD,
+    FORMAT_VERSION,
     MAGIC,
     PREAMBLE,
     SciHeader,
@@ -55,9 +56,10 @@ def test_header_round_trip():
 
 
 def test_little_endian_layout_of_the_preamble():
-    data = pack_preamble(b"abc")
+    data = pack_preamble(b"abc", 1)
     assert data[:8] == MAGIC == b"\x89SCI\r\n\x1a\n"
     assert data[8:10] == b"\x01\x00"
+    assert pack_preamble(b"abc")[8:10] == FORMAT_VERSION.to_bytes(2, "little")
     assert data[10:12] == b"\x00\x00"
     assert data[12:16] == (3).to_bytes(4, "little")
 

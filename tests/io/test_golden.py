@@ -1,6 +1,7 @@
-"""The committed v1 file must keep decoding the same in every later version.
+"""The committed golden files must keep decoding the same in every later version.
 
-Regenerate (only when the format version is bumped, never to make a failing test pass) with
+One file per released format version (v1: raw float32 weights; v2: quantised, entropy-coded weights).
+Regenerate (only when a format version is added, never to make a failing test pass) with
 ``NAPARI_SCI_REGEN_GOLDEN=1 pytest tests/io/test_golden.py``.
 """
 
@@ -11,29 +12,32 @@ import numpy as np
 import pytest
 
 from napari_sci.io.container import parse, serialise
-from napari_sci.io.format import FORMAT_VERSION
 from napari_sci.io.lazy import SciArray
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden_v1.sci"
-DECODED = GOLDEN.with_name("golden_v1_decoded.npy")
+DATA = Path(__file__).resolve().parents[1] / "data"
+VERSIONS = (1, 2)
 
 
-@pytest.fixture(scope="module")
-def golden(sample) -> bytes:
+@pytest.fixture(scope="module", params=VERSIONS)
+def golden(request, sample) -> tuple[int, bytes, np.ndarray]:
+    version = request.param
+    path = DATA / f"golden_v{version}.sci"
+    decoded = DATA / f"golden_v{version}_decoded.npy"
     if os.environ.get("NAPARI_SCI_REGEN_GOLDEN") == "1":
         import napari_sci
 
         crop = sample[20:36, 40:72, 40:80]  # BSD-3 Colin27, as bundled
-        result = napari_sci.compress(crop, bpv=3.0, steps=300, seed=7, max_depth=2, min_leaf_side=4,
-                                     useful_hidden=4, spacing=(1.0, 1.0, 1.0), device="cpu")
-        GOLDEN.write_bytes(result.data)
-        np.save(DECODED, SciArray(result.contents)[...])
-    return GOLDEN.read_bytes()
+        result = napari_sci.compress(crop, bpv=3.0 if version == 1 else 1.0, steps=300, seed=7,
+                                     max_depth=2, min_leaf_side=4, useful_hidden=4,
+                                     spacing=(1.0, 1.0, 1.0), device="cpu", format=version)
+        path.write_bytes(result.data)
+        np.save(decoded, SciArray(result.contents)[...])
+    return version, path.read_bytes(), np.load(decoded)
 
 
 def test_golden_decodes_as_recorded(golden):
-    decoded = SciArray(parse(golden))[...]
-    expected = np.load(DECODED)
+    _, data, expected = golden
+    decoded = SciArray(parse(data))[...]
     assert decoded.dtype == expected.dtype
     assert decoded.shape == expected.shape
     # bit-identical on the reference platform; at most one grey level apart elsewhere (float32 order)
@@ -42,14 +46,106 @@ def test_golden_decodes_as_recorded(golden):
     assert np.mean(difference == 0) > 0.999
 
 
-def test_format_is_unchanged_without_a_version_bump(golden):
-    contents = parse(golden)
-    assert contents.header.version == 1
-    if FORMAT_VERSION == 1:
-        assert serialise(contents.header, contents.payloads) == golden
+def test_layout_is_unchanged_for_its_version(golden):
+    """Re-serialising what was read gives the same bytes: the layout of that version is frozen."""
+    version, data, _ = golden
+    contents = parse(data)
+    assert contents.header.version == version
+    assert serialise(contents.header, contents.payloads) == data
 
 
 def test_golden_has_several_block_kinds(golden):
-    blocks = parse(golden).header.blocks
+    _, data, _ = golden
+    blocks = parse(data).header.blocks
     assert len(blocks) > 1
     assert (blocks["kind"] == 1).any()
+
+
+# --- Compatibility pins (robustness, issue 5) -------------------------------------------------------
+# The tests above compare the golden file with itself; these pin it to the outside world, so that a
+# layout change, a silent regeneration of the golden file, or a change in what a field means fails
+# here unless FORMAT_VERSION is bumped (and a golden file for the new version committed).
+
+GOLDEN_SHA256 = {1: "74f21f2844f9d84409ad5cc5fd7057e0f4a69204e21318eea382dc9e75fa7941",
+                 2: "de4b0f16a7e13d222a6aa340ddb3b67ed925f0ac34682dc9f45ad6b111f729a1"}
+
+
+def test_every_supported_version_has_a_pinned_golden_file():
+    import hashlib
+
+    from napari_sci.io.format import FORMAT_VERSION, SUPPORTED_VERSIONS
+
+    assert FORMAT_VERSION in SUPPORTED_VERSIONS
+    assert set(SUPPORTED_VERSIONS) == set(VERSIONS)
+    for version in SUPPORTED_VERSIONS:
+        path = DATA / f"golden_v{version}.sci"
+        assert path.exists(), f"commit {path.name} when adding format version {version}"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == GOLDEN_SHA256[version], (
+            f"{path.name} changed: golden files are never regenerated for a released version")
+
+
+def test_golden_v1_header_means_what_it_meant():
+    """Field values, not just bytes: swapping two same-typed fields in pack *and* unpack would keep
+    serialise(parse(golden)) == golden but change their meaning."""
+    h = parse((DATA / "golden_v1.sci").read_bytes()).header
+    assert (h.version, h.shape, str(h.dtype), h.spacing) == (1, (16, 32, 40), "uint8", (1.0, 1.0, 1.0))
+    assert (h.value_min, h.value_max, h.tree_depth, h.min_leaf_side) == (24.0, 116.0, 2, 4)
+    assert (h.layers, h.w0, h.w0_hidden, h.fr) == (7, 20.0, 30.0, pytest.approx(2.2))
+    assert (h.partition, h.allocation, h.max_blocks, h.top_m, h.steps, h.seed) == (
+        "adaptive", "size-over-d", 50, 1, 300, 7)
+    assert h.psnr == pytest.approx(17.9195, abs=1e-3)
+    assert h.blocks[["node", "kind", "first_width", "hidden_width", "length"]].tolist() == [
+        (1, 2, 0, 0, 0), (2, 1, 18, 4, 932), (3, 2, 0, 0, 0), (4, 1, 16, 4, 868),
+        (5, 1, 17, 5, 1136), (6, 1, 35, 5, 1784), (7, 1, 16, 4, 868), (8, 1, 26, 6, 1764)]
+
+
+def test_writer_matches_the_spec_table_byte_for_byte():
+    """pack_header against bytes built here straight from docs/format.md's tables (not from
+    format.py's constants), for a 3D and a 2D header."""
+    import struct
+
+    from napari_sci.io.format import BLOCK_RECORD, SciHeader, pack_header, pack_preamble
+
+    for ndim in (3, 2):
+        shape, spacing = (5, 6, 7)[:ndim], (0.5, 1.5, 2.5)[:ndim]
+        blocks = np.zeros(2, dtype=BLOCK_RECORD)
+        blocks[0] = (1, 1, 9, 4, -1.5, 3.25, 1234, 0xDEADBEEF)
+        blocks[1] = (2, 0, 0, 0, 7.0, 7.0, 0, 0)
+        header = SciHeader(shape=shape, dtype=np.dtype("int16"), spacing=spacing, value_min=-2.0,
+                           value_max=9.0, tree_depth=1, min_leaf_side=3, layers=7, w0=20.0,
+                           w0_hidden=30.0, fr=2.25, partition="equal", allocation="inverse-d",
+                           max_blocks=40, top_m=2, steps=123, seed=77, psnr=31.5, blocks=blocks)
+        expected = (struct.pack("<BB", ndim, 3) + struct.pack(f"<{ndim}I", *shape)
+                    + struct.pack(f"<{ndim}f", *spacing) + struct.pack("<dd", -2.0, 9.0)
+                    + struct.pack("<BHB", 1, 3, 7) + struct.pack("<fff", 20.0, 30.0, 2.25)
+                    + struct.pack("<BB", 1, 2) + struct.pack("<HH", 40, 2)
+                    + struct.pack("<II", 123, 77) + struct.pack("<f", 31.5) + struct.pack("<I", 2)
+                    + struct.pack("<IBHHffII", 1, 1, 9, 4, -1.5, 3.25, 1234, 0xDEADBEEF)
+                    + struct.pack("<IBHHffII", 2, 0, 0, 0, 7.0, 7.0, 0, 0))
+        packed = pack_header(header)
+        assert packed == expected
+        assert len(packed) == (80 if ndim == 3 else 72) + 25 * 2
+        for version in VERSIONS:
+            assert pack_preamble(packed, version) == (
+                b"\x89SCI\r\n\x1a\n" + struct.pack("<HHII", version, 0, len(packed), zlib_crc(packed)))
+
+
+def zlib_crc(data: bytes) -> int:
+    import zlib
+
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def test_golden_decodes_the_same_through_every_public_path(golden, tmp_path):
+    import napari_sci
+    from napari_sci.cli import main
+
+    _, data, expected = golden
+    path = tmp_path / "g.sci"
+    path.write_bytes(data)
+    reference = SciArray(parse(data))[...]
+    np.testing.assert_array_equal(napari_sci.decode(path), reference)
+    np.testing.assert_array_equal(napari_sci.open_sci(path)[3:9, ::2, -5:], reference[3:9, ::2, -5:])
+    assert main(["decompress", str(path), "-o", str(tmp_path / "g.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), reference)
+    assert np.abs(reference.astype(int) - expected.astype(int)).max() <= 1

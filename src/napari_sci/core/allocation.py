@@ -9,6 +9,7 @@ within one unit of the budget.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,12 @@ class BlockNetwork:
 
     def params(self, ndim: int, layers: int) -> int:
         return 0 if self.is_constant else param_count(ndim, self.first_width, self.hidden_width, layers)
+
+
+def layer_dims(ndim: int, net: BlockNetwork, layers: int) -> list[tuple[int, int]]:
+    """(in, out) of every linear layer: ndim → first → hidden … hidden → 1."""
+    widths = [ndim, net.first_width] + [net.hidden_width] * (layers - 2) + [1]
+    return list(itertools.pairwise(widths))
 
 
 def param_count(ndim: int, first: int, hidden: int, layers: int) -> int:

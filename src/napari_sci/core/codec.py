@@ -15,20 +15,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from napari_sci.core.allocation import BlockNetwork, allocate, funnel_first_width, param_count
+from napari_sci.core.coding import FitJob, fit_and_code
 from napari_sci.core.config import CompressConfig
 from napari_sci.core.decoder import VolumeDecoder, full_box
-from napari_sci.core.events import (
-    FitCancelled,
-    FitEvent,
-    FitFinished,
-    PartitionDone,
-    StageStarted,
-)
-from napari_sci.core.fit import fit_blocks
+from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
-from napari_sci.core.partition import Partition, partition_volume
+from napari_sci.core.partition import Block, Partition, TreeAnalysis, partition_volume
 from napari_sci.core.volume import ValueRange, check_volume, to_dtype, value_range
-from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
+from napari_sci.errors import SciBudgetError, SciInputError
 from napari_sci.io.container import SciContents, parse, serialise, write_atomic
 from napari_sci.io.format import (
     BLOCK_RECORD,
@@ -38,8 +32,9 @@ from napari_sci.io.format import (
     SciHeader,
     file_overhead,
 )
+from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
-BYTES_PER_PARAM = 4
+ANS_TAIL_BYTES = 8  # what an ANS stream costs beyond its symbols, at most
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,7 @@ class EncodeResult:
 
     @property
     def n_params(self) -> int:
-        return sum(len(p) // BYTES_PER_PARAM for p in self.contents.payloads)
+        return sum(n.params(self.contents.header.ndim, self.contents.header.layers) for n in self.networks)
 
     def write(self, path: str, overwrite: bool = False) -> None:
         """Write the file atomically (temp file, then rename)."""
@@ -83,31 +78,50 @@ class EncodeDone:
     result: EncodeResult
 
 
-def smallest_file_bytes(ndim: int, layers: int, fr: float, min_hidden: int) -> int:
+def network_overhead(config: CompressConfig) -> int:
+    """Payload bytes of a network besides its parameters: v2's step/width codes and ANS tail."""
+    if config.coding.format_version == 1:
+        return 0
+    return 2 * CODE_BYTES_PER_TENSOR * config.network.layers + ANS_TAIL_BYTES
+
+
+def network_bytes(hidden: int, ndim: int, config: CompressConfig) -> int:
+    """Expected payload bytes of a funnel network of this hidden width."""
+    net = config.network
+    params = param_count(ndim, funnel_first_width(hidden, net.fr), hidden, net.layers)
+    return network_overhead(config) + math.ceil(config.coding.bytes_per_param * params)
+
+
+def smallest_file_bytes(ndim: int, config: CompressConfig) -> int:
     """Bytes of the smallest useful file: one block holding the smallest network."""
-    params = param_count(ndim, funnel_first_width(min_hidden, fr), min_hidden, layers)
-    return file_overhead(ndim, 1) + BYTES_PER_PARAM * params
+    return file_overhead(ndim, 1) + network_bytes(config.network.min_hidden, ndim, config)
 
 
 def affordable_blocks(target: int, ndim: int, config: CompressConfig) -> int:
     """How many blocks the budget affords when each should hold a network of ``useful_hidden``."""
-    net = config.network
-    useful = config.allocation.useful_hidden
     per_block = (file_overhead(ndim, 1) - file_overhead(ndim, 0)
-                 + BYTES_PER_PARAM * param_count(ndim, funnel_first_width(useful, net.fr), useful,
-                                                 net.layers))
+                 + network_bytes(config.allocation.useful_hidden, ndim, config))
     return max(1, min(config.partition.max_blocks, (target - file_overhead(ndim, 0)) // per_block))
+
+
+def parameter_budget(target: int, ndim: int, n_blocks: int, n_networks: int,
+                     config: CompressConfig) -> int:
+    """Parameters the networks may have in total once the header and table are paid for."""
+    spare = target - file_overhead(ndim, n_blocks) - n_networks * network_overhead(config)
+    return max(0, math.floor(spare / config.coding.bytes_per_param))
 
 
 def _check_budget(target: int, raw_bytes: int, n_voxels: int, ndim: int,
                   config: CompressConfig, constant: bool) -> None:
+    smallest = file_overhead(ndim, 1) if constant else smallest_file_bytes(ndim, config)
+    if smallest >= raw_bytes and not constant:
+        raise SciBudgetError(
+            f"the volume is too small to compress: its raw data is {raw_bytes} bytes but the "
+            f"smallest .sci file with a network is {smallest} bytes; store it uncompressed")
     if target >= raw_bytes and not constant:
         raise SciBudgetError(
             f"the target {config.budget.describe()} ({target} bytes) is not smaller than the raw "
             f"volume ({raw_bytes} bytes): nothing to gain; ask for a ratio > 1")
-    smallest = (file_overhead(ndim, 1) if constant else
-                smallest_file_bytes(ndim, config.network.layers, config.network.fr,
-                                    config.network.min_hidden))
     if target < smallest:
         raise SciBudgetError(
             f"the target {config.budget.describe()} ({target} bytes) is too small; the "
@@ -124,7 +138,7 @@ def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], parti
         w0=config.network.w0, w0_hidden=config.network.w0_hidden, fr=config.network.fr,
         partition=config.partition.method, allocation=config.allocation.rule,
         max_blocks=config.partition.max_blocks, top_m=config.partition.top_m, steps=steps,
-        seed=config.fit.seed, psnr=psnr, blocks=records)
+        seed=config.fit.seed, psnr=psnr, blocks=records, version=config.coding.format_version)
 
 
 def _block_records(array: np.ndarray, partition: Partition,
@@ -144,6 +158,13 @@ def _block_records(array: np.ndarray, partition: Partition,
     return records
 
 
+def worth_a_network(array: np.ndarray, blocks: Sequence[Block], negligible: float) -> list[bool]:
+    """Which blocks may get a network: not constant, and not negligible (see AllocationConfig)."""
+    sse = np.array([float(np.var(array[b.slices], dtype=np.float64)) * b.voxels for b in blocks])
+    total = float(sse.sum())
+    return [bool(e > 0 and e >= negligible * total) for e in sse]
+
+
 def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float, ...]:
     if spacing is None:
         return (1.0,) * array.ndim
@@ -154,28 +175,28 @@ def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float,
 
 def _checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig) -> int:
     """The file size in bytes the budget allows; ``SciBudgetError`` if it cannot be met."""
-    n_voxels, ndim = int(array.size), array.ndim
+    n_voxels = int(array.size)
     target = config.budget.target_bytes(n_voxels, array.dtype.itemsize)
-    _check_budget(target, n_voxels * array.dtype.itemsize, n_voxels, ndim, config,
+    _check_budget(target, n_voxels * array.dtype.itemsize, n_voxels, array.ndim, config,
                   constant=data.span == 0)
     return target
 
 
-def partition_for_budget(array: np.ndarray, data: ValueRange, target: int,
-                         config: CompressConfig) -> Partition:
+def partition_for_budget(array: np.ndarray, data: ValueRange, target: int, config: CompressConfig,
+                         analysis: TreeAnalysis | None = None) -> Partition:
     """The blocks encode would choose: the ILP over the normalised volume, capped by the budget."""
     normalised = ((array.astype(np.float32) - np.float32(data.low))
                   / np.float32(data.span if data.span > 0 else 1.0))
-    return partition_volume(normalised, config.partition,
-                            affordable_blocks(target, array.ndim, config))
+    return partition_volume(normalised, config.partition, affordable_blocks(target, array.ndim, config),
+                            analysis=analysis)
 
 
 def allocate_for_budget(array: np.ndarray, partition: Partition, target: int,
                         config: CompressConfig) -> tuple[BlockNetwork, ...]:
     """Every block's network widths: the bytes left after the header, shared by the allocation rule."""
     blocks = partition.blocks
-    trainable = [float(np.ptp(array[b.slices])) > 0 for b in blocks]
-    total_params = (target - file_overhead(array.ndim, len(blocks))) // BYTES_PER_PARAM
+    trainable = worth_a_network(array, blocks, config.allocation.negligible)
+    total_params = parameter_budget(target, array.ndim, len(blocks), sum(trainable), config)
     return tuple(allocate([b.voxels for b in blocks], [b.concentration for b in blocks], trainable,
                           total_params, array.ndim, config.network, config.allocation.rule))
 
@@ -207,19 +228,21 @@ def plan_blocks(volume: np.ndarray, config: CompressConfig) -> BlockPlan:
 
 
 def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[float] | None = None,
-                  stop: object = None) -> Iterator[FitEvent | EncodeDone]:
+                  stop: object = None, analysis: TreeAnalysis | None = None,
+                  ) -> Iterator[FitEvent | EncodeDone]:
     """Encode ``volume``, yielding progress events and finally :class:`EncodeDone`.
 
     Raises ``SciCancelledError`` when ``stop`` is set during fitting; nothing is written either way
-    (call :meth:`EncodeResult.write`).
+    (call :meth:`EncodeResult.write`). ``analysis`` reuses a tree analysis of this volume.
     """
     started = time.perf_counter()
     array = check_volume(volume)
     voxel_size = _spacing(array, spacing)
     data = value_range(array)
+    ndim = array.ndim
     target = _checked_target(array, data, config)
     yield StageStarted("partition", f"{config.partition.method}, a_max {config.partition.max_blocks}")
-    partition = partition_for_budget(array, data, target, config)
+    partition = partition_for_budget(array, data, target, config, analysis)
     t_partition = time.perf_counter() - started
     yield PartitionDone(len(partition.blocks), partition.objective, t_partition)
     yield StageStarted("allocate", config.allocation.rule)
@@ -227,21 +250,13 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     networks = allocate_for_budget(array, partition, target, config)
     records = _block_records(array, partition, networks)
     yield StageStarted("fit", f"{sum(not n.is_constant for n in networks)} networks")
-    finished: FitFinished | None = None
-    for event in fit_blocks(array, blocks, networks, records["lo"].astype(np.float64),
-                            records["hi"].astype(np.float64), data.span, config.network,
-                            config.fit, stop):
-        if isinstance(event, FitCancelled):
-            yield event
-            raise SciCancelledError(f"compression cancelled at step {event.step}; nothing written")
-        if isinstance(event, FitFinished):
-            finished = event
-        yield event
-    assert finished is not None
+    job = FitJob(array, blocks, networks, records["lo"].astype(np.float64),
+                 records["hi"].astype(np.float64), data.span)
+    payload_budget = target - file_overhead(ndim, len(blocks))
+    payloads, fitted = yield from fit_and_code(job, config, payload_budget, stop)
     t_fit = time.perf_counter() - started - t_partition
     yield StageStarted("evaluate", "decoding to measure PSNR and SSIM")
-    payloads = [b"" if w is None else w.astype("<f4").tobytes() for w in finished.weights]
-    header = _header(array, data, voxel_size, partition, records, config, finished.steps, math.nan)
+    header = _header(array, data, voxel_size, partition, records, config, fitted.steps, math.nan)
     contents = parse(serialise(header, payloads))
     metrics = evaluate(array, decode_contents(contents))
     final = parse(serialise(replace(header, psnr=metrics.psnr_data), payloads))

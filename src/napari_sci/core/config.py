@@ -89,12 +89,28 @@ class NetworkSpec:
 
 @dataclass(frozen=True)
 class AllocationConfig:
-    """How the parameter budget is shared between blocks (paper §3.3: ``size-over-d``)."""
+    """How the parameter budget is shared between blocks (paper §3.3: ``size-over-d``).
+
+    Parameters
+    ----------
+    rule
+        Share of each block: ``size-over-d`` (|x|/D, the paper), ``size``, ``inverse-d``, ``equal``.
+    useful_hidden
+        The partition may use only as many blocks as the budget affords networks of this hidden
+        width; a tree of tiny networks fits worse than fewer larger ones (docs/benchmarks.md).
+    negligible
+        A block whose squared error around its own mean is below this fraction of the volume's total
+        is stored as its mean: even a perfect network there could not change the PSNR measurably.
+        D is scale-invariant, so such near-empty blocks (a few noisy voxels in background) would
+        otherwise look maximally complex and take the largest |x|/D shares.
+    """
 
     rule: AllocationRule = "size-over-d"
-    useful_hidden: int = 8
+    useful_hidden: int = 16
+    negligible: float = 1e-4
 
     def __post_init__(self) -> None:
+        _require(0 <= self.negligible < 1, f"negligible must be in [0, 1), got {self.negligible}")
         _require(self.rule in ALLOCATION_RULES,
                  f"allocation rule must be one of {ALLOCATION_RULES}, got {self.rule!r}")
         _require(1 <= self.useful_hidden <= 4096,
@@ -149,6 +165,37 @@ class FitConfig:
 
 
 @dataclass(frozen=True)
+class CodingConfig:
+    """How network weights are stored in the file.
+
+    Parameters
+    ----------
+    format_version
+        1: raw float32 weights (the paper). 2: each tensor quantised with its own step and entropy
+        coded (ANS); the steps are chosen to fill the byte budget exactly.
+    bits_per_param
+        Expected coded cost of a parameter in format 2, used to size the networks before fitting.
+    qat_fraction
+        Share of the steps spent on quantisation-aware fine-tuning in format 2.
+    """
+
+    format_version: int = 2
+    bits_per_param: float = 8.0
+    qat_fraction: float = 0.15
+
+    def __post_init__(self) -> None:
+        _require(self.format_version in (1, 2), f"format_version must be 1 or 2, got {self.format_version}")
+        _require(1.0 <= self.bits_per_param <= 32.0,
+                 f"bits_per_param must be in [1, 32], got {self.bits_per_param}")
+        _require(0.0 <= self.qat_fraction < 1.0, f"qat_fraction must be in [0, 1), got {self.qat_fraction}")
+
+    @property
+    def bytes_per_param(self) -> float:
+        """What a parameter is expected to cost: 4 bytes raw, or the coded estimate."""
+        return 4.0 if self.format_version == 1 else self.bits_per_param / 8
+
+
+@dataclass(frozen=True)
 class Budget:
     """The size target: bits per voxel, or compression ratio against the raw array's bytes.
 
@@ -185,3 +232,4 @@ class CompressConfig:
     network: NetworkSpec = field(default_factory=NetworkSpec)
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    coding: CodingConfig = field(default_factory=CodingConfig)

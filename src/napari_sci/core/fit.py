@@ -50,69 +50,84 @@ def as_stop_flag(stop: object) -> StopFlag:
 
 @dataclass
 class _Group:
-    """Tensors describing the blocks of one stacked module."""
+    """The blocks of one stacked module and what a step needs to feed them.
+
+    A *full* group holds blocks small enough to use all their voxels every step (full batch): their
+    coordinates, targets and padding weights are computed once. A *sampled* group draws a fresh random
+    minibatch per block and step, each axis independently (uniform over the block's voxels).
+    """
 
     members: list[int]
     module: BatchedFunnelSiren
-    origin: torch.Tensor        # (G, ndim) long
-    size: torch.Tensor          # (G, ndim) long
-    voxels: torch.Tensor        # (G,) long
-    scale: torch.Tensor         # (G, ndim) float32: coordinate step per axis
-    offset: torch.Tensor        # (G, ndim) float32: 1, or 0 for a one-voxel axis
     samples: int
-    full: torch.Tensor          # (G,) bool: block fits in one batch
+    origin: torch.Tensor          # (G, ndim) long
+    size: torch.Tensor            # (G, ndim) long, float copy in size_f
+    size_f: torch.Tensor
+    scale: torch.Tensor           # (G, 1, ndim) coordinate step per axis
+    offset: torch.Tensor          # (G, 1, ndim) 1, or 0 for a one-voxel axis
+    fixed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # coords, targets, weights
+
+
+def _positions_to_inputs(group: _Group, position: torch.Tensor, targets: torch.Tensor,
+                         strides: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block-local voxel positions (G, n, ndim) → network inputs in [-1, 1] and their targets."""
+    coords = position.float() * group.scale - group.offset
+    flat = ((group.origin[:, None, :] + position) * strides).sum(dim=-1)
+    return coords, targets[flat]
 
 
 def _make_group(members: list[int], blocks: Sequence[Block], networks: Sequence[BlockNetwork],
-                spec: NetworkSpec, config: FitConfig, generator: torch.Generator,
-                device: torch.device) -> _Group:
+                spec: NetworkSpec, samples_per_block: int, generator: torch.Generator,
+                device: torch.device, targets: torch.Tensor, strides: torch.Tensor) -> _Group:
     ndim = len(blocks[0].size)
     module = BatchedFunnelSiren([networks[i] for i in members], ndim, spec, generator).to(device)
     sizes = [blocks[i].size for i in members]
-    voxels = torch.tensor([blocks[i].voxels for i in members], dtype=torch.long, device=device)
-    samples = int(min(config.samples_per_block, int(voxels.max())))
-    return _Group(
-        members=members, module=module,
+    voxels = [blocks[i].voxels for i in members]
+    size = torch.tensor(sizes, dtype=torch.long, device=device)
+    group = _Group(
+        members=members, module=module, samples=min(samples_per_block, max(voxels)),
         origin=torch.tensor([blocks[i].origin for i in members], dtype=torch.long, device=device),
-        size=torch.tensor(sizes, dtype=torch.long, device=device),
-        voxels=voxels,
+        size=size, size_f=size.float(),
         scale=torch.tensor([[coordinate_scale(s) for s in sz] for sz in sizes],
-                           dtype=torch.float32, device=device),
+                           dtype=torch.float32, device=device)[:, None, :],
         offset=torch.tensor([[1.0 if s > 1 else 0.0 for s in sz] for sz in sizes],
-                            dtype=torch.float32, device=device),
-        samples=samples, full=voxels <= samples)
+                            dtype=torch.float32, device=device)[:, None, :])
+    if max(voxels) <= samples_per_block:
+        n = max(voxels)
+        ramp = torch.arange(n, device=device).expand(len(members), n)
+        count = torch.tensor(voxels, device=device)[:, None]
+        index = ramp % count
+        position = []
+        for axis in range(ndim - 1, -1, -1):
+            position.append(index % size[:, axis: axis + 1])
+            index = index // size[:, axis: axis + 1]
+        coords, values = _positions_to_inputs(group, torch.stack(position[::-1], dim=-1), targets, strides)
+        weight = (ramp < count).float()
+        group.fixed = (coords, values, weight / weight.sum(dim=1, keepdim=True))
+    return group
 
 
-def _sample(group: _Group, generator: torch.Generator,
-            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Voxel indices within each block (G, n) and their loss weights (G, n)."""
-    n = group.samples
-    ramp = torch.arange(n, device=device).expand(len(group.members), n)
-    wrapped = ramp % group.voxels[:, None]
-    drawn = (torch.rand(len(group.members), n, generator=generator, device=device)
-             * group.voxels[:, None]).long().clamp_max_(group.voxels[:, None] - 1)
-    index = torch.where(group.full[:, None], wrapped, drawn)
-    weight = torch.where(group.full[:, None], (ramp < group.voxels[:, None]).float(),
-                         torch.ones((), device=device))
-    return index, weight
+def _split_full_and_sampled(groups: list[list[int]], blocks: Sequence[Block],
+                            samples_per_block: int) -> list[list[int]]:
+    out = []
+    for members in groups:
+        full = [i for i in members if blocks[i].voxels <= samples_per_block]
+        sampled = [i for i in members if blocks[i].voxels > samples_per_block]
+        out += [part for part in (full, sampled) if part]
+    return out
 
 
-def _coordinates_and_targets(group: _Group, index: torch.Tensor, targets: torch.Tensor,
-                             strides: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Network inputs (G, n, ndim) in [-1, 1] and targets (G, n) for block-local flat indices."""
-    ndim = group.size.shape[1]
-    position = []
-    rest = index
-    for axis in range(ndim - 1, -1, -1):
-        extent = group.size[:, axis: axis + 1]
-        position.append(rest % extent)
-        rest = rest // extent
-    position.reverse()
-    coords = torch.stack(
-        [position[a].float() * group.scale[:, a: a + 1] - group.offset[:, a: a + 1]
-         for a in range(ndim)], dim=-1)
-    flat = sum((group.origin[:, a: a + 1] + position[a]) * strides[a] for a in range(ndim))
-    return coords, targets[flat]
+def _block_mse(group: _Group, generator: torch.Generator, targets: torch.Tensor,
+               strides: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of each block's network on this step's voxels: (G,)."""
+    if group.fixed is not None:
+        coords, values, weight = group.fixed
+        return ((group.module(coords) - values).square() * weight).sum(dim=1)
+    draws = torch.rand(len(group.members), group.samples, group.size.shape[1], generator=generator,
+                       device=group.size.device)
+    position = torch.minimum((draws * group.size_f[:, None, :]).long(), group.size[:, None, :] - 1)
+    coords, values = _positions_to_inputs(group, position, targets, strides)
+    return (group.module(coords) - values).square().mean(dim=1)
 
 
 def normalised_targets(volume: np.ndarray, blocks: Sequence[Block], lows: np.ndarray,
@@ -127,7 +142,10 @@ def normalised_targets(volume: np.ndarray, blocks: Sequence[Block], lows: np.nda
 
 def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[BlockNetwork],
                lows: np.ndarray, highs: np.ndarray, span: float, spec: NetworkSpec,
-               config: FitConfig, stop: object = None) -> Iterator[FitEvent]:
+               config: FitConfig, stop: object = None, *,
+               initial: Sequence[np.ndarray | None] | None = None,
+               quant_steps: Sequence[Sequence[float] | None] | None = None,
+               first_step: int = 0, total_steps: int | None = None) -> Iterator[FitEvent]:
     """Train all non-constant blocks together; yield progress and end with ``FitFinished``.
 
     Parameters
@@ -140,6 +158,12 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
         The data's value range, for the PSNR estimate.
     stop
         ``threading.Event`` or callable; when set, the generator yields ``FitCancelled`` and ends.
+    initial
+        Start from these weights (file order, per block) instead of the SIREN initialisation.
+    quant_steps
+        Per block, per tensor quantisation steps: train quantisation-aware (format v2 fine-tuning).
+    first_step, total_steps
+        Numbering of the progress events when this run continues an earlier one.
     """
     should_stop = as_stop_flag(stop)
     device = resolve_device(config.device)
@@ -147,17 +171,27 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
     generator.manual_seed(config.seed)
     init_generator = torch.Generator().manual_seed(config.seed)
     ndim = volume.ndim
-    groups = [_make_group(m, blocks, networks, spec, config, init_generator, device)
-              for m in group_networks(networks, ndim, spec.layers)]
+    targets = torch.from_numpy(normalised_targets(volume, blocks, lows, highs).ravel()).to(device)
+    strides = torch.tensor([int(np.prod(volume.shape[a + 1:], dtype=np.int64)) for a in range(ndim)],
+                           dtype=torch.long, device=device)
+    layout = _split_full_and_sampled(group_networks(networks, ndim, spec.layers), blocks,
+                                     config.samples_per_block)
+    groups = [_make_group(m, blocks, networks, spec, config.samples_per_block, init_generator, device,
+                          targets, strides) for m in layout]
+    for group in groups:
+        for j, i in enumerate(group.members):
+            if initial is not None and initial[i] is not None:
+                group.module.load_block(j, initial[i])
+        if quant_steps is not None:
+            group.module.set_quantisation([quant_steps[i] for i in group.members])
+    total = config.steps if total_steps is None else total_steps
     n_params = sum(n.params(ndim, spec.layers) for n in networks)
     n_networks = sum(len(g.members) for g in groups)
-    yield FitStarted(config.steps, len(blocks), n_networks, n_params,
+    yield FitStarted(total, len(blocks), n_networks, n_params,
                      len(groups), str(device), config.time_limit)
     if not groups:
         yield FitFinished(0, 0.0, math.inf, "no networks", (None,) * len(blocks))
         return
-    targets = torch.from_numpy(normalised_targets(volume, blocks, lows, highs).ravel()).to(device)
-    strides = [int(np.prod(volume.shape[a + 1:], dtype=np.int64)) for a in range(ndim)]
     n_total = float(volume.size)
     constant_sse = sum(float(((volume[b.slices].astype(np.float64) - lows[i]) ** 2).sum())
                        for i, b in enumerate(blocks) if networks[i].is_constant)
@@ -170,7 +204,7 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
     psnr = math.nan
     while step < config.steps:
         if should_stop():
-            yield FitCancelled(step, time.perf_counter() - start)
+            yield FitCancelled(first_step + step, time.perf_counter() - start)
             return
         elapsed = time.perf_counter() - start
         if config.time_limit is not None and elapsed >= config.time_limit:
@@ -186,10 +220,7 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
         loss = torch.zeros((), device=device)
         raw_mse = torch.zeros((), device=device)
         for group, scale in zip(groups, raw_scale):
-            index, weight = _sample(group, generator, device)
-            coords, target = _coordinates_and_targets(group, index, targets, strides)
-            error = (group.module(coords) - target).square() * weight
-            block_mse = error.sum(dim=1) / weight.sum(dim=1)
+            block_mse = _block_mse(group, generator, targets, strides)
             loss = loss + block_mse.sum()
             raw_mse = raw_mse + (block_mse.detach() * scale).sum()
         loss.backward()
@@ -198,7 +229,7 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
         if step % config.report_every == 0 or step == config.steps:
             mse = float(raw_mse) + constant_sse / n_total
             psnr = 10 * math.log10(span**2 / mse) if mse > 0 else math.inf
-            yield FitProgress(step, config.steps, float(loss.detach()) / n_networks, psnr,
+            yield FitProgress(first_step + step, total, float(loss.detach()) / n_networks, psnr,
                               time.perf_counter() - start, lr)
     weights: list[np.ndarray | None] = [None] * len(blocks)
     for group in groups:

@@ -147,18 +147,34 @@ def equal_cut(tree: BlockTree, max_blocks: int) -> list[int]:
     return best
 
 
-def partition_volume(normalised: np.ndarray, config: PartitionConfig, max_blocks: int | None = None,
-                     solver: SolverFactory = default_solver) -> Partition:
-    """Build the tree over ``normalised`` (values in [0, 1]), compute D per node, choose the leaves.
+@dataclass(frozen=True)
+class TreeAnalysis:
+    """The block tree over a volume and D of every node: the costly part, reusable across budgets."""
 
-    ``max_blocks`` overrides ``config.max_blocks`` when the size budget affords fewer blocks.
+    tree: BlockTree
+    concentrations: np.ndarray
+
+
+def analyse_tree(normalised: np.ndarray, config: PartitionConfig) -> TreeAnalysis:
+    """Build the tree over ``normalised`` (values in [0, 1]) and compute D per node (Eq. 1)."""
+    depth = 0 if config.method == "none" else config.max_depth
+    tree = BlockTree(normalised.shape, depth, config.min_leaf_side)
+    return TreeAnalysis(tree, tree_concentrations(normalised, [n.slices for n in tree.nodes], config.top_m))
+
+
+def partition_volume(normalised: np.ndarray, config: PartitionConfig, max_blocks: int | None = None,
+                     solver: SolverFactory = default_solver,
+                     analysis: TreeAnalysis | None = None) -> Partition:
+    """Choose the leaves of the tree over ``normalised`` (values in [0, 1]).
+
+    ``max_blocks`` overrides ``config.max_blocks`` when the size budget affords fewer blocks;
+    ``analysis`` (from :func:`analyse_tree` with the same config) skips recomputing D.
     """
     limit = config.max_blocks if max_blocks is None else max_blocks
     if limit < 1:
         raise SciConfigError(f"at least one block is needed, got max_blocks={limit}")
-    depth = 0 if config.method == "none" else config.max_depth
-    tree = BlockTree(normalised.shape, depth, config.min_leaf_side)
-    concentrations = tree_concentrations(normalised, [n.slices for n in tree.nodes], config.top_m)
+    analysis = analysis or analyse_tree(normalised, config)
+    tree, concentrations = analysis.tree, analysis.concentrations
     if config.method == "adaptive":
         chosen = solve_cut_ilp(tree, concentrations, limit, config.time_limit, solver)
     elif config.method == "equal":

@@ -8,6 +8,7 @@ from typing import Any
 from napari_sci.core.config import (
     AllocationConfig,
     Budget,
+    CodingConfig,
     CompressConfig,
     FitConfig,
     NetworkSpec,
@@ -20,10 +21,12 @@ _STAGES: dict[str, type] = {
     "network": NetworkSpec,
     "allocation": AllocationConfig,
     "fit": FitConfig,
+    "coding": CodingConfig,
 }
 _ALIASES = {"partition_method": ("partition", "method"), "allocation_rule": ("allocation", "rule"),
             "method": ("partition", "method"), "rule": ("allocation", "rule"),
-            "ilp_time_limit": ("partition", "time_limit"), "time_limit": ("fit", "time_limit")}
+            "ilp_time_limit": ("partition", "time_limit"), "time_limit": ("fit", "time_limit"),
+            "format": ("coding", "format_version")}
 
 
 def _owner(name: str) -> tuple[str, str]:

@@ -8,21 +8,14 @@ at zero, so every block trains exactly as it would alone.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork
+from napari_sci.core.allocation import BlockNetwork, layer_dims
 from napari_sci.core.config import NetworkSpec
-
-
-def layer_dims(ndim: int, net: BlockNetwork, layers: int) -> list[tuple[int, int]]:
-    """(in, out) of every linear layer: ndim → first → hidden … hidden → 1."""
-    widths = [ndim, net.first_width] + [net.hidden_width] * (layers - 2) + [1]
-    return list(itertools.pairwise(widths))
 
 
 def _init_block(ndim: int, net: BlockNetwork, spec: NetworkSpec,
@@ -69,7 +62,7 @@ class BatchedFunnelSiren(torch.nn.Module):
             torch.nn.Parameter(torch.zeros(count, i, o)) for i, o in dims)
         self.biases = torch.nn.ParameterList(
             torch.nn.Parameter(torch.zeros(count, 1, o)) for _, o in dims)
-        self.frequencies = [spec.w0] + [spec.w0_hidden] * (spec.layers - 2)
+        frequencies = [spec.w0] + [spec.w0_hidden] * (spec.layers - 2) + [1.0]
         for k, (i, o) in enumerate(dims):
             w_mask = torch.zeros(count, i, o)
             b_mask = torch.zeros(count, 1, o)
@@ -77,14 +70,44 @@ class BatchedFunnelSiren(torch.nn.Module):
                 ti, to = layer_dims(ndim, net, spec.layers)[k]
                 w_mask[j, :ti, :to] = 1
                 b_mask[j, :, :to] = 1
-            self.register_buffer(f"w_mask{k}", w_mask)
-            self.register_buffer(f"b_mask{k}", b_mask)
+            # The sine frequency is folded into the mask: scaling the small weight tensors is far
+            # cheaper than scaling every activation, and sin(w0·(Wx+b)) = sin((w0·W)x + w0·b).
+            self.register_buffer(f"w_mask{k}", w_mask * frequencies[k])
+            self.register_buffer(f"b_mask{k}", b_mask * frequencies[k])
         if generator is not None:
             with torch.no_grad():
                 for j, net in enumerate(networks):
                     self._set_block(j, _init_block(ndim, net, spec, generator))
         self.padded_params = sum(w[0].numel() + b[0].numel()
                                  for w, b in zip(self.weights, self.biases))
+        self._steps: list[torch.Tensor] | None = None
+
+    def set_quantisation(self, steps: Sequence[Sequence[float]] | None) -> None:
+        """Round weights to these steps in the forward pass (straight-through gradients).
+
+        ``steps[j]`` holds block j's step per tensor in file order (W₁, b₁, W₂, b₂, …); ``None``
+        switches quantisation-aware training off.
+        """
+        if steps is None:
+            self._steps = None
+            return
+        device = self.weights[0].device
+        self._steps = [torch.tensor(column, dtype=torch.float32, device=device).view(-1, 1, 1)
+                       for column in zip(*steps)]
+
+    def _effective(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        w, b = self.weights[k], self.biases[k]
+        if self._steps is not None:
+            step_w, step_b = self._steps[2 * k], self._steps[2 * k + 1]
+            w = w + (torch.round(w / step_w) * step_w - w).detach()
+            b = b + (torch.round(b / step_b) * step_b - b).detach()
+        return w, b
+
+    def load_block(self, j: int, flat: np.ndarray) -> None:
+        """Overwrite block ``j``'s parameters with a flat vector in file order."""
+        with torch.no_grad():
+            self._set_block(j, unflatten(np.asarray(flat, dtype=np.float32), self.ndim,
+                                         self.networks[j], self.spec.layers))
 
     def _set_block(self, j: int, params: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         for k, (w, b) in enumerate(params):
@@ -92,17 +115,19 @@ class BatchedFunnelSiren(torch.nn.Module):
             self.biases[k][j, 0, : b.shape[0]] = b
 
     def masks(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer k's weight and bias masks: 0 on padding, the layer's sine frequency elsewhere."""
         return getattr(self, f"w_mask{k}"), getattr(self, f"b_mask{k}")
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Evaluate every block's network on its own coordinates: (blocks, n, ndim) → (blocks, n)."""
         y = coords
         last = len(self.weights) - 1
-        for k, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for k in range(len(self.weights)):
+            w, b = self._effective(k)
             w_mask, b_mask = self.masks(k)
             y = torch.baddbmm(b * b_mask, y, w * w_mask)
             if k < last:
-                y = torch.sin(self.frequencies[k] * y)
+                y = torch.sin(y)
         return y.squeeze(-1)
 
     def block_weights(self, j: int) -> np.ndarray:

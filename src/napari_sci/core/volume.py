@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from napari_sci.errors import SciInputError
+from napari_sci.core.memory import MEMORY_ENV, available_memory, describe_bytes, encoder_peak_bytes
+from napari_sci.errors import SciInputError, SciMemoryError
 
 SUPPORTED_DTYPES: tuple[np.dtype, ...] = tuple(
     np.dtype(name)
     for name in ("uint8", "uint16", "int16", "float32", "float64", "bool", "int8", "uint32", "int32")
 )
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -26,36 +29,67 @@ class ValueRange:
         return self.high - self.low
 
 
-def check_volume(volume: np.ndarray, max_bytes: int | None = None) -> np.ndarray:
-    """Return ``volume`` as an ndarray if napari-sci can compress it, else raise ``SciInputError``.
+def check_layout(shape: tuple[int, ...], dtype: np.dtype,
+                 max_bytes: int | Literal["auto"] | None = "auto") -> None:
+    """Refuse a volume by its shape and dtype alone, before any of it is read or allocated.
 
-    The message names the problem and what would work.
+    ``max_bytes`` bounds the encoder's estimated peak memory: ``"auto"`` (default) is what this machine
+    has available (``$NAPARI_SCI_MAX_MEMORY`` overrides it), ``None`` disables the check.
     """
-    if not hasattr(volume, "shape") or not hasattr(volume, "dtype"):
-        raise SciInputError(f"expected an array, got {type(volume).__name__}")
-    dtype = np.dtype(volume.dtype)
+    dtype = np.dtype(dtype)
+    shape = tuple(int(s) for s in shape)
+    if dtype.newbyteorder("=") in SUPPORTED_DTYPES and dtype.byteorder not in ("=", "|"):
+        dtype = dtype.newbyteorder("=")  # a big-endian array is converted, not refused
     if dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
-        raise SciInputError(f"dtype {dtype} is not supported; convert to one of: {names}")
-    if volume.ndim not in (2, 3):
-        hint = (" (for channels or time points, compress each 3D volume separately)"
-                if volume.ndim > 3 else "")
-        raise SciInputError(f"expected a 2D image or 3D volume, got {volume.ndim}D shape "
-                            f"{tuple(volume.shape)}{hint}")
-    if min(volume.shape) < 1:
-        raise SciInputError(f"the volume is empty: shape {tuple(volume.shape)}")
-    if max(volume.shape) >= 2**32:
-        raise SciInputError(f"an axis is longer than 2**32-1 voxels: shape {tuple(volume.shape)}")
-    n_bytes = int(np.prod(volume.shape, dtype=np.int64)) * 4
-    if max_bytes is not None and n_bytes > max_bytes:
-        raise SciInputError(
-            f"the volume needs {n_bytes / 2**30:.2f} GiB as float32 but at most "
-            f"{max_bytes / 2**30:.2f} GiB may be used; compress a crop or tiles of it")
+        hint = " (e.g. array.astype(numpy.float32))" if dtype.kind in "fiu" else ""
+        raise SciInputError(f"dtype {dtype} is not supported; convert to one of: {names}{hint}")
+    if len(shape) not in (2, 3):
+        raise SciInputError(f"expected a 2D image or 3D volume, got {len(shape)}D shape {shape}"
+                            f"{_ndim_hint(shape)}")
+    if min(shape) < 1:
+        raise SciInputError(f"the volume is empty: shape {shape}")
+    if max(shape) >= 2**32:
+        raise SciInputError(f"an axis is longer than 2**32-1 voxels: shape {shape}")
+    limit = available_memory() if max_bytes == "auto" else max_bytes
+    needed = encoder_peak_bytes(shape, dtype)
+    if limit is not None and needed > limit:
+        raise SciMemoryError(
+            f"compressing shape {shape} {dtype} needs about {describe_bytes(needed)} of memory but "
+            f"{describe_bytes(limit)} is available; compress a crop or tiles of it (or set "
+            f"{MEMORY_ENV} if more memory is free)")
+
+
+def _ndim_hint(shape: tuple[int, ...]) -> str:
+    if len(shape) < 2:
+        return "; give at least a 2D image"
+    singles = [i for i, s in enumerate(shape) if s == 1]
+    if len(shape) - len(singles) in (2, 3) and singles:
+        return (f"; axes {singles} have size 1: numpy.squeeze the array (CLI: --channel-axis "
+                f"{singles[0]})")
+    return ("; for channels or time points compress each 2D/3D volume separately "
+            "(CLI: --channel-axis AXIS writes one .sci per index along AXIS)")
+
+
+def check_volume(volume: np.ndarray, max_bytes: int | Literal["auto"] | None = "auto") -> np.ndarray:
+    """Return ``volume`` as a native-byte-order ndarray if napari-sci can compress it, else raise
+    ``SciInputError`` naming the problem and what would work (see :func:`check_layout`)."""
+    if not hasattr(volume, "shape") or not hasattr(volume, "dtype"):
+        raise SciInputError(f"expected an array, got {type(volume).__name__}")
+    check_layout(tuple(volume.shape), np.dtype(volume.dtype), max_bytes)
     array = np.asarray(volume)
-    if dtype.kind == "f" and not np.isfinite(array).all():
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-        raise SciInputError(f"the volume has {bad} NaN or infinite values; replace them "
-                            "(e.g. numpy.nan_to_num) before compressing")
+    if array.dtype.byteorder not in ("=", "|"):
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad = int(finite.size - np.count_nonzero(finite))
+            raise SciInputError(f"the volume has {bad} NaN or infinite values; replace them "
+                                "(e.g. numpy.nan_to_num) before compressing")
+        low, high = float(np.min(array)), float(np.max(array))
+        if max(-low, high, high - low) > FLOAT32_MAX:
+            raise SciInputError(f"values span [{low:g}, {high:g}], beyond what float32 networks can "
+                                f"hold (±{FLOAT32_MAX:.4g}); rescale the volume first")
     return array
 
 
@@ -76,14 +110,20 @@ def dtype_span(dtype: np.dtype, data: ValueRange) -> float:
 
 
 def to_dtype(values: np.ndarray, dtype: np.dtype, data: ValueRange) -> np.ndarray:
-    """Clip decoded float values to the data range and convert to ``dtype`` (rounding integers)."""
+    """Clip decoded float values to the data range and convert to ``dtype`` (rounding integers).
+
+    Never warns and never yields values outside the range: a non-finite network output (only a
+    damaged or hostile file can produce one) becomes the nearest end of the range, NaN the low end.
+    """
     dtype = np.dtype(dtype)
-    clipped = np.clip(values, data.low, data.high)
-    if dtype == np.bool_:
-        return clipped >= 0.5
-    if dtype.kind in "ui":
-        return np.rint(clipped).astype(dtype)
-    return clipped.astype(dtype)
+    with np.errstate(all="ignore"):
+        clipped = np.clip(np.nan_to_num(values, nan=data.low, posinf=data.high, neginf=data.low),
+                          data.low, data.high)
+        if dtype == np.bool_:
+            return clipped >= 0.5
+        if dtype.kind in "ui":
+            return np.rint(clipped).astype(dtype)
+        return clipped.astype(dtype)
 
 
 def coordinate_scale(size: int) -> float:

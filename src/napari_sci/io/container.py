@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_sci.core.allocation import BlockNetwork, layer_dims
 from napari_sci.core.octree import BlockTree
-from napari_sci.errors import SciChecksumError, SciFileExistsError, SciFormatError, SciPathError
+from napari_sci.errors import (
+    SciChecksumError,
+    SciConfigError,
+    SciFileExistsError,
+    SciFormatError,
+    SciPathError,
+)
 from napari_sci.io.format import (
     KIND_SIREN,
     PREAMBLE,
@@ -28,6 +35,7 @@ from napari_sci.io.format import (
     unpack_header,
     unpack_preamble,
 )
+from napari_sci.io.weights import decode_payload, tensor_sizes
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,13 @@ class SciContents:
         return PREAMBLE.size + len(pack_header(self.header)) + sum(len(p) for p in self.payloads)
 
     def weights(self, index: int) -> np.ndarray:
-        """Block ``index``'s parameters as float32."""
-        return np.frombuffer(self.payloads[index], dtype="<f4").astype(np.float32)
+        """Block ``index``'s parameters as float32 (decoded from the entropy-coded v2 payload)."""
+        if self.header.version == 1:
+            return np.frombuffer(self.payloads[index], dtype="<f4").astype(np.float32)
+        record = self.header.blocks[index]
+        net = BlockNetwork(int(record["first_width"]), int(record["hidden_width"]))
+        dims = layer_dims(self.header.ndim, net, self.header.layers)
+        return decode_payload(self.payloads[index], tensor_sizes(dims))
 
 
 def serialise(header: SciHeader, payloads: Sequence[bytes]) -> bytes:
@@ -59,14 +72,23 @@ def serialise(header: SciHeader, payloads: Sequence[bytes]) -> bytes:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> Path:
-    """Write ``data`` to ``path`` via a temporary file and a rename; never leaves a partial file."""
+    """Write ``data`` to ``path`` via a temporary file and a rename; never leaves a partial file.
+
+    Any failure (disk full, permissions, an exception or Ctrl-C while writing) removes the temporary
+    file and leaves an existing target untouched; OS errors become one-line ``SciPathError``.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise SciPathError(f"output folder {folder} does not exist; create it first")
     if target.exists() and not overwrite:
         raise SciFileExistsError(f"{target} exists; pass overwrite (--overwrite) to replace it")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    if target.is_dir():
+        raise SciPathError(f"output {target} is a directory; give a file name")
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise SciPathError(f"cannot write in {folder}: {error.strerror or error}") from error
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -75,11 +97,45 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = Fa
         if not overwrite and target.exists():
             raise SciFileExistsError(f"{target} appeared while writing; not replacing it")
         os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             os.unlink(temp_name)
+        if isinstance(error, OSError):
+            raise SciPathError(f"cannot write {target}: {error.strerror or error}; nothing was "
+                               "written") from error
         raise
+    _sync_folder(folder)
     return target
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename durable (POSIX); harmless where folders cannot be opened."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _check_weights(header: SciHeader, payloads: Sequence[bytes]) -> None:
+    """Stored v1 weights must be finite numbers; NaN or infinity is corruption (or a diverged fit).
+
+    v2 weights are integers times steps of at most 1, finite by construction.
+    """
+    if header.version != 1:
+        return
+    for record, payload in zip(header.blocks, payloads):
+        if payload and not np.isfinite(np.frombuffer(payload, dtype="<f4")).all():
+            raise SciFormatError(f"block node {record['node']} has non-finite weights: the file is "
+                                 "corrupt")
+
+
+def _block_tree(header: SciHeader) -> BlockTree:
+    try:
+        return BlockTree(header.shape, header.tree_depth, header.min_leaf_side)
+    except SciConfigError as error:
+        raise SciFormatError(f"the block tree cannot be rebuilt: {error}") from error
 
 
 def parse(data: bytes) -> SciContents:
@@ -92,9 +148,9 @@ def parse(data: bytes) -> SciContents:
         state = "truncated" if len(data) < expected else "has trailing bytes"
         raise SciFormatError(f"the file is {len(data)} bytes but its header describes {expected}: "
                              f"it {state}")
-    tree = BlockTree(header.shape, header.tree_depth, header.min_leaf_side)
+    tree = _block_tree(header)
     nodes = [int(n) for n in header.blocks["node"]]
-    if not all(n < len(tree) for n in nodes) or not tree.is_tiling(nodes):
+    if len(nodes) > len(tree) or not all(n < len(tree) for n in nodes) or not tree.is_tiling(nodes):
         raise SciFormatError("the block table does not tile the volume exactly once")
     payloads = []
     at = PREAMBLE.size + length
@@ -105,18 +161,29 @@ def parse(data: bytes) -> SciContents:
             raise SciChecksumError(f"payload of block node {record['node']} fails its checksum: "
                                    "the file is corrupt")
         payloads.append(payload)
+    _check_weights(header, payloads)
     return SciContents(header, tuple(payloads), tree)
 
 
 def read_sci(path: str | os.PathLike[str]) -> SciContents:
-    """Read and validate a ``.sci`` file; raises a ``SciFormatError`` subclass if anything is off."""
+    """Read and validate a ``.sci`` file; raises a ``SciFormatError`` subclass if anything is off.
+
+    A missing, unreadable or non-regular path (a folder, a pipe) is a ``SciPathError``; the preamble
+    is checked against the file's size before the rest is read, so a foreign file costs 20 bytes.
+    """
     source = Path(path)
+    if not source.exists():
+        raise SciPathError(f"{source} does not exist")
+    if not source.is_file():
+        raise SciPathError(f"{source} is not a regular file")
     try:
         size = source.stat().st_size
         with source.open("rb") as stream:
             head = stream.read(PREAMBLE.size)
             unpack_preamble(head, size)  # refuse foreign or absurd files before reading them whole
-            data = head + stream.read()
+            data = head + stream.read(size - len(head) + 1)  # one byte more reveals a growing file
+    except PermissionError as error:
+        raise SciPathError(f"cannot read {source}: permission denied") from error
     except OSError as error:
         raise SciFormatError(f"cannot read {source}: {error.strerror or error}") from error
     return parse(data)

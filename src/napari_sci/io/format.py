@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from napari_sci.core.allocation import param_count
+from napari_sci.core.octree import MAX_TREE_NODES
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
+from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
 MAGIC = b"\x89SCI\r\n\x1a\n"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 DTYPE_IDS: dict[int, np.dtype] = {
     1: np.dtype("uint8"), 2: np.dtype("uint16"), 3: np.dtype("int16"), 4: np.dtype("float32"),
@@ -145,6 +148,9 @@ def unpack_header(data: bytes | memoryview, version: int, expected_crc: int) -> 
     spacing = struct.unpack_from(f"<{ndim}f", data, 2 + 4 * ndim)
     tail = _FIXED_TAIL.unpack_from(data, 2 + 8 * ndim)
     n_blocks = tail[-1]
+    if n_blocks > MAX_TREE_NODES:
+        raise SciFormatError(f"{n_blocks} blocks is more than any block tree has nodes "
+                             f"({MAX_TREE_NODES})")
     if len(data) != header_length(ndim, n_blocks):
         raise SciFormatError(f"header length {len(data)} does not match {n_blocks} blocks "
                              f"(expected {header_length(ndim, n_blocks)})")
@@ -172,6 +178,23 @@ def _check(condition: bool, message: str) -> None:
         raise SciFormatError(message)
 
 
+def _check_dtype_range(header: SciHeader) -> None:
+    """The value range must be representable in the stored dtype (decoding clips to it and casts)."""
+    dtype = np.dtype(header.dtype)
+    if dtype == np.bool_:
+        low, high = 0.0, 1.0
+    elif dtype.kind in "ui":
+        low, high = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+    else:
+        low, high = -FLOAT32_MAX, FLOAT32_MAX
+    _check(low <= header.value_min and header.value_max <= high,
+           f"value range [{header.value_min}, {header.value_max}] does not fit dtype {dtype}")
+    if dtype.kind in "uib":  # integer data has integer extremes; decoding rounds within them
+        _check(float(header.value_min).is_integer() and float(header.value_max).is_integer(),
+               f"value range [{header.value_min}, {header.value_max}] of an integer dtype is not "
+               "whole numbers")
+
+
 def validate_fields(header: SciHeader) -> None:
     """Range checks of docs/format.md that need no tree (the tiling is checked by the reader)."""
     _check(all(s >= 1 for s in header.shape), f"shape {header.shape} has an empty axis")
@@ -180,6 +203,7 @@ def validate_fields(header: SciHeader) -> None:
     _check(math.isfinite(header.value_min) and math.isfinite(header.value_max)
            and header.value_min <= header.value_max,
            f"value range [{header.value_min}, {header.value_max}] is invalid")
+    _check_dtype_range(header)
     _check(header.tree_depth <= 6, f"tree depth {header.tree_depth} > 6")
     _check(header.min_leaf_side >= 1, "min_leaf_side must be >= 1")
     _check(header.layers >= 3, f"layers {header.layers} < 3")
@@ -191,17 +215,45 @@ def validate_fields(header: SciHeader) -> None:
     _check(bool(np.all(np.isfinite(blocks["lo"])) and np.all(np.isfinite(blocks["hi"]))),
            "a block value range is not finite")
     _check(bool(np.all(blocks["hi"] >= blocks["lo"])), "a block has hi < lo")
+    _check(bool(np.all(blocks["hi"].astype(np.float64) - blocks["lo"] <= FLOAT32_MAX)),
+           "a block value range is wider than float32 can hold")
     _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_SIREN, KIND_MEAN)))),
            "unknown block kind")
     _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
-    for record in blocks:
-        if record["kind"] in VALUE_KINDS:
-            _check(record["first_width"] == 0 and record["hidden_width"] == 0
-                   and record["length"] == 0 and record["lo"] == record["hi"],
-                   f"constant block {record['node']} has network fields")
-        else:
-            first, hidden = int(record["first_width"]), int(record["hidden_width"])
-            _check(first >= 1 and hidden >= 1, f"block {record['node']} has a zero width")
-            expected = 4 * param_count(header.ndim, first, hidden, header.layers)
-            _check(int(record["length"]) == expected,
-                   f"block {record['node']} payload is {record['length']} bytes, expected {expected}")
+    _check_block_fields(blocks, header)
+
+
+def _check_block_fields(blocks: np.ndarray, header: SciHeader) -> None:
+    """Per-record checks, vectorised: a hostile header may hold hundreds of thousands of records.
+
+    Payload lengths: v1 is exactly 4 bytes a parameter; v2 is the codes, then whole u32 words, never
+    beyond 32 bits a parameter (the coder cannot need more; a larger claim is corruption).
+    """
+    value = np.isin(blocks["kind"], VALUE_KINDS)
+    first = blocks["first_width"].astype(np.int64)
+    hidden = blocks["hidden_width"].astype(np.int64)
+    length = blocks["length"].astype(np.int64)
+    bad = value & ((first != 0) | (hidden != 0) | (length != 0) | (blocks["lo"] != blocks["hi"]))
+    _check(not bad.any(), f"constant block {_first_node(blocks, bad)} has network fields")
+    bad = ~value & ((first < 1) | (hidden < 1))
+    _check(not bad.any(), f"block {_first_node(blocks, bad)} has a zero width")
+    params = param_count(header.ndim, first, hidden, header.layers)
+    if header.version == 1:
+        bad = ~value & (length != 4 * params)
+        expected = 4 * params
+    else:
+        codes = 2 * CODE_BYTES_PER_TENSOR * header.layers
+        bad = ~value & ((length < codes + 4) | ((length - codes) % 4 != 0)
+                        | (length > codes + 4 * params + 64))
+        expected = params
+    if bad.any():
+        at = int(np.argmax(bad))
+        node, got = int(blocks["node"][at]), int(length[at])
+        if header.version == 1:
+            raise SciFormatError(f"block {node} payload is {got} bytes, expected {int(expected[at])}")
+        raise SciFormatError(f"block {node} v2 payload of {got} bytes does not fit "
+                             f"{int(expected[at])} parameters")
+
+
+def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
+    return int(blocks["node"][int(np.argmax(mask))]) if mask.any() else -1

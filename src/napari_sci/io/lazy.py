@@ -8,6 +8,7 @@ viewers that compute plane by plane (napari).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -16,11 +17,14 @@ from typing import Any
 import numpy as np
 
 from napari_sci.core.decoder import VolumeDecoder
+from napari_sci.core.memory import available_memory, decoder_peak_bytes, describe_bytes
 from napari_sci.core.metrics import bits_per_voxel, compression_ratio
 from napari_sci.core.volume import ValueRange, to_dtype
+from napari_sci.errors import SciMemoryError
 from napari_sci.io.container import SciContents, read_sci
 
 _names = itertools.count()
+SMALL_REQUEST_BYTES = 64 * 2**20
 
 
 def _normalise_key(key: Any, shape: tuple[int, ...]) -> list[range | int]:
@@ -114,7 +118,8 @@ class SciArray:
             if box in self._cache:
                 self._cache.move_to_end(box)
                 return self._cache[box]
-        values = self._decoder.decode_box(box, self.deblocking)
+        with np.errstate(all="ignore"):  # a hostile file may overflow float32; to_dtype clips
+            values = self._decoder.decode_box(box, self.deblocking)
         out = to_dtype(values, self.dtype, ValueRange(self.header.value_min, self.header.value_max))
         with self._lock:
             self.blocks_decoded += len(self._decoder.blocks_touching(box))
@@ -144,7 +149,21 @@ class SciArray:
         if any(stop <= start for start, stop in box):
             shape = tuple(len(i) for i in items if isinstance(i, range))
             return np.empty(shape, dtype=self.dtype)
+        self._check_memory(tuple(box))
         return np.asarray(self._box(tuple(box))[tuple(local)])
+
+    def _check_memory(self, box: tuple[tuple[int, int], ...]) -> None:
+        """Refuse a request too large to decode at once (a file may describe a huge volume)."""
+        n_voxels = math.prod(stop - start + 2 for start, stop in box)  # +2: deblocking border
+        needed = decoder_peak_bytes(n_voxels)
+        if needed < SMALL_REQUEST_BYTES:  # a plane of an ordinary volume: skip asking the OS
+            return
+        limit = available_memory()
+        if limit is not None and needed > limit:
+            raise SciMemoryError(
+                f"decoding {'x'.join(str(b - a) for a, b in box)} voxels needs about "
+                f"{describe_bytes(needed)} but {describe_bytes(limit)} is available; decode a "
+                "smaller region (--roi, or slice the array), or use to_dask()")
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         full = self[...]
