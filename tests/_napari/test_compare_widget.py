@@ -13,13 +13,14 @@ from napari_sci.core import metrics
 
 
 @pytest.fixture
-def widget(make_napari_viewer, tiny, sci_file):
+def widget(make_napari_viewer, tiny, sci_file, qtbot):
     viewer = make_napari_viewer(show=True)
     viewer.add_image(tiny, name="tiny", scale=(2.0, 1.0, 1.0))
     viewer.add_image(np.zeros((8, 8), np.uint8), name="unrelated")
     viewer.open(sci_file, plugin="napari-sci")
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    qtbot.wait(50)  # let the canvas take its size next to the dock before Compare fits the view
     return widget
 
 
@@ -83,9 +84,10 @@ def test_difference_layer_is_lazy_and_in_its_own_panel(widget, tiny, sci_file):
     assert viewer.canvas.grid.shape == (1, 2)
 
 
-def test_panels_render_side_by_side(widget):
+def test_panels_render_side_by_side(widget, qtbot):
     viewer = widget.viewer
     widget.compare()
+    qtbot.wait(100)  # napari lays out the grid's panels on the next turn of the event loop
     shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
     half = shot.shape[1] // 2
     left, right = shot[:, :half], shot[:, half:]
