@@ -31,16 +31,24 @@ def widget(make_napari_viewer, tiny, tmp_path):
 
 
 def test_config_comes_from_the_widget_values(widget):
+    assert widget.config().coding.format_version == 2  # main's default format
+    assert widget.search() is None
     widget.budget.kind.value = "ratio"
     widget.budget.amount.value = 50
     widget.time_limit.value = 12.5
     widget.max_blocks.value = 7
+    widget.format.value = 1
     config = widget.config()
     assert (config.budget.bpv, config.budget.ratio) == (None, 50)
     assert (config.fit.steps, config.fit.time_limit, config.fit.device) == (60, 12.5, "cpu")
     assert config.partition.max_blocks == 7
+    assert config.coding.format_version == 1
     widget.time_limit.value = 0
     assert widget.config().fit.time_limit is None
+    widget.budget.kind.value = "PSNR (dB)"
+    widget.budget.amount.value = 31.5
+    assert widget.search().target_psnr == 31.5
+    assert widget.config().budget.bpv == 0.1  # the search's first try
 
 
 def test_compresses_in_the_background_and_adds_the_lazy_layer(widget, wait_for, qtbot, tmp_path):
@@ -76,9 +84,24 @@ def test_compresses_in_the_background_and_adds_the_lazy_layer(widget, wait_for, 
     assert "PSNR" in widget.status.value
     assert widget.run_button.enabled
     assert not widget.cancel_button.enabled
-    assert len(widget.plot.steps) == 60 // 10  # FitConfig.report_every = 10
-    assert widget.plot.steps[-1] == 60
+    # every 10 steps and at the end of each phase: 51 float steps, then 9 with quantised weights
+    assert widget.plot.steps == [10, 20, 30, 40, 50, 51, 60]
+    assert widget.plot.marks == [(51, "quantised fine-tuning")]
     assert widget.plot.redraws >= 1
+
+
+def test_a_psnr_target_searches_and_writes_a_file_that_reaches_it(widget, wait_for, tmp_path):
+    widget.budget.kind.value = "PSNR (dB)"
+    widget.budget.amount.value = 18.0
+    widget.steps.value = 40
+    widget.run()
+    wait_for(widget.job, timeout=120)
+    array = napari_sci.open_sci(tmp_path / "out.sci")
+    assert array.header.psnr >= 18.0
+    assert widget.tries  # each try is reported...
+    assert any(t.passed and t.n_bytes == array.file_size for t in widget.tries)
+    assert f"of {len(widget.tries)} tries" in widget.status.value  # ...and counted in the summary
+    assert widget.viewer.layers["out"].metadata["sci"]["psnr"] == pytest.approx(array.header.psnr)
 
 
 def test_plot_draws_lines_in_its_canvas(qtbot):

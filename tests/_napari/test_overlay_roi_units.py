@@ -19,6 +19,7 @@ from napari_sci.core.codec import plan_blocks
 from napari_sci.core.events import FitProgress
 from napari_sci.core.partition import Block
 from napari_sci.core.settings import compress_config
+from napari_sci.core.target_quality import QualityTry
 
 BLOCKS = [Block(1, 1, (0, 0, 0), (4, 6, 8), 0.5), Block(2, 1, (4, 0, 0), (4, 6, 8), 0.2)]
 
@@ -85,3 +86,6 @@ def test_progress_text_and_eta():
     assert (view.value, view.maximum) == (50, 200)
     assert "ETA 30 s" in view.text
     assert "PSNR ≈ 30.00 dB" in view.text
+
+    attempt = describe(QualityTry(2, 0.05, 900, 31.25, 3.0, False), None)
+    assert attempt.text.startswith("try 2: 0.05 BPV → PSNR 31.25 dB (short of the target)")

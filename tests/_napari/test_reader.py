@@ -4,6 +4,7 @@ files as lazily decoded image layers."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 
 from napari_sci._napari._reader import get_reader, read_sci
 from napari_sci.io.lazy import SciArray, open_sci
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_accepts_a_sci_file(sci_file):
@@ -59,8 +62,21 @@ def test_open_gives_a_lazy_scaled_layer_with_metadata(make_napari_viewer, sci_fi
     assert meta["blocks"] == len(array.header.blocks)
     assert math.isfinite(meta["psnr"])
     assert meta["psnr"] == pytest.approx(array.header.psnr)
+    assert meta["format"] == 2  # the default format of main's encoder
     # only the displayed plane(s) were decoded, never the whole volume
     assert decoded_boxes
     assert all(box[0][1] - box[0][0] == 1 for box in decoded_boxes)
     assert len({box[0] for box in decoded_boxes}) <= 2
     np.testing.assert_array_equal(np.asarray(layer.data[8]), array[8])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_reads_every_format_version(version):
+    """The committed golden files of each format open through the reader, decoded as the core decodes."""
+    path = GOLDEN / f"golden_v{version}.sci"
+    assert get_reader(str(path)) is read_sci
+    [(data, kwargs, kind)] = read_sci(str(path))
+    assert kind == "image"
+    assert kwargs["metadata"]["sci"]["format"] == version
+    expected = np.load(GOLDEN / f"golden_v{version}_decoded.npy")
+    np.testing.assert_array_equal(np.asarray(data), expected)

@@ -22,6 +22,7 @@ def sci_metadata(array: SciArray) -> dict[str, Any]:
             "value_range": (header.value_min, header.value_max),
             "spacing": header.spacing,
             "steps": header.steps,
+            "format": header.version,
         }
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -19,6 +19,8 @@ import numpy as np
 from napari_sci.core.codec import BlockPlan, EncodeDone, EncodeResult, encode_events, plan_blocks
 from napari_sci.core.config import CompressConfig
 from napari_sci.core.events import RunState
+from napari_sci.core.target_quality import QualitySearch, compress_to_psnr_events
+from napari_sci.core.volume import check_layout
 from napari_sci.errors import SciCancelledError, SciError
 
 T = TypeVar("T")
@@ -47,21 +49,33 @@ def failure(error: BaseException) -> Outcome[Any]:
 
 @dataclass(frozen=True)
 class CompressJob:
-    """Everything a background compression needs; the volume is read in the worker thread."""
+    """Everything a background compression needs; the volume is read in the worker thread.
+
+    With ``search``, the smallest file reaching its PSNR is searched for, ``config.budget`` being the
+    first guess (as ``napari_sci.compress(psnr=...)`` does)."""
 
     volume: Any
     config: CompressConfig
     path: str
     spacing: tuple[float, ...] | None = None
     overwrite: bool = False
+    search: QualitySearch | None = None
+
+
+def _codec_events(job: CompressJob, stop: threading.Event) -> Iterator[object]:
+    """The core's event stream for the job: one encoding, or a PSNR search of several."""
+    check_layout(tuple(job.volume.shape), job.volume.dtype)  # before a lazy layer is read into memory
+    volume = np.asarray(job.volume)
+    if job.search is None:
+        return encode_events(volume, job.config, job.spacing, stop)
+    return compress_to_psnr_events(volume, job.config, job.search, job.spacing, stop)
 
 
 def compress_events(job: CompressJob, stop: threading.Event
                     ) -> Generator[object, None, Outcome[EncodeResult]]:
     """Yield the codec's progress events, write the file on success; stop checked after every event."""
     try:
-        volume = np.asarray(job.volume)
-        with closing(encode_events(volume, job.config, job.spacing, stop)) as events:
+        with closing(_codec_events(job, stop)) as events:  # type: ignore[type-var]  # generators close
             for event in events:
                 if isinstance(event, EncodeDone):
                     if stop.is_set():
@@ -79,6 +93,7 @@ def compress_events(job: CompressJob, stop: threading.Event
 def plan(volume: Any, config: CompressConfig) -> Outcome[BlockPlan]:
     """The partition and allocation encode would use (the partition widget's overlay)."""
     try:
+        check_layout(tuple(volume.shape), volume.dtype)
         return Outcome(RunState.DONE, plan_blocks(np.asarray(volume), config))
     except Exception as error:
         return failure(error)

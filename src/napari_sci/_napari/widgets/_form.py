@@ -9,7 +9,8 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox
 if TYPE_CHECKING:
     import napari
 
-BUDGET_KINDS = ("bits per voxel", "ratio")
+SIZE_KINDS = {"bits per voxel": ("bpv", 0.1), "ratio": ("ratio", 100.0)}
+QUALITY_KINDS = {"PSNR (dB)": ("psnr", 35.0)}
 
 
 def image_picker(viewer: napari.viewer.Viewer, label: str) -> ComboBox:
@@ -26,18 +27,19 @@ def image_picker(viewer: napari.viewer.Viewer, label: str) -> ComboBox:
 
 
 class BudgetEdit(Container):
-    """The size target: bits per voxel or compression ratio, and its value."""
+    """The target: bits per voxel or compression ratio (and, where offered, a PSNR), and its value."""
 
-    def __init__(self, bpv: float = 0.1) -> None:
-        self.kind = ComboBox(label="target", choices=BUDGET_KINDS, value=BUDGET_KINDS[0])
-        self.amount = FloatSpinBox(label="value", value=bpv, min=1e-4, max=1e6, step=0.05)
+    def __init__(self, quality: bool = False) -> None:
+        self.kinds = {**SIZE_KINDS, **(QUALITY_KINDS if quality else {})}
+        first = next(iter(self.kinds))
+        self.kind = ComboBox(label="target", choices=list(self.kinds), value=first)
+        self.amount = FloatSpinBox(label="value", value=self.kinds[first][1], min=1e-4, max=1e6, step=0.05)
         super().__init__(widgets=[self.kind, self.amount], layout="horizontal", labels=False)
         self.kind.changed.connect(self._kind_changed)
 
     def _kind_changed(self, kind: str) -> None:
-        self.amount.value = 0.1 if kind == BUDGET_KINDS[0] else 100.0
+        self.amount.value = self.kinds[kind][1]
 
     def settings(self) -> dict[str, float]:
-        """``{"bpv": value}`` or ``{"ratio": value}``, as ``compress_config`` takes them."""
-        key = "bpv" if self.kind.value == BUDGET_KINDS[0] else "ratio"
-        return {key: float(self.amount.value)}
+        """``{"bpv": v}``, ``{"ratio": v}`` or ``{"psnr": v}``: the keyword ``napari_sci.compress`` takes."""
+        return {self.kinds[self.kind.value][0]: float(self.amount.value)}

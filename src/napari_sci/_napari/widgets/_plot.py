@@ -89,7 +89,8 @@ class PlotWidget(QWidget):
 
 
 class FitPlot(PlotWidget):
-    """Estimated PSNR (left axis) and training loss (right axis, log) against the fitting step."""
+    """Estimated PSNR (left axis) and training loss (right axis, log) against the fitting step, with
+    dashed lines where a phase begins (format 2's quantisation-aware fine-tuning)."""
 
     def __init__(self, colours: PlotColours | None = None, interval_ms: int = 200) -> None:
         super().__init__(colours, interval_ms)
@@ -99,6 +100,8 @@ class FitPlot(PlotWidget):
         self.steps: list[int] = []
         self.psnr: list[float] = []
         self.loss: list[float] = []
+        self.marks: list[tuple[int, str]] = []
+        self._mark_artists: list[object] = []
         (self._psnr_line,) = self.psnr_axes.plot([], [], color=colours.first, lw=1.5)
         (self._loss_line,) = self.loss_axes.plot([], [], color=colours.second, lw=1.0)
         self._label_axes()
@@ -120,9 +123,26 @@ class FitPlot(PlotWidget):
         self.loss.append(event.loss if event.loss > 0 and math.isfinite(event.loss) else math.nan)
         self.request_draw()
 
+    def mark(self, label: str) -> None:
+        """Mark the current step (e.g. where fine-tuning with quantised weights begins)."""
+        if self.steps:
+            self.marks.append((self.steps[-1], label))
+            self.request_draw()
+
     def clear(self) -> None:
-        self.steps, self.psnr, self.loss = [], [], []
+        self.steps, self.psnr, self.loss, self.marks = [], [], [], []
         self.redraw()
+
+    def _draw_marks(self) -> None:
+        for artist in self._mark_artists:
+            artist.remove()  # type: ignore[attr-defined]
+        self._mark_artists = []
+        axes, c = self.psnr_axes, self.colours
+        for step, label in self.marks:
+            self._mark_artists.append(axes.axvline(step, color=c.text, ls="--", lw=0.8, alpha=0.7))
+            self._mark_artists.append(axes.text(step, 0.04, f"{label} ", transform=axes.get_xaxis_transform(),
+                                                rotation=90, ha="right", va="bottom", fontsize=7,
+                                                color=c.text))
 
     def draw(self) -> None:
         self._psnr_line.set_data(self.steps, self.psnr)
@@ -135,3 +155,4 @@ class FitPlot(PlotWidget):
                 axes.autoscale_view()
         if self.steps:
             self.psnr_axes.set_xlim(0, max(self.steps[-1], 1))
+        self._draw_marks()

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from napari_sci.core.events import FitFinished, FitProgress, FitStarted, PartitionDone, StageStarted
+from napari_sci.core.target_quality import QualityTry
 
 
 @dataclass(frozen=True)
@@ -51,4 +52,8 @@ def describe(event: object, time_limit: float | None) -> ProgressView | None:
                             f"ETA {format_seconds(eta_seconds(event, time_limit))}")
     if isinstance(event, FitFinished):
         return ProgressView(0, 0, f"fitted {event.steps} steps ({event.reason}); decoding to measure")
+    if isinstance(event, QualityTry):
+        verdict = "reaches the target" if event.passed else "short of the target"
+        return ProgressView(0, 0, f"try {event.attempt}: {event.bpv:.4g} BPV → PSNR {event.psnr:.2f} dB "
+                                  f"({verdict}); searching")
     return None

@@ -24,22 +24,27 @@ from napari_sci._napari.widgets._form import BudgetEdit, image_picker
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
 from napari_sci.core.codec import EncodeResult
-from napari_sci.core.config import CompressConfig, FitConfig, PartitionConfig
-from napari_sci.core.events import FitProgress, FitStarted, RunState
+from napari_sci.core.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig
+from napari_sci.core.events import FitProgress, FitStarted, RunState, StageStarted
 from napari_sci.core.settings import compress_config
-from napari_sci.errors import SciPathError
+from napari_sci.core.target_quality import QualitySearch, QualityTry
+from napari_sci.errors import SciInputError, SciPathError
 
 if TYPE_CHECKING:
     import napari
 
 DEVICES = ("auto", "cpu", "cuda")
+FORMATS = [("2: quantised, entropy-coded weights", 2), ("1: float32 weights (as in the paper)", 1)]
+PSNR_FIRST_GUESS = 0.1  # BPV of the first try of a PSNR search, as napari_sci.compress(psnr=...) uses
 
 
 class CompressWidget(QWidget):
     """Compress an image layer to a ``.sci`` file in the background and open the result lazily.
 
-    The plot shows the fit's estimated PSNR and loss as it runs; *Cancel* stops before the next step
-    and nothing is written. On success the decoded layer appears next to the original.
+    The target is a size (bits per voxel or ratio) or a PSNR, for which the core searches the
+    smallest file that reaches it. The plot shows the fit's estimated PSNR and loss as it runs;
+    *Cancel* stops before the next step and nothing is written. On success the decoded layer appears
+    next to the original.
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -47,10 +52,11 @@ class CompressWidget(QWidget):
         self.viewer = viewer
         fit = FitConfig()
         self.image = image_picker(viewer, "image")
-        self.budget = BudgetEdit()
+        self.budget = BudgetEdit(quality=True)
         self.steps = SpinBox(label="steps", value=fit.steps, min=0, max=10_000_000, step=100)
         self.time_limit = FloatSpinBox(label="time limit (s, 0 = none)", value=0.0, min=0.0, max=1e6)
         self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.format = ComboBox(label="format", choices=FORMATS, value=CodingConfig().format_version)
         self.max_blocks = SpinBox(label="a_max (blocks)", value=PartitionConfig().max_blocks, min=1,
                                   max=65535)
         self.output = FileEdit(label="output", mode="w", filter="*.sci", value="")
@@ -60,7 +66,8 @@ class CompressWidget(QWidget):
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                             labels=False)
         self.form = Container(widgets=[self.image, self.budget, self.steps, self.time_limit,
-                                       self.device, self.max_blocks, self.output, self.overwrite,
+                                       self.device, self.format, self.max_blocks, self.output,
+                                       self.overwrite,
                                        buttons])
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -71,6 +78,7 @@ class CompressWidget(QWidget):
         for widget in (self.form.native, self.progress, self.status.native, self.plot):
             layout.addWidget(widget)
         self.job: Job | None = None
+        self.tries: list[QualityTry] = []
         self._source: Any = None
         self._path = Path()
         self._time_limit: float | None = None
@@ -84,11 +92,19 @@ class CompressWidget(QWidget):
         self.form.reset_choices()
 
     def config(self) -> CompressConfig:
-        """The widget's values as the codec's config."""
+        """The widget's values as the codec's config (for a PSNR target: the first try's)."""
         limit = float(self.time_limit.value)
-        return compress_config(**self.budget.settings(), steps=int(self.steps.value),
+        size = self.budget.settings()
+        if "psnr" in size:
+            size = {"bpv": PSNR_FIRST_GUESS}
+        return compress_config(**size, steps=int(self.steps.value),
                                time_limit=limit if limit > 0 else None, device=self.device.value,
-                               max_blocks=int(self.max_blocks.value))
+                               max_blocks=int(self.max_blocks.value), format=int(self.format.value))
+
+    def search(self) -> QualitySearch | None:
+        """The PSNR search to run, when the target is a PSNR."""
+        psnr = self.budget.settings().get("psnr")
+        return None if psnr is None else QualitySearch(psnr)
 
     def output_path(self) -> Path:
         """The chosen file, with ``.sci`` added when missing; a folder or nothing is refused."""
@@ -117,14 +133,18 @@ class CompressWidget(QWidget):
             show_error("napari-sci: add an image layer to compress first")
             return
         try:
+            if layer.rgb:
+                raise SciInputError("RGB(A) images are not supported; split the colour channels first")
             config, path = self.config(), self.output_path()
         except ValueError as error:
             show_error(f"napari-sci: {error}")
             return
         self._source, self._path, self._time_limit = layer, path, config.fit.time_limit
-        job = CompressJob(layer.data, config, str(path), tuple(float(s) for s in layer.scale),
-                          bool(self.overwrite.value))
+        data = layer.data[0] if layer.multiscale else layer.data
+        job = CompressJob(data, config, str(path), tuple(float(s) for s in layer.scale),
+                          bool(self.overwrite.value), self.search())
         self._set_running(True)
+        self.tries = []
         self.plot.clear()
         self.job = start(compress_events, job, on_event=self._on_event, on_outcome=self._finished,
                          stop=threading.Event())
@@ -152,6 +172,10 @@ class CompressWidget(QWidget):
             self.plot.clear()
         elif isinstance(event, FitProgress):
             self.plot.add(event)
+        elif isinstance(event, StageStarted) and event.stage == "quantise":
+            self.plot.mark("quantised fine-tuning")
+        elif isinstance(event, QualityTry):
+            self.tries.append(event)
 
     def _finished(self, outcome: Outcome[EncodeResult]) -> None:
         from napari.utils.notifications import show_error, show_info
@@ -184,4 +208,5 @@ class CompressWidget(QWidget):
         m = result.metrics
         self.status.value = (f"{path.name}: {result.n_bytes} bytes, {result.bpv:.4f} BPV, "
                              f"ratio {result.ratio:.0f}:1, PSNR {m.psnr_data:.2f} dB, "
-                             f"SSIM {m.ssim:.3f}")
+                             f"SSIM {m.ssim:.3f}"
+                             + (f" (smallest of {len(self.tries)} tries)" if self.tries else ""))
