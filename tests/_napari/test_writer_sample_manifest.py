@@ -39,6 +39,8 @@ def test_writer_defaults_are_documented():
     defaults = _writer.WriterDefaults()
     assert f"{defaults.bpv:g} bits per voxel" in usage
     assert f"{defaults.steps} steps" in usage
+    assert f"{defaults.time_limit:g} s" in usage
+    assert f"format {defaults.format}" in usage
     assert defaults.config().budget.bpv == defaults.bpv
 
 
@@ -50,10 +52,14 @@ def test_sample_data_opens_with_its_spacing(make_napari_viewer):
     np.testing.assert_allclose(layer.scale, (1.0, 1.0, 1.0))
 
 
-def test_manifest_is_discovered_in_this_environment():
+def test_manifest_is_discovered_from_the_editable_install():
+    """CI installs with ``pip install -e``: the manifest npe2 finds must be the live top-level file
+    (a build-time copy would go stale silently)."""
     import npe2
 
+    assert Path(napari_sci.__file__).resolve().is_relative_to(REPO / "src"), "not an editable install"
     manifest = npe2.PluginManifest.from_distribution("napari-sci")
+    assert manifest == npe2.PluginManifest.from_file(REPO / "napari.yaml")
     assert manifest.name == "napari-sci"
     contributions = manifest.contributions
     assert [r.filename_patterns for r in contributions.readers] == [["*.sci"]]
