@@ -82,6 +82,8 @@ def test_progress_text_and_eta():
     event = FitProgress(step=50, total_steps=200, loss=0.1, psnr=30.0, elapsed=10.0, lr=1e-3)
     assert eta_seconds(event, None) == pytest.approx(30.0)
     assert eta_seconds(event, 15.0) == pytest.approx(5.0)
+    # after format 2's phase change event.elapsed restarts; the caller's wall clock is used instead
+    assert eta_seconds(event, None, elapsed=20.0) == pytest.approx(60.0)
     view = describe(event, None)
     assert (view.value, view.maximum) == (50, 200)
     assert "ETA 30 s" in view.text

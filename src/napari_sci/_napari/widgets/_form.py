@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, FloatSpinBox
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 
 if TYPE_CHECKING:
     import napari
 
 SIZE_KINDS = {"bits per voxel": ("bpv", 0.1), "ratio": ("ratio", 100.0)}
 QUALITY_KINDS = {"PSNR (dB)": ("psnr", 35.0)}
+
+
+def status_label() -> Label:
+    """A multi-line status text that wraps to the dock's width instead of widening or clipping it."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value="")
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
 
 
 def image_picker(viewer: napari.viewer.Viewer, label: str) -> ComboBox:

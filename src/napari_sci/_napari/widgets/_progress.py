@@ -18,13 +18,18 @@ class ProgressView:
     text: str
 
 
-def eta_seconds(event: FitProgress, time_limit: float | None) -> float:
-    """Seconds of fitting left: the step rate so far, or the time limit if that comes first."""
+def eta_seconds(event: FitProgress, time_limit: float | None, elapsed: float | None = None) -> float:
+    """Seconds of fitting left: the step rate so far, or the time limit if that comes first.
+
+    ``elapsed`` is the caller's wall clock since the fit started; ``event.elapsed`` restarts with each
+    fitting phase (format 2's fine-tuning) while ``event.step`` counts on, so it only serves a
+    single-phase fit."""
+    seconds = event.elapsed if elapsed is None else elapsed
     if event.step <= 0:
         return math.nan
-    left = event.elapsed / event.step * max(event.total_steps - event.step, 0)
+    left = seconds / event.step * max(event.total_steps - event.step, 0)
     if time_limit is not None:
-        left = min(left, max(time_limit - event.elapsed, 0.0))
+        left = min(left, max(time_limit - seconds, 0.0))
     return left
 
 
@@ -35,8 +40,9 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes}:{secs:02d}" if minutes else f"{secs} s"
 
 
-def describe(event: object, time_limit: float | None) -> ProgressView | None:
-    """What to show for ``event``; None for events that change nothing on screen."""
+def describe(event: object, time_limit: float | None, elapsed: float | None = None) -> ProgressView | None:
+    """What to show for ``event``; None for events that change nothing on screen (``elapsed``: see
+    :func:`eta_seconds`)."""
     if isinstance(event, StageStarted):
         return ProgressView(0, 0, f"{event.stage}: {event.detail}")
     if isinstance(event, PartitionDone):
@@ -49,7 +55,7 @@ def describe(event: object, time_limit: float | None) -> ProgressView | None:
         psnr = "inf" if math.isinf(event.psnr) else f"{event.psnr:.2f}"
         return ProgressView(event.step, max(event.total_steps, 1),
                             f"step {event.step}/{event.total_steps} · PSNR ≈ {psnr} dB · "
-                            f"ETA {format_seconds(eta_seconds(event, time_limit))}")
+                            f"ETA {format_seconds(eta_seconds(event, time_limit, elapsed))}")
     if isinstance(event, FitFinished):
         return ProgressView(0, 0, f"fitted {event.steps} steps ({event.reason}); decoding to measure")
     if isinstance(event, QualityTry):

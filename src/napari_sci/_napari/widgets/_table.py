@@ -7,6 +7,7 @@ from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 COLUMNS = {"block": "{:d}", "level": "{:d}", "origin": "{}", "size": "{}", "D": "{:.4f}",
            "params": "{:d}", "share": "{:.1%}"}
+MAX_WIDTH = 560
 
 
 class BlockTable(QTableWidget):
@@ -25,3 +26,7 @@ class BlockTable(QTableWidget):
             for column, (value, fmt) in enumerate(zip(values, COLUMNS.values())):
                 self.setItem(row, column, QTableWidgetItem(fmt.format(value)))
         self.resizeColumnsToContents()
+        # widen the dock to show every column (up to a limit) rather than scroll sideways
+        scrollbar = self.verticalScrollBar().sizeHint().width()
+        width = self.horizontalHeader().length() + 2 * self.frameWidth() + scrollbar
+        self.setMinimumWidth(min(width, MAX_WIDTH))

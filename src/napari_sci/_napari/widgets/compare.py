@@ -6,10 +6,10 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, Label, PushButton
+from magicgui.widgets import CheckBox, Container, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from napari_sci._napari.widgets._form import image_picker
+from napari_sci._napari.widgets._form import image_picker, status_label
 from napari_sci._napari.widgets._grid import SideBySide
 from napari_sci._napari.widgets._roi import RoiMetrics, plane_index, rectangle_box, roi_metrics
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import napari
 
 ROI_NAME = "ROI"
+MIN_WIDTH = 280  # room for the layer names and the metrics
 DIFFERENCE_SPAN = 0.25  # the difference layer's colour scale covers ±25 % of the data range
 
 
@@ -55,11 +56,14 @@ class CompareWidget(QWidget):
         self.side_by_side = CheckBox(label="side by side (grid)", value=True)
         self.difference = CheckBox(label="difference layer", value=False)
         self.compare_button = PushButton(text="Compare")
-        self.metrics = Label(value="")
-        self.metrics.native.setWordWrap(True)
+        self.metrics = status_label()
         self.form = Container(widgets=[self.original, self.decoded, self.side_by_side, self.difference,
-                                       self.compare_button, self.metrics])
-        QVBoxLayout(self).addWidget(self.form.native)
+                                       self.compare_button])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.metrics.native)
+        layout.addStretch()
+        self.setMinimumWidth(MIN_WIDTH)
         self.grid = SideBySide(viewer)
         self.roi: Any = None
         self.difference_layer: Any = None
@@ -131,8 +135,10 @@ class CompareWidget(QWidget):
                        f"{decoded.data.shape}")
             return
         self._range = data_range(decoded, original)
-        self._ensure_roi()
+        roi = self._ensure_roi()
         self._arrange()
+        self.viewer.layers.selection.active = roi  # ready to be dragged or resized
+        roi.mode = "select"
         self.update_metrics()
 
     def _arrange(self, event: Any = None) -> None:
@@ -176,5 +182,5 @@ class CompareWidget(QWidget):
             return
         m = self.last
         psnr = "inf" if math.isinf(m.psnr) else f"{m.psnr:.2f}"
-        self.metrics.value = (f"ROI ({m.voxels} voxels on this plane): PSNR {psnr} dB · "
-                              f"SSIM {m.ssim:.4f} · max error {m.max_error:g}")
+        self.metrics.value = (f"ROI on this plane: {m.voxels} voxels\nPSNR {psnr} dB\n"
+                              f"SSIM {m.ssim:.4f}\nmax error {m.max_error:g}")

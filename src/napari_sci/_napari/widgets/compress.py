@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     PushButton,
     SpinBox,
 )
@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from napari_sci._napari._layer import sci_layer_data
 from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_events, start
-from napari_sci._napari.widgets._form import BudgetEdit, image_picker
+from napari_sci._napari.widgets._form import BudgetEdit, image_picker, status_label
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
 from napari_sci.core.codec import EncodeResult
@@ -71,8 +71,7 @@ class CompressWidget(QWidget):
                                        buttons])
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        self.status = status_label()
         self.plot = FitPlot(theme_colours(getattr(viewer, "theme", "dark")))
         layout = QVBoxLayout(self)
         for widget in (self.form.native, self.progress, self.status.native, self.plot):
@@ -82,6 +81,7 @@ class CompressWidget(QWidget):
         self._source: Any = None
         self._path = Path()
         self._time_limit: float | None = None
+        self._fit_started = time.monotonic()
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.image.changed.connect(self._suggest_output)
@@ -162,7 +162,9 @@ class CompressWidget(QWidget):
             self.progress.setRange(0, 0)
 
     def _on_event(self, event: object) -> None:
-        view = describe(event, self._time_limit)
+        if isinstance(event, FitStarted):
+            self._fit_started = time.monotonic()
+        view = describe(event, self._time_limit, time.monotonic() - self._fit_started)
         if view is not None:
             self.progress.setRange(0, view.maximum)
             self.progress.setValue(view.value)

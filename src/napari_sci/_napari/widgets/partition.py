@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_sci._napari._worker import Job, Outcome, plan, start
-from napari_sci._napari.widgets._form import BudgetEdit, image_picker
+from napari_sci._napari.widgets._form import BudgetEdit, image_picker, status_label
 from napari_sci._napari.widgets._overlay import COLOUR_BY, BlockOverlay, block_features
 from napari_sci._napari.widgets._table import BlockTable
 from napari_sci.core.codec import BlockPlan
@@ -35,14 +35,13 @@ class PartitionWidget(QWidget):
         self.depth = SpinBox(label="tree depth", value=defaults.max_depth, min=0, max=6)
         self.colour_by = ComboBox(label="colour by", choices=list(COLOUR_BY))
         self.run_button = PushButton(text="Partition")
-        self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        self.status = status_label()
         self.form = Container(widgets=[self.image, self.budget, self.max_blocks, self.top_m,
-                                       self.depth, self.colour_by, self.run_button, self.status])
+                                       self.depth, self.colour_by, self.run_button])
         self.table = BlockTable()
         layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.table)
+        for widget in (self.form.native, self.status.native, self.table):
+            layout.addWidget(widget)
         self.overlay = BlockOverlay(viewer)
         self.job: Job | None = None
         self._target: Any = None
@@ -86,5 +85,6 @@ class PartitionWidget(QWidget):
         result = outcome.value
         self.overlay.show(self._target, result, self.colour_by.value)
         self.table.show_blocks(block_features(result))
-        self.status.value = (f"{len(result.partition.blocks)} blocks, {sum(result.params)} parameters, "
+        n = len(result.partition.blocks)
+        self.status.value = (f"{n} block{'s' * (n != 1)}, {sum(result.params)} parameters, "
                              f"{result.target_bytes} bytes")
