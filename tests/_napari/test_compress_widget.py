@@ -154,6 +154,7 @@ def test_cancel_stops_within_a_second_and_writes_nothing(widget, qtbot, tmp_path
     ({"amount": 0.01}, "too small"),
     ({"output": ""}, "choose an output .sci file"),
     ({"image": "other"}, "expected a 2D image or 3D volume"),
+    ({"rgb": True}, "RGB(A) images are not supported"),
 ])
 def test_errors_are_one_line_notifications(widget, wait_for, monkeypatch, setting, expected):
     import napari.utils.notifications as notifications
@@ -164,6 +165,8 @@ def test_errors_are_one_line_notifications(widget, wait_for, monkeypatch, settin
         widget.budget.amount.value = setting["amount"]
     if "output" in setting:
         widget.output.value = setting["output"]
+    if "rgb" in setting:
+        widget.image.value = widget.viewer.add_image(np.zeros((8, 8, 3), np.uint8), rgb=True)
     if "image" in setting:
         widget.viewer.layers["other"].data = np.zeros((2, 2, 2, 2), np.uint8)
         widget.image.value = widget.viewer.layers["other"]

@@ -6,11 +6,20 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 
+from napari_sci.errors import SciInputError
+
 if TYPE_CHECKING:
     import napari
 
 SIZE_KINDS = {"bits per voxel": ("bpv", 0.1), "ratio": ("ratio", 100.0)}
 QUALITY_KINDS = {"PSNR (dB)": ("psnr", 35.0)}
+
+
+def layer_volume(layer: Any) -> Any:
+    """The array to compress or partition: a multiscale layer's full resolution; RGB is refused."""
+    if layer.rgb:
+        raise SciInputError("RGB(A) images are not supported; split the colour channels first")
+    return layer.data[0] if layer.multiscale else layer.data
 
 
 def status_label() -> Label:

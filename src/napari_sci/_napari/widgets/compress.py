@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from napari_sci._napari._layer import sci_layer_data
 from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_events, start
-from napari_sci._napari.widgets._form import BudgetEdit, image_picker, status_label
+from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
 from napari_sci.core.codec import EncodeResult
@@ -28,7 +28,7 @@ from napari_sci.core.config import CodingConfig, CompressConfig, FitConfig, Part
 from napari_sci.core.events import FitProgress, FitStarted, RunState, StageStarted
 from napari_sci.core.settings import compress_config
 from napari_sci.core.target_quality import QualitySearch, QualityTry
-from napari_sci.errors import SciInputError, SciPathError
+from napari_sci.errors import SciPathError
 
 if TYPE_CHECKING:
     import napari
@@ -133,14 +133,11 @@ class CompressWidget(QWidget):
             show_error("napari-sci: add an image layer to compress first")
             return
         try:
-            if layer.rgb:
-                raise SciInputError("RGB(A) images are not supported; split the colour channels first")
-            config, path = self.config(), self.output_path()
+            data, config, path = layer_volume(layer), self.config(), self.output_path()
         except ValueError as error:
             show_error(f"napari-sci: {error}")
             return
         self._source, self._path, self._time_limit = layer, path, config.fit.time_limit
-        data = layer.data[0] if layer.multiscale else layer.data
         job = CompressJob(data, config, str(path), tuple(float(s) for s in layer.scale),
                           bool(self.overwrite.value), self.search())
         self._set_running(True)

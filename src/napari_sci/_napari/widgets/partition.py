@@ -8,7 +8,7 @@ from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_sci._napari._worker import Job, Outcome, plan, start
-from napari_sci._napari.widgets._form import BudgetEdit, image_picker, status_label
+from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
 from napari_sci._napari.widgets._overlay import COLOUR_BY, BlockOverlay, block_features
 from napari_sci._napari.widgets._table import BlockTable
 from napari_sci.core.codec import BlockPlan
@@ -65,14 +65,14 @@ class PartitionWidget(QWidget):
             show_error("napari-sci: add an image layer to partition first")
             return
         try:
-            config = self.config()
+            data, config = layer_volume(self.image.value), self.config()
         except ValueError as error:
             show_error(f"napari-sci: {error}")
             return
         self._target = self.image.value
         self.run_button.enabled = False
         self.status.value = "partitioning…"
-        self.job = start(plan, self._target.data, config, on_outcome=self._finished)
+        self.job = start(plan, data, config, on_outcome=self._finished)
 
     def _finished(self, outcome: Outcome[BlockPlan]) -> None:
         from napari.utils.notifications import show_error
