@@ -113,3 +113,16 @@ def test_keyboard_interrupt_exits_130(volume_tif, tmp_path, monkeypatch, capsys)
     code, _ = run(["compress", str(volume_tif), "-o", str(tmp_path / "i.sci"), "--bpv", "1"])
     assert code == 130
     assert not (tmp_path / "i.sci").exists()
+
+
+def test_threads_option_sets_torch_threads(sci_file, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "info", str(sci_file[0])], out=io.StringIO()) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["--threads", "0", "info", str(sci_file[0])]) == 1
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -48,8 +48,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=4096, help="voxels per block per step")
     p.add_argument("--format", type=int, choices=(1, 2), default=2,
                    help="2: quantised, entropy-coded weights (default); 1: float32 weights as the paper")
-    p.add_argument("--bits-per-param", type=float, default=8.0,
-                   help="format 2: expected coded bits per parameter, sizes the networks (default 8)")
+    p.add_argument("--bits-per-param", type=float, default=6.0,
+                   help="format 2: expected coded bits per parameter, sizes the networks (default 6)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
                    help="for 4D+ input (channels, time): compress each index along AXIS to its own "
                         "file, OUTPUT with _c0, _c1, ... before the suffix")
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-sci", description="SCI neural compression of 3D biomedical volumes.")
     parser.add_argument("--version", action="version", version=f"napari-sci {__version__}")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for PyTorch (default: PyTorch's choice, one per core). On a "
+                             "machine shared with other jobs, fewer threads than cores avoids "
+                             "oversubscription, which can slow fitting by an order of magnitude")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_compress(sub)
     _add_others(sub)
@@ -340,6 +344,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser.parse_args(argv)
     out = out or sys.stdout
     try:
+        if args.threads is not None:
+            _set_threads(args.threads)
         return COMMANDS[args.command](args, out)
     except SciError as error:
         return _fail(args.command, str(error))
@@ -354,6 +360,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except BrokenPipeError:  # e.g. `napari-sci info x.sci | head`
         sys.stderr.close()
         return EXIT_OK
+
+
+def _set_threads(count: int) -> None:
+    if count < 1:
+        raise SciError(f"--threads must be at least 1, got {count}")
+    import torch
+
+    torch.set_num_threads(count)
 
 
 def _fail(command: str, message: str) -> int:

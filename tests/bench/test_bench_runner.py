@@ -9,7 +9,7 @@ import pytest
 import napari_sci.core.metrics
 from napari_sci.bench import runner
 from napari_sci.bench.codecs import Target, make_codec
-from napari_sci.bench.results import BenchReport
+from napari_sci.bench.results import BenchReport, merge_reports
 from napari_sci.bench.runner import CodecMissing, NamedVolume, TaskDone, measure, run_benchmark
 from napari_sci.bench.settings import BenchSettings
 
@@ -126,3 +126,17 @@ def test_markdown_tables_quote_the_results(small):
     assert "![rate-distortion](x.png)" in text
     for r in report.results:
         assert f"| {r.bytes} |" in text
+
+
+def test_reports_of_separate_runs_merge(small):
+    other = NamedVolume("lsm-b", small.array[:, :16].copy(), "crop")
+    first = run_benchmark([small], BenchSettings(bpvs=(1.0,), codecs=("sz3",)))
+    second = run_benchmark([other], BenchSettings(bpvs=(2.0,), codecs=("zfp",)))
+    merged = merge_reports([first, second])
+    assert [r.volume for r in merged.results] == ["lsm", "lsm-b"]
+    assert merged.settings.codecs == ("sz3", "zfp")
+    assert merged.settings.bpvs == (1.0, 2.0)
+    assert [v.name for v in merged.volumes] == ["lsm", "lsm-b"]
+    assert BenchReport.from_json(merged.to_json()).results == merged.results
+    with pytest.raises(ValueError, match="more than once"):
+        merge_reports([first, first])

@@ -11,6 +11,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,27 @@ class BenchReport:
         results = tuple(BenchResult(**{**r, "notes": tuple(r["notes"])}) for r in data["results"])
         missing = tuple(MissingCodec(**m) for m in data["missing"])
         return cls(settings, data["machine"], volumes, results, missing, data["seconds"])
+
+
+def merge_reports(reports: Sequence[BenchReport]) -> BenchReport:
+    """One report from runs made separately (one volume or codec per process, side by side).
+
+    Settings and machine come from the first report, with the codecs and BPVs of all of them; a
+    (codec, volume, target) measured twice is an error rather than a silent pick.
+    """
+    if not reports:
+        raise ValueError("nothing to merge")
+    first = reports[0]
+    codecs = tuple(dict.fromkeys(c for r in reports for c in r.settings.codecs))
+    bpvs = tuple(sorted({b for r in reports for b in r.settings.bpvs}))
+    volumes = tuple({v.name: v for r in reports for v in r.volumes}.values())
+    results = tuple(x for r in reports for x in r.results)
+    keys = [(x.codec, x.volume, x.target_bpv) for x in results]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the reports measure the same codec, volume and target more than once")
+    missing = tuple({m.codec: m for r in reports for m in r.missing}.values())
+    return BenchReport(dataclasses.replace(first.settings, codecs=codecs, bpvs=bpvs), first.machine,
+                       volumes, results, missing, sum(r.seconds for r in reports))
 
 
 def _finite(value: Any) -> Any:

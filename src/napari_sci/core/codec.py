@@ -173,7 +173,7 @@ def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float,
     return tuple(float(s) for s in spacing)
 
 
-def _checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig) -> int:
+def checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig) -> int:
     """The file size in bytes the budget allows; ``SciBudgetError`` if it cannot be met."""
     n_voxels = int(array.size)
     target = config.budget.target_bytes(n_voxels, array.dtype.itemsize)
@@ -184,16 +184,16 @@ def _checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig)
 
 def partition_for_budget(array: np.ndarray, data: ValueRange, target: int, config: CompressConfig,
                          analysis: TreeAnalysis | None = None) -> Partition:
-    """The blocks encode would choose: the ILP over the normalised volume, capped by the budget."""
+    """The blocks encode chooses: the ILP over the normalised volume, capped by what the budget affords."""
     normalised = ((array.astype(np.float32) - np.float32(data.low))
                   / np.float32(data.span if data.span > 0 else 1.0))
-    return partition_volume(normalised, config.partition, affordable_blocks(target, array.ndim, config),
-                            analysis=analysis)
+    return partition_volume(normalised, config.partition,
+                            affordable_blocks(target, array.ndim, config), analysis=analysis)
 
 
 def allocate_for_budget(array: np.ndarray, partition: Partition, target: int,
                         config: CompressConfig) -> tuple[BlockNetwork, ...]:
-    """Every block's network widths: the bytes left after the header, shared by the allocation rule."""
+    """Every block's network widths: the bytes left after header and table, shared by the rule."""
     blocks = partition.blocks
     trainable = worth_a_network(array, blocks, config.allocation.negligible)
     total_params = parameter_budget(target, array.ndim, len(blocks), sum(trainable), config)
@@ -203,7 +203,7 @@ def allocate_for_budget(array: np.ndarray, partition: Partition, target: int,
 
 @dataclass(frozen=True)
 class BlockPlan:
-    """What encode would build before fitting: the chosen blocks and each one's network."""
+    """What encode builds before fitting: the chosen blocks and each one's network."""
 
     partition: Partition
     networks: tuple[BlockNetwork, ...]
@@ -217,12 +217,14 @@ class BlockPlan:
         return tuple(n.params(self.ndim, self.layers) for n in self.networks)
 
 
-def plan_blocks(volume: np.ndarray, config: CompressConfig) -> BlockPlan:
-    """Partition and allocate exactly as :func:`encode_events` does, without fitting (for previews)."""
+def plan_blocks(volume: np.ndarray, config: CompressConfig,
+                analysis: TreeAnalysis | None = None) -> BlockPlan:
+    """Partition and allocate exactly as :func:`encode_events` does, without fitting (previews,
+    benchmarks)."""
     array = check_volume(volume)
     data = value_range(array)
-    target = _checked_target(array, data, config)
-    partition = partition_for_budget(array, data, target, config)
+    target = checked_target(array, data, config)
+    partition = partition_for_budget(array, data, target, config, analysis)
     networks = allocate_for_budget(array, partition, target, config)
     return BlockPlan(partition, networks, target, array.ndim, config.network.layers)
 
@@ -240,7 +242,7 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     voxel_size = _spacing(array, spacing)
     data = value_range(array)
     ndim = array.ndim
-    target = _checked_target(array, data, config)
+    target = checked_target(array, data, config)
     yield StageStarted("partition", f"{config.partition.method}, a_max {config.partition.max_blocks}")
     partition = partition_for_budget(array, data, target, config, analysis)
     t_partition = time.perf_counter() - started

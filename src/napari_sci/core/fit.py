@@ -37,6 +37,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def padding_waste(device: torch.device) -> float:
+    """How much zero padding a stacked group may compute.
+
+    On a GPU a kernel launch per group costs more than padded arithmetic; on a CPU each block's step is
+    already large enough that launches hardly matter, and padding is paid in full (measured on the CT
+    at 0.25 BPV, 34 networks: waste 0.3 → 6 groups, 17.1 s; 0.1 → 14 groups, 14.9 s; per-block, 14.6 s).
+    """
+    return 0.3 if device.type == "cuda" else 0.1
+
+
 def as_stop_flag(stop: object) -> StopFlag:
     """Accept ``None``, a ``threading.Event`` (or anything with ``is_set``) or a callable."""
     if stop is None:
@@ -174,8 +184,9 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
     targets = torch.from_numpy(normalised_targets(volume, blocks, lows, highs).ravel()).to(device)
     strides = torch.tensor([int(np.prod(volume.shape[a + 1:], dtype=np.int64)) for a in range(ndim)],
                            dtype=torch.long, device=device)
-    layout = _split_full_and_sampled(group_networks(networks, ndim, spec.layers), blocks,
-                                     config.samples_per_block)
+    layout = _split_full_and_sampled(
+        group_networks(networks, ndim, spec.layers, max_waste=padding_waste(device)), blocks,
+        config.samples_per_block)
     groups = [_make_group(m, blocks, networks, spec, config.samples_per_block, init_generator, device,
                           targets, strides) for m in layout]
     for group in groups:
