@@ -3,6 +3,7 @@ decoded layer added next to the original, errors as notifications, and a viewer 
 
 from __future__ import annotations
 
+import os
 import time
 
 import dask.array as da
@@ -33,6 +34,9 @@ def widget(make_napari_viewer, tiny, tmp_path):
 def test_config_comes_from_the_widget_values(widget):
     assert widget.config().coding.format_version == 2  # main's default format
     assert widget.search() is None
+    assert widget.thread_count() == max(1, (os.cpu_count() or 1) - 1)  # one core left to the viewer
+    widget.threads.value = 0
+    assert widget.thread_count() is None  # PyTorch's choice
     widget.budget.kind.value = "ratio"
     widget.budget.amount.value = 50
     widget.time_limit.value = 12.5

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import torch
+
 from napari_sci._napari._worker import CANCELLED_MESSAGE, CompressJob, compress_events, failure, plan
 from napari_sci.core.events import FitProgress, RunState
 from napari_sci.core.settings import compress_config
@@ -57,3 +59,16 @@ def test_cancel_before_start_and_failures_are_outcomes(tiny, tmp_path):
     assert failure(SciBudgetError("too small")).message == "too small"
     assert failure(SciCancelledError("x")).state is RunState.CANCELLED
     assert failure(RuntimeError("boom")).message == "unexpected RuntimeError: boom"
+
+
+def test_threads_apply_during_the_run_and_are_restored(tiny, tmp_path):
+    job = CompressJob(tiny, compress_config(bpv=1.0, device="cpu", steps=20), str(tmp_path / "t.sci"),
+                      threads=1)
+    torch.set_num_threads(2)
+    try:
+        seen = {torch.get_num_threads() for _ in compress_events(job, threading.Event())}
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(1)  # the module's setting (conftest)
+    assert seen == {1}
+    assert after == 2

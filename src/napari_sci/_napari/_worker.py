@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Generator, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -60,6 +60,26 @@ class CompressJob:
     spacing: tuple[float, ...] | None = None
     overwrite: bool = False
     search: QualitySearch | None = None
+    threads: int | None = None
+
+
+@contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """PyTorch's CPU threads for one run, restored afterwards (None: leave PyTorch's choice).
+
+    Why: PyTorch takes one thread per core; on a small or shared machine that starves the viewer's
+    thread and, oversubscribed, slowed a fit ~40x (see the CLI's ``--threads``)."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _codec_events(job: CompressJob, stop: threading.Event) -> Iterator[object]:
@@ -75,7 +95,7 @@ def compress_events(job: CompressJob, stop: threading.Event
                     ) -> Generator[object, None, Outcome[EncodeResult]]:
     """Yield the codec's progress events, write the file on success; stop checked after every event."""
     try:
-        with closing(_codec_events(job, stop)) as events:  # type: ignore[type-var]  # generators close
+        with cpu_threads(job.threads), closing(_codec_events(job, stop)) as events:  # type: ignore[type-var]
             for event in events:
                 if isinstance(event, EncodeDone):
                     if stop.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -38,6 +39,11 @@ FORMATS = [("2: quantised, entropy-coded weights", 2), ("1: float32 weights (as 
 PSNR_FIRST_GUESS = 0.1  # BPV of the first try of a PSNR search, as napari_sci.compress(psnr=...) uses
 
 
+def default_threads() -> int:
+    """All cores but one, which stays with the viewer."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 class CompressWidget(QWidget):
     """Compress an image layer to a ``.sci`` file in the background and open the result lazily.
 
@@ -57,6 +63,8 @@ class CompressWidget(QWidget):
         self.time_limit = FloatSpinBox(label="time limit (s, 0 = none)", value=0.0, min=0.0, max=1e6)
         self.device = ComboBox(label="device", choices=DEVICES, value="auto")
         self.format = ComboBox(label="format", choices=FORMATS, value=CodingConfig().format_version)
+        self.threads = SpinBox(label="CPU threads (0 = all)", value=default_threads(), min=0,
+                               max=os.cpu_count() or 1)
         self.max_blocks = SpinBox(label="a_max (blocks)", value=PartitionConfig().max_blocks, min=1,
                                   max=65535)
         self.output = FileEdit(label="output", mode="w", filter="*.sci", value="")
@@ -66,9 +74,8 @@ class CompressWidget(QWidget):
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                             labels=False)
         self.form = Container(widgets=[self.image, self.budget, self.steps, self.time_limit,
-                                       self.device, self.format, self.max_blocks, self.output,
-                                       self.overwrite,
-                                       buttons])
+                                       self.device, self.format, self.threads, self.max_blocks,
+                                       self.output, self.overwrite, buttons])
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.status = status_label()
@@ -100,6 +107,10 @@ class CompressWidget(QWidget):
         return compress_config(**size, steps=int(self.steps.value),
                                time_limit=limit if limit > 0 else None, device=self.device.value,
                                max_blocks=int(self.max_blocks.value), format=int(self.format.value))
+
+    def thread_count(self) -> int | None:
+        """PyTorch CPU threads for the fit; None (0 in the form) leaves PyTorch's choice."""
+        return int(self.threads.value) or None
 
     def search(self) -> QualitySearch | None:
         """The PSNR search to run, when the target is a PSNR."""
@@ -139,7 +150,7 @@ class CompressWidget(QWidget):
             return
         self._source, self._path, self._time_limit = layer, path, config.fit.time_limit
         job = CompressJob(data, config, str(path), tuple(float(s) for s in layer.scale),
-                          bool(self.overwrite.value), self.search())
+                          bool(self.overwrite.value), self.search(), self.thread_count())
         self._set_running(True)
         self.tries = []
         self.plot.clear()
