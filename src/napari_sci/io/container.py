@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sci.core.allocation import BlockNetwork, layer_dims
+from napari_sci.core.allocation import BlockNetwork, layer_dims, param_count
 from napari_sci.core.octree import BlockTree
 from napari_sci.errors import (
     SciChecksumError,
@@ -131,6 +131,21 @@ def _check_weights(header: SciHeader, payloads: Sequence[bytes]) -> None:
                                  "corrupt")
 
 
+def _check_network_sizes(header: SciHeader, tree: BlockTree) -> None:
+    """No network has more parameters than its block has voxels (the allocation caps every share
+    there: a larger network stores nothing more). Without this, a v2 payload of a few hundred bytes
+    could claim a network of millions of parameters and make decoding take minutes."""
+    for record in header.blocks:
+        if record["kind"] != KIND_SIREN:
+            continue
+        params = param_count(header.ndim, int(record["first_width"]), int(record["hidden_width"]),
+                             header.layers)
+        voxels = tree.nodes[int(record["node"])].voxels
+        if params > voxels:
+            raise SciFormatError(f"block node {record['node']} claims a network of {params} parameters "
+                                 f"for {voxels} voxels: the file is corrupt")
+
+
 def _block_tree(header: SciHeader) -> BlockTree:
     try:
         return BlockTree(header.shape, header.tree_depth, header.min_leaf_side)
@@ -152,6 +167,7 @@ def parse(data: bytes) -> SciContents:
     nodes = [int(n) for n in header.blocks["node"]]
     if len(nodes) > len(tree) or not all(n < len(tree) for n in nodes) or not tree.is_tiling(nodes):
         raise SciFormatError("the block table does not tile the volume exactly once")
+    _check_network_sizes(header, tree)
     payloads = []
     at = PREAMBLE.size + length
     for record, size in zip(header.blocks, lengths):
