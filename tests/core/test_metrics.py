@@ -8,6 +8,7 @@ from napari_sci.core.metrics import (
     bits_per_voxel,
     compression_ratio,
     evaluate,
+    max_abs_error,
     psnr,
     ssim,
 )
@@ -42,3 +43,11 @@ def test_accuracy_and_size_figures():
     assert binarised_accuracy(a, b, 500) == pytest.approx(2 / 3)
     assert bits_per_voxel(1000, 80_000) == pytest.approx(0.1)
     assert compression_ratio(1000, 80_000, 2) == pytest.approx(160)
+
+
+def test_max_abs_error():
+    """The compare widget's ROI figure: largest difference in data units, 0 for an empty ROI."""
+    a = np.array([[0, 10], [20, 30]], dtype=np.uint8)
+    b = np.array([[1, 10], [15, 30]], dtype=np.uint8)
+    assert max_abs_error(a, b) == 5.0  # no uint8 wrap-around
+    assert max_abs_error(a[:0], b[:0]) == 0.0

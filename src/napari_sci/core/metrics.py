@@ -84,6 +84,14 @@ def ssim(original: np.ndarray, reconstruction: np.ndarray, data_range: float) ->
     return float(np.mean([_ssim_2d(a[k], b[k], data_range) for k in range(a.shape[0])]))
 
 
+def max_abs_error(original: np.ndarray, reconstruction: np.ndarray) -> float:
+    """Largest absolute difference, in data units (0 for empty arrays)."""
+    if np.size(original) == 0:
+        return 0.0
+    diff = np.abs(np.asarray(original, dtype=np.float64) - np.asarray(reconstruction, dtype=np.float64))
+    return float(diff.max())
+
+
 def binarised_accuracy(original: np.ndarray, reconstruction: np.ndarray, threshold: float) -> float:
     """Fraction of voxels on the same side of ``threshold`` (strictly above, or not) in both."""
     return float(np.mean((np.asarray(original) > threshold) == (np.asarray(reconstruction) > threshold)))
@@ -105,12 +113,11 @@ def evaluate(original: np.ndarray, reconstruction: np.ndarray,
         raise ValueError(f"shapes differ: {original.shape} vs {reconstruction.shape}")
     data = value_range(original)
     error = mse(original, reconstruction)
-    diff = np.abs(np.asarray(original, dtype=np.float64) - np.asarray(reconstruction, dtype=np.float64))
     return Metrics(
         psnr_data=psnr_from_mse(error, data.span if data.span > 0 else 1.0),
         psnr_dtype=psnr_from_mse(error, dtype_span(original.dtype, data) or 1.0),
         ssim=ssim(original, reconstruction, data.span),
-        max_abs_error=float(diff.max()),
+        max_abs_error=max_abs_error(original, reconstruction),
         mse=error,
         accuracy={float(t): binarised_accuracy(original, reconstruction, t) for t in thresholds},
     )

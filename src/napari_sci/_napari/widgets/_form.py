@@ -1,0 +1,64 @@
+"""Form pieces the dock widgets share: an image-layer picker and the size target."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
+
+from napari_sci.errors import SciInputError
+
+if TYPE_CHECKING:
+    import napari
+
+SIZE_KINDS = {"bits per voxel": ("bpv", 0.1), "ratio": ("ratio", 100.0)}
+QUALITY_KINDS = {"PSNR (dB)": ("psnr", 35.0)}
+
+
+def layer_volume(layer: Any) -> Any:
+    """The array to compress or partition: a multiscale layer's full resolution; RGB is refused."""
+    if layer.rgb:
+        raise SciInputError("RGB(A) images are not supported; split the colour channels first")
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def status_label() -> Label:
+    """A multi-line status text that wraps to the dock's width instead of widening or clipping it."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    label = Label(value="")
+    label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    return label
+
+
+def image_picker(viewer: napari.viewer.Viewer, label: str) -> ComboBox:
+    """A combo box of the viewer's image layers that follows layers being added and removed."""
+    from napari.layers import Image
+
+    def choices(_widget: Any) -> list[tuple[str, Image]]:
+        return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
+
+    picker = ComboBox(label=label, choices=choices, nullable=False)
+    viewer.layers.events.inserted.connect(picker.reset_choices)
+    viewer.layers.events.removed.connect(picker.reset_choices)
+    return picker
+
+
+class BudgetEdit(Container):
+    """The target: bits per voxel or compression ratio (and, where offered, a PSNR), and its value."""
+
+    def __init__(self, quality: bool = False) -> None:
+        self.kinds = {**SIZE_KINDS, **(QUALITY_KINDS if quality else {})}
+        first = next(iter(self.kinds))
+        self.kind = ComboBox(label="target", choices=list(self.kinds), value=first)
+        self.amount = FloatSpinBox(label="value", value=self.kinds[first][1], min=1e-4, max=1e6, step=0.05)
+        super().__init__(widgets=[self.kind, self.amount], layout="horizontal", labels=False)
+        self.kind.changed.connect(self._kind_changed)
+
+    def _kind_changed(self, kind: str) -> None:
+        self.amount.value = self.kinds[kind][1]
+
+    def settings(self) -> dict[str, float]:
+        """``{"bpv": v}``, ``{"ratio": v}`` or ``{"psnr": v}``: the keyword ``napari_sci.compress`` takes."""
+        return {self.kinds[self.kind.value][0]: float(self.amount.value)}

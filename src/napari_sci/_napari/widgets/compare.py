@@ -1,0 +1,186 @@
+"""Compare dock widget: original and decoded side by side, a difference layer, metrics in an ROI."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, Container, PushButton
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from napari_sci._napari.widgets._form import image_picker, status_label
+from napari_sci._napari.widgets._grid import SideBySide
+from napari_sci._napari.widgets._roi import RoiMetrics, plane_index, rectangle_box, roi_metrics
+
+if TYPE_CHECKING:
+    import napari
+
+ROI_NAME = "ROI"
+MIN_WIDTH = 280  # room for the layer names and the metrics
+DIFFERENCE_SPAN = 0.25  # the difference layer's colour scale covers ±25 % of the data range
+
+
+def _plane_axes(ndim: int) -> tuple[int, int]:
+    """The compared plane: the last two axes (y, x), napari's default view; the others are the slice."""
+    return (ndim - 2, ndim - 1)
+
+
+def data_range(decoded: Any, original: Any) -> float:
+    """The original's value range: stored in a ``.sci`` layer's metadata, else measured."""
+    stored = decoded.metadata.get("sci", {}).get("value_range")
+    if stored is not None:
+        return float(stored[1] - stored[0])
+    return float(np.ptp(np.asarray(original.data)))
+
+
+def difference_data(original: Any, decoded: Any) -> Any:
+    """``original - decoded`` as float32, lazily, in the decoded layer's chunks (plane by plane)."""
+    import dask.array as da
+
+    lazy = decoded.data if isinstance(decoded.data, da.Array) else da.from_array(np.asarray(decoded.data))
+    source = da.from_array(np.asarray(original.data), chunks=lazy.chunks)
+    return source.astype(np.float32) - lazy.astype(np.float32)
+
+
+class CompareWidget(QWidget):
+    """Pick the original and the decoded layer; *Compare* shows them side by side (grid mode, one
+    camera and slice) with an optional difference layer, and reports PSNR, SSIM and the largest error
+    inside the ROI rectangle on the current plane, updated as the ROI moves or the slice changes."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.original = image_picker(viewer, "original")
+        self.decoded = image_picker(viewer, "decoded")
+        self.side_by_side = CheckBox(label="side by side (grid)", value=True)
+        self.difference = CheckBox(label="difference layer", value=False)
+        self.compare_button = PushButton(text="Compare")
+        self.metrics = status_label()
+        self.form = Container(widgets=[self.original, self.decoded, self.side_by_side, self.difference,
+                                       self.compare_button])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.metrics.native)
+        layout.addStretch()
+        self.setMinimumWidth(MIN_WIDTH)
+        self.grid = SideBySide(viewer)
+        self.roi: Any = None
+        self.difference_layer: Any = None
+        self.last: RoiMetrics | None = None
+        self._range = 1.0
+        self._pick_defaults()
+        self.compare_button.changed.connect(self.compare)
+        self.side_by_side.changed.connect(self._arrange)
+        self.difference.changed.connect(self._arrange)
+        viewer.dims.events.current_step.connect(self.update_metrics)
+        viewer.layers.events.inserted.connect(self._pick_defaults)
+
+    def reset_choices(self, event: Any = None) -> None:
+        """napari calls this when layers change (keeps the layer lists current)."""
+        self.form.reset_choices()
+
+    def _pick_defaults(self, event: Any = None) -> None:
+        """Preselect a decoded ``.sci`` layer and an original of the same shape, when there are some."""
+        self.form.reset_choices()
+        decoded = [c for c in self.decoded.choices if "sci" in c.metadata]
+        if decoded:
+            self.decoded.value = decoded[-1]
+            same = [c for c in self.original.choices
+                    if "sci" not in c.metadata and c.data.shape == decoded[-1].data.shape]
+            if same:
+                self.original.value = same[0]
+
+    def _ensure_roi(self) -> Any:
+        """The ROI layer, created over the middle half of the plane if missing.
+
+        It is a 2D Shapes layer over the last two axes, so napari shows it on every slice."""
+        if self.roi is not None and self.roi in self.viewer.layers:
+            return self.roi
+        layer = self.original.value
+        shape = layer.data.shape
+        (y0, y1), (x0, x1) = [(shape[a] * 0.25, shape[a] * 0.75) for a in _plane_axes(len(shape))]
+        corners = np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
+        self.roi = self.viewer.add_shapes(corners, shape_type="rectangle", name=ROI_NAME,
+                                          edge_color="#ffd54f", face_color="transparent",
+                                          edge_width=max(shape[-1] / 100, 1.5),
+                                          scale=layer.scale[-2:], translate=layer.translate[-2:])
+        self.roi.events.data.connect(self.update_metrics)
+        return self.roi
+
+    def _ensure_difference(self) -> Any:
+        """The difference layer for the current pair, replaced in place when the pair changes."""
+        original, decoded = self.original.value, self.decoded.value
+        data = difference_data(original, decoded)
+        limit = max(self._range * DIFFERENCE_SPAN, 1e-6)
+        if self.difference_layer is not None and self.difference_layer in self.viewer.layers:
+            self.difference_layer.data = data
+            self.difference_layer.contrast_limits = (-limit, limit)
+        else:
+            self.difference_layer = self.viewer.add_image(
+                data, name=f"difference ({original.name} − {decoded.name})", colormap="bwr",
+                contrast_limits=(-limit, limit), scale=original.scale, translate=original.translate)
+        return self.difference_layer
+
+    def compare(self) -> None:
+        """Set up the ROI, the view and the difference layer for the chosen pair, then measure."""
+        from napari.utils.notifications import show_error
+
+        original, decoded = self.original.value, self.decoded.value
+        if original is None or decoded is None or original is decoded:
+            show_error("napari-sci: choose two different image layers to compare")
+            return
+        if original.data.shape != decoded.data.shape:
+            show_error(f"napari-sci: the layers differ in shape: {original.data.shape} vs "
+                       f"{decoded.data.shape}")
+            return
+        self._range = data_range(decoded, original)
+        roi = self._ensure_roi()
+        self._arrange()
+        self.viewer.layers.selection.active = roi  # ready to be dragged or resized
+        roi.mode = "select"
+        self.update_metrics()
+
+    def _arrange(self, event: Any = None) -> None:
+        """Apply the side-by-side and difference choices."""
+        if self.roi is None or self.roi not in self.viewer.layers:
+            return
+        panels = [self.original.value, self.decoded.value]
+        if self.difference.value:
+            panels.append(self._ensure_difference())
+        elif self.difference_layer is not None and self.difference_layer in self.viewer.layers:
+            self.viewer.layers.remove(self.difference_layer)
+            self.difference_layer = None
+        if self.side_by_side.value:
+            self.grid.enable(self.roi, panels)
+        else:
+            self.grid.disable()
+
+    def measure(self) -> RoiMetrics | None:
+        """PSNR, SSIM and max error inside the ROI on the current plane (None without an ROI)."""
+        original, decoded = self.original.value, self.decoded.value
+        if self.roi is None or self.roi not in self.viewer.layers or not len(self.roi.data):
+            return None
+        if original is None or decoded is None or original.data.shape != decoded.data.shape:
+            return None
+        shape = original.data.shape
+        axes = _plane_axes(len(shape))
+        point = np.asarray(self.viewer.dims.point[-len(shape):], dtype=float)
+        corners = []
+        for vertex in self.roi.data[0]:
+            point[-2:] = self.roi.data_to_world(vertex)[-2:]
+            corners.append(original.world_to_data(point)[-2:])
+        index = plane_index(original.world_to_data(self.viewer.dims.point[-len(shape):]), shape, axes,
+                            rectangle_box(np.asarray(corners), shape, axes))
+        return roi_metrics(np.asarray(original.data[index]), np.asarray(decoded.data[index]),
+                           self._range)
+
+    def update_metrics(self, event: Any = None) -> None:
+        """Recompute the ROI figures and show them."""
+        self.last = self.measure()
+        if self.last is None:
+            return
+        m = self.last
+        psnr = "inf" if math.isinf(m.psnr) else f"{m.psnr:.2f}"
+        self.metrics.value = (f"ROI on this plane: {m.voxels} voxels\nPSNR {psnr} dB\n"
+                              f"SSIM {m.ssim:.4f}\nmax error {m.max_error:g}")

@@ -1,0 +1,90 @@
+"""Partition dock widget: run the ILP on an image layer in a worker and overlay the chosen blocks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from napari_sci._napari._worker import Job, Outcome, plan, start
+from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
+from napari_sci._napari.widgets._overlay import COLOUR_BY, BlockOverlay, block_features
+from napari_sci._napari.widgets._table import BlockTable
+from napari_sci.core.codec import BlockPlan
+from napari_sci.core.config import CompressConfig, PartitionConfig
+from napari_sci.core.events import RunState
+from napari_sci.core.settings import compress_config
+
+if TYPE_CHECKING:
+    import napari
+
+
+class PartitionWidget(QWidget):
+    """Pick an image, a size target, a_max, M and the tree depth; *Partition* previews the blocks
+    (and each block's network size) that compression would use, without fitting anything."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        defaults = PartitionConfig()
+        self.image = image_picker(viewer, "image")
+        self.budget = BudgetEdit()
+        self.max_blocks = SpinBox(label="a_max (blocks)", value=defaults.max_blocks, min=1, max=65535)
+        self.top_m = SpinBox(label="M (top FFT terms)", value=defaults.top_m, min=1, max=65535)
+        self.depth = SpinBox(label="tree depth", value=defaults.max_depth, min=0, max=6)
+        self.colour_by = ComboBox(label="colour by", choices=list(COLOUR_BY))
+        self.run_button = PushButton(text="Partition")
+        self.status = status_label()
+        self.form = Container(widgets=[self.image, self.budget, self.max_blocks, self.top_m,
+                                       self.depth, self.colour_by, self.run_button])
+        self.table = BlockTable()
+        layout = QVBoxLayout(self)
+        for widget in (self.form.native, self.status.native, self.table):
+            layout.addWidget(widget)
+        self.overlay = BlockOverlay(viewer)
+        self.job: Job | None = None
+        self._target: Any = None
+        self.run_button.changed.connect(self.run)
+        self.colour_by.changed.connect(self.overlay.colour)
+
+    def reset_choices(self, event: Any = None) -> None:
+        """napari calls this when layers change (keeps the image list current)."""
+        self.form.reset_choices()
+
+    def config(self) -> CompressConfig:
+        """The widget's values as the codec's config (the fields the partition uses)."""
+        return compress_config(**self.budget.settings(), max_blocks=int(self.max_blocks.value),
+                               top_m=int(self.top_m.value), max_depth=int(self.depth.value))
+
+    def run(self) -> None:
+        """Partition the chosen image in a worker thread; the overlay is drawn when it finishes."""
+        from napari.utils.notifications import show_error
+
+        if self.image.value is None:
+            show_error("napari-sci: add an image layer to partition first")
+            return
+        try:
+            data, config = layer_volume(self.image.value), self.config()
+        except ValueError as error:
+            show_error(f"napari-sci: {error}")
+            return
+        self._target = self.image.value
+        self.run_button.enabled = False
+        self.status.value = "partitioning…"
+        self.job = start(plan, data, config, on_outcome=self._finished)
+
+    def _finished(self, outcome: Outcome[BlockPlan]) -> None:
+        from napari.utils.notifications import show_error
+
+        self.run_button.enabled = True
+        if outcome.state is not RunState.DONE or outcome.value is None:
+            self.status.value = "failed"
+            show_error(f"napari-sci: {outcome.message}")
+            return
+        result = outcome.value
+        self.overlay.show(self._target, result, self.colour_by.value)
+        self.table.show_blocks(block_features(result))
+        n = len(result.partition.blocks)
+        self.status.value = (f"{n} block{'s' * (n != 1)}, {sum(result.params)} parameters, "
+                             f"{result.target_bytes} bytes")

@@ -1,0 +1,82 @@
+"""The reader: accepts .sci files by suffix + magic, refuses everything else without raising, and opens
+files as lazily decoded image layers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_sci._napari._reader import get_reader, read_sci
+from napari_sci.io.lazy import SciArray, open_sci
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data"
+
+
+def test_accepts_a_sci_file(sci_file):
+    assert get_reader(str(sci_file)) is read_sci
+    assert get_reader(sci_file) is read_sci
+    assert get_reader([str(sci_file), str(sci_file)]) is read_sci
+
+
+@pytest.mark.parametrize("kind", ["tif", "text-as-sci", "empty-sci", "missing", "folder", "mixed", "none"])
+def test_rejects_foreign_paths_without_raising(tmp_path, sci_file, kind):
+    foreign = {
+        "tif": tmp_path / "volume.tif",
+        "text-as-sci": tmp_path / "notes.sci",
+        "empty-sci": tmp_path / "empty.sci",
+        "missing": tmp_path / "missing.sci",
+        "folder": tmp_path / "folder.sci",
+    }
+    foreign["tif"].write_bytes(sci_file.read_bytes())  # right bytes, wrong suffix
+    foreign["text-as-sci"].write_text("hello, not a volume\n")
+    foreign["empty-sci"].write_bytes(b"")
+    foreign["folder"].mkdir()
+    path = {"mixed": [str(sci_file), str(foreign["tif"])], "none": None}.get(kind, foreign.get(kind))
+    assert get_reader(path) is None
+
+
+def test_open_gives_a_lazy_scaled_layer_with_metadata(make_napari_viewer, sci_file, monkeypatch):
+    decoded_boxes = []
+    original_box = SciArray._box
+
+    def counting_box(self, box):
+        decoded_boxes.append(box)
+        return original_box(self, box)
+
+    monkeypatch.setattr(SciArray, "_box", counting_box)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(sci_file, plugin="napari-sci")
+    array = open_sci(sci_file)
+    assert layer.name == "tiny"
+    assert isinstance(layer.data, da.Array)
+    assert layer.data.shape == (16, 48, 48)
+    np.testing.assert_allclose(layer.scale, (2.0, 1.0, 1.0))
+    assert tuple(layer.contrast_limits) == (array.header.value_min, array.header.value_max)
+    meta = layer.metadata["sci"]
+    assert meta["bpv"] == pytest.approx(array.bpv)
+    assert meta["ratio"] == pytest.approx(array.ratio)
+    assert meta["blocks"] == len(array.header.blocks)
+    assert math.isfinite(meta["psnr"])
+    assert meta["psnr"] == pytest.approx(array.header.psnr)
+    assert meta["format"] == 2  # the default format of main's encoder
+    # only the displayed plane(s) were decoded, never the whole volume
+    assert decoded_boxes
+    assert all(box[0][1] - box[0][0] == 1 for box in decoded_boxes)
+    assert len({box[0] for box in decoded_boxes}) <= 2
+    np.testing.assert_array_equal(np.asarray(layer.data[8]), array[8])
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_reads_every_format_version(version):
+    """The committed golden files of each format open through the reader, decoded as the core decodes."""
+    path = GOLDEN / f"golden_v{version}.sci"
+    assert get_reader(str(path)) is read_sci
+    [(data, kwargs, kind)] = read_sci(str(path))
+    assert kind == "image"
+    assert kwargs["metadata"]["sci"]["format"] == version
+    expected = np.load(GOLDEN / f"golden_v{version}_decoded.npy")
+    np.testing.assert_array_equal(np.asarray(data), expected)
