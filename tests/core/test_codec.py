@@ -92,6 +92,26 @@ def test_cancel_raises_and_returns_nothing(mri):
         encode(mri, config(steps=10_000), stop=lambda: True)
 
 
+@pytest.mark.parametrize("stage", ["quantise", "evaluate"])
+def test_cancel_is_honoured_after_fitting_too(mri, stage):
+    """A Cancel pressed while the weights are quantised and coded, or before the final decode, stops
+    there rather than running to the end."""
+    import threading
+
+    from napari_sci.core.codec import encode_events
+    from napari_sci.core.events import StageStarted
+
+    stop = threading.Event()
+    seen = []
+    with pytest.raises(SciCancelledError, match="nothing written"):
+        for event in encode_events(mri, config(bpv=0.5, steps=20), stop=stop):
+            if isinstance(event, StageStarted):
+                seen.append(event.stage)
+                if event.stage == stage:
+                    stop.set()
+    assert seen[-1] == stage
+
+
 def test_2d_images_round_trip(sample):
     image = sample[32]
     result = encode(image, config(bpv=2.0, steps=200))

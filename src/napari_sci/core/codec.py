@@ -19,10 +19,11 @@ from napari_sci.core.coding import FitJob, fit_and_code
 from napari_sci.core.config import CompressConfig
 from napari_sci.core.decoder import VolumeDecoder, full_box
 from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
+from napari_sci.core.fit import as_stop_flag
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
 from napari_sci.core.partition import Block, Partition, TreeAnalysis, partition_volume
 from napari_sci.core.volume import ValueRange, check_volume, to_dtype, value_range
-from napari_sci.errors import SciBudgetError, SciInputError
+from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
 from napari_sci.io.container import SciContents, parse, serialise, write_atomic
 from napari_sci.io.format import (
     BLOCK_RECORD,
@@ -258,6 +259,8 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     payloads, fitted = yield from fit_and_code(job, config, payload_budget, stop)
     t_fit = time.perf_counter() - started - t_partition
     yield StageStarted("evaluate", "decoding to measure PSNR and SSIM")
+    if as_stop_flag(stop)():
+        raise SciCancelledError("compression cancelled before the final evaluation; nothing written")
     header = _header(array, data, voxel_size, partition, records, config, fitted.steps, math.nan)
     contents = parse(serialise(header, payloads))
     metrics = evaluate(array, decode_contents(contents))

@@ -18,7 +18,7 @@ import torch
 from napari_sci.core.allocation import BlockNetwork
 from napari_sci.core.config import CompressConfig, FitConfig
 from napari_sci.core.events import FitCancelled, FitEvent, FitFinished, FitStarted, StageStarted
-from napari_sci.core.fit import fit_blocks
+from napari_sci.core.fit import as_stop_flag, fit_blocks
 from napari_sci.core.partition import Block
 from napari_sci.core.quantise import (
     block_error_weight,
@@ -67,6 +67,13 @@ def _run(job: FitJob, config: FitConfig, spec_config: CompressConfig, stop: obje
     return list(finished.weights), finished
 
 
+def _check_stop(stop: object, stage: str) -> None:
+    """Cancel between the stages that do not step (quantising, coding): a GUI's Cancel is honoured
+    there too, not only during fitting."""
+    if as_stop_flag(stop)():
+        raise SciCancelledError(f"compression cancelled while {stage}; nothing written")
+
+
 def _phases(fit: FitConfig, qat_fraction: float) -> tuple[FitConfig, FitConfig]:
     qat_steps = round(fit.steps * qat_fraction)
     limit = fit.time_limit
@@ -111,11 +118,14 @@ def _code_v2(job: FitJob, config: CompressConfig, payload_budget: int, stop: obj
                                      announce=True)
     finished = first
     yield StageStarted("quantise", "choosing quantisation steps for the byte budget")
+    _check_stop(stop, "quantising")
     trained = [w for w in weights if w is not None]
     sizes = [network_tensor_sizes(job.volume.ndim, job.networks[i], config.network.layers)
              for i, w in enumerate(weights) if w is not None]
     scales = _scales(job, weights, config)
+    _check_stop(stop, "quantising")
     codes, payloads = fit_codes_to_budget(trained, sizes, scales, math.floor(payload_budget * PRE_QAT_MARGIN))
+    _check_stop(stop, "coding")
     if qat_phase.steps > 0:
         steps = iter([[c.step for c in block_codes] for block_codes in codes])
         quant_steps = [None if w is None else next(steps) for w in weights]
@@ -125,6 +135,7 @@ def _code_v2(job: FitJob, config: CompressConfig, payload_budget: int, stop: obj
         finished = replace(first, steps=first.steps + second.steps, elapsed=first.elapsed + second.elapsed,
                            psnr=second.psnr)
         trained = [w for w in weights if w is not None]
+        _check_stop(stop, "coding")
         payloads = _recode(trained, sizes, codes)
         if sum(len(p) for p in payloads) > payload_budget:
             codes, payloads = fit_codes_to_budget(trained, sizes, scales, payload_budget)

@@ -22,7 +22,7 @@ class RunState(Enum):
 
 @dataclass(frozen=True)
 class StageStarted:
-    """A pipeline stage began: ``partition``, ``allocate``, ``fit``, ``evaluate``."""
+    """A pipeline stage began: ``partition``, ``allocate``, ``fit``, ``quantise``, ``evaluate``."""
 
     stage: str
     detail: str = ""
