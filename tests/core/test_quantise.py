@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from napari_sci.core.allocation import BlockNetwork
@@ -46,6 +47,27 @@ def test_budget_is_met_and_nearly_filled():
         assert total <= budget
         assert total > 0.9 * budget
 
+
+
+def test_checkpoint_runs_between_coding_passes_and_can_stop_the_search():
+    """A cancel raised by the checkpoint ends the bisection at that pass, not after 40 of them."""
+    nets = [weights(s) for s in range(2)]
+    sizes = [network_tensor_sizes(3, NET, SPEC.layers)] * 2
+    sens = tensor_sensitivities(nets[0], NET, 3, SPEC, torch.Generator().manual_seed(0))
+    scales = [step_scales(sizes[0], sens, 1.0)] * 2
+    calls = []
+
+    def checkpoint():
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("stop")
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_codes_to_budget(nets, sizes, scales, 500, checkpoint=checkpoint)
+    assert len(calls) == 3
+    passes = []
+    fit_codes_to_budget(nets, sizes, scales, 500, checkpoint=lambda: passes.append(1))
+    assert len(passes) > 3  # one per bisection pass
 
 def test_quantisation_aware_forward_matches_dequantised_weights():
     from napari_sci.io.weights import TensorCode, dequantised, step_code_for

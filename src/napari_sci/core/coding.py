@@ -124,7 +124,8 @@ def _code_v2(job: FitJob, config: CompressConfig, payload_budget: int, stop: obj
              for i, w in enumerate(weights) if w is not None]
     scales = _scales(job, weights, config)
     _check_stop(stop, "quantising")
-    codes, payloads = fit_codes_to_budget(trained, sizes, scales, math.floor(payload_budget * PRE_QAT_MARGIN))
+    codes, payloads = fit_codes_to_budget(trained, sizes, scales, math.floor(payload_budget * PRE_QAT_MARGIN),
+                                          checkpoint=lambda: _check_stop(stop, "coding"))
     _check_stop(stop, "coding")
     if qat_phase.steps > 0:
         steps = iter([[c.step for c in block_codes] for block_codes in codes])
@@ -138,7 +139,8 @@ def _code_v2(job: FitJob, config: CompressConfig, payload_budget: int, stop: obj
         _check_stop(stop, "coding")
         payloads = _recode(trained, sizes, codes)
         if sum(len(p) for p in payloads) > payload_budget:
-            codes, payloads = fit_codes_to_budget(trained, sizes, scales, payload_budget)
+            codes, payloads = fit_codes_to_budget(trained, sizes, scales, payload_budget,
+                                                  checkpoint=lambda: _check_stop(stop, "coding"))
     coded = iter(payloads)
     return [b"" if w is None else next(coded) for w in weights], finished
 

@@ -11,7 +11,7 @@ G is estimated without per-sample gradients: for random signs s, E[(∂Σᵢ s�
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -71,16 +71,21 @@ def step_scales(sizes: Sequence[int], sensitivity: np.ndarray, block_weight: flo
 
 def fit_codes_to_budget(weights: Sequence[np.ndarray], sizes: Sequence[Sequence[int]],
                         scales: Sequence[np.ndarray], budget: int,
+                        checkpoint: Callable[[], None] | None = None,
                         ) -> tuple[list[list[TensorCode]], list[bytes]]:
     """The finest common κ whose coded payloads total at most ``budget`` bytes.
 
-    Returns the codes and payloads per network. Bisection on log κ over the exact coded size.
+    Returns the codes and payloads per network. Bisection on log κ over the exact coded size;
+    ``checkpoint`` runs before each coding pass (seconds each on a large volume) so a caller can
+    cancel in between by raising.
     """
     def payloads_for(kappa: float) -> tuple[list[list[TensorCode]], list[bytes]]:
         codes = [_codes(w, s, c, kappa) for w, s, c in zip(weights, sizes, scales)]
         return codes, [encode_payload(w, s, k) for w, s, k in zip(weights, sizes, codes)]
 
     def total(kappa: float) -> int:
+        if checkpoint is not None:
+            checkpoint()
         return sum(len(p) for p in payloads_for(kappa)[1])
 
     low, high = -60.0, 60.0  # log2 κ; small κ = fine steps = many bytes
