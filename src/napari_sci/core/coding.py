@@ -123,9 +123,8 @@ def _code_v2(job: FitJob, config: CompressConfig, payload_budget: int, stop: obj
     sizes = [network_tensor_sizes(job.volume.ndim, job.networks[i], config.network.layers)
              for i, w in enumerate(weights) if w is not None]
     scales = _scales(job, weights, config)
-    _check_stop(stop, "quantising")
     codes, payloads = fit_codes_to_budget(trained, sizes, scales, math.floor(payload_budget * PRE_QAT_MARGIN),
-                                          checkpoint=lambda: _check_stop(stop, "coding"))
+                                          checkpoint=lambda: _check_stop(stop, "quantising"))
     _check_stop(stop, "coding")
     if qat_phase.steps > 0:
         steps = iter([[c.step for c in block_codes] for block_codes in codes])
