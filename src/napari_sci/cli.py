@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from napari_sci import __version__
-from napari_sci.errors import SciConfigError, SciError, SciFileExistsError, SciPathError
+from napari_sci.errors import SciConfigError, SciError, SciPathError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 KIND_NAMES = {0: "constant", 1: "siren", 2: "mean"}
@@ -101,15 +101,12 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 def _check_output(source: str, target: str | Path, overwrite: bool) -> None:
     """Refuse an output that would replace the input, exists, or has no folder, before any work."""
+    from napari_sci.io.container import check_output_path
+
     output = Path(target)
     if output.resolve() == Path(source).resolve():
         raise SciPathError("the output would overwrite the input; choose another output path")
-    if output.exists() and not overwrite:
-        raise SciFileExistsError(f"{output} exists; pass --overwrite to replace it")
-    if output.is_dir():
-        raise SciPathError(f"output {output} is a directory; give a file name")
-    if not output.resolve().parent.is_dir():
-        raise SciPathError(f"output folder {output.parent} does not exist; create it first")
+    check_output_path(output, overwrite)
 
 
 def _channel_outputs(output: str, count: int) -> list[Path]:

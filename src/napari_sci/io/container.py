@@ -71,6 +71,19 @@ def serialise(header: SciHeader, payloads: Sequence[bytes]) -> bytes:
     return pack_preamble(header_bytes, header.version) + header_bytes + b"".join(payloads)
 
 
+def check_output_path(target: Path, overwrite: bool) -> Path:
+    """Refuse an output with no folder, one that exists (unless ``overwrite``) or is a directory;
+    returns its folder. Callers run it before long work too, so a bad path fails at once."""
+    folder = target.parent
+    if not folder.is_dir():
+        raise SciPathError(f"output folder {folder} does not exist; create it first")
+    if target.exists() and not overwrite:
+        raise SciFileExistsError(f"{target} exists; pass overwrite (--overwrite) to replace it")
+    if target.is_dir():
+        raise SciPathError(f"output {target} is a directory; give a file name")
+    return folder
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> Path:
     """Write ``data`` to ``path`` via a temporary file and a rename; never leaves a partial file.
 
@@ -78,13 +91,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = Fa
     file and leaves an existing target untouched; OS errors become one-line ``SciPathError``.
     """
     target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise SciPathError(f"output folder {folder} does not exist; create it first")
-    if target.exists() and not overwrite:
-        raise SciFileExistsError(f"{target} exists; pass overwrite (--overwrite) to replace it")
-    if target.is_dir():
-        raise SciPathError(f"output {target} is a directory; give a file name")
+    folder = check_output_path(target, overwrite)
     try:
         handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as error:
