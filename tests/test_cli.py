@@ -126,3 +126,16 @@ def test_threads_option_sets_torch_threads(sci_file, capsys):
         torch.set_num_threads(before)
     assert main(["--threads", "0", "info", str(sci_file[0])]) == 1
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_closed_pipe_ends_quietly(sci_file, monkeypatch):
+    """`napari-sci info x.sci | head`: the reader went away; exit 0 without an error line."""
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["info", str(sci_file[0])], out=ClosedPipe()) == 0
+    assert err.closed

@@ -346,6 +346,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return COMMANDS[args.command](args, out)
     except SciError as error:
         return _fail(args.command, str(error))
+    except BrokenPipeError:  # e.g. `napari-sci info x.sci | head`; an OSError, so caught first
+        sys.stderr.close()
+        return EXIT_OK
     except OSError as error:  # anything the library did not already turn into a SciError
         where = f" ({error.filename})" if error.filename else ""
         return _fail(args.command, f"{error.strerror or error}{where}")
@@ -354,9 +357,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except KeyboardInterrupt:
         print(f"napari-sci {args.command}: interrupted; nothing was written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # e.g. `napari-sci info x.sci | head`
-        sys.stderr.close()
-        return EXIT_OK
 
 
 def _set_threads(count: int) -> None:
