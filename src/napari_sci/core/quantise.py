@@ -79,24 +79,28 @@ def fit_codes_to_budget(weights: Sequence[np.ndarray], sizes: Sequence[Sequence[
     ``checkpoint`` runs before each coding pass (seconds each on a large volume) so a caller can
     cancel in between by raising.
     """
-    def payloads_for(kappa: float) -> tuple[list[list[TensorCode]], list[bytes]]:
+    Coded = tuple[list[list[TensorCode]], list[bytes]]
+
+    def payloads_for(kappa: float) -> Coded:
+        if checkpoint is not None:
+            checkpoint()
         codes = [_codes(w, s, c, kappa) for w, s, c in zip(weights, sizes, scales)]
         return codes, [encode_payload(w, s, k) for w, s, k in zip(weights, sizes, codes)]
 
-    def total(kappa: float) -> int:
-        if checkpoint is not None:
-            checkpoint()
-        return sum(len(p) for p in payloads_for(kappa)[1])
-
     low, high = -60.0, 60.0  # log2 κ; small κ = fine steps = many bytes
-    if total(2.0**high) > budget:
-        return payloads_for(2.0**high)  # the coarsest coding; the caller checks the budget
+    fitting = payloads_for(2.0**high)  # the coding at ``high``, which always fits from here on
+    if sum(len(p) for p in fitting[1]) > budget:
+        return fitting  # the coarsest coding; the caller checks the budget
     for _ in range(40):
         mid = (low + high) / 2
-        low, high = (low, mid) if total(2.0**mid) <= budget else (mid, high)
+        tried = payloads_for(2.0**mid)
+        if sum(len(p) for p in tried[1]) <= budget:
+            high, fitting = mid, tried
+        else:
+            low = mid
         if high - low < 1 / 64:
             break
-    return payloads_for(2.0**high)
+    return fitting
 
 
 def block_error_weight(voxels: int, n_total: int, lo: float, hi: float) -> float:
