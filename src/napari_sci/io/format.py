@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_sci.core.allocation import param_count
 from napari_sci.core.octree import MAX_TREE_NODES
+from napari_sci.core.volume import FLOAT32_MAX
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
@@ -23,7 +24,6 @@ FORMAT_VERSION = 2
 SUPPORTED_VERSIONS = frozenset({1, 2})
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 DTYPE_IDS: dict[int, np.dtype] = {
     1: np.dtype("uint8"), 2: np.dtype("uint16"), 3: np.dtype("int16"), 4: np.dtype("float32"),
