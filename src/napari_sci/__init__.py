@@ -41,9 +41,10 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
     from napari_sci.core.settings import compress_config
 
     if psnr is not None:
-        from napari_sci.core.target_quality import QualitySearch, compress_to_psnr
+        from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr
 
-        first_guess = {"bpv": 0.1} if bpv is None and ratio is None else {"bpv": bpv, "ratio": ratio}
+        no_size = bpv is None and ratio is None
+        first_guess = {"bpv": FIRST_GUESS_BPV} if no_size else {"bpv": bpv, "ratio": ratio}
         config = compress_config(**first_guess, **settings)
         result = compress_to_psnr(array, config, QualitySearch(psnr), spacing, on_event, stop)
     else:

@@ -173,13 +173,14 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
     from napari_sci.cli_progress import EncodeProgress
     from napari_sci.core.codec import encode
     from napari_sci.core.settings import compress_config
+    from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr
     from napari_sci.core.volume import check_layout
     from napari_sci.io.volumes import read_volume
 
     if args.channel_axis is None:
         _check_output(args.input, args.output, args.overwrite)
     config = compress_config(
-        bpv=0.1 if args.psnr is not None else args.bpv, ratio=args.ratio, steps=args.steps,
+        bpv=FIRST_GUESS_BPV if args.psnr is not None else args.bpv, ratio=args.ratio, steps=args.steps,
         time_limit=args.time_limit,
         device=args.device, seed=args.seed, max_blocks=args.max_blocks, top_m=args.top_m,
         max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
@@ -205,8 +206,6 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
     for channel in volumes:
         with EncodeProgress(enabled=not args.quiet) as progress:
             if args.psnr is not None:
-                from napari_sci.core.target_quality import QualitySearch, compress_to_psnr
-
                 results.append(compress_to_psnr(channel, config, QualitySearch(args.psnr), spacing,
                                                 progress))
             else:

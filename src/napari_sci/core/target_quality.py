@@ -24,6 +24,7 @@ from napari_sci.core.volume import check_volume, value_range
 from napari_sci.errors import SciBudgetError
 
 TYPICAL_SLOPE = 4.0  # dB per doubling of the budget, to size the first step
+FIRST_GUESS_BPV = 0.1  # the first try when a PSNR target comes with no size (API, CLI, widget)
 
 
 @dataclass(frozen=True)

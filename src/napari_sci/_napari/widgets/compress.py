@@ -28,7 +28,7 @@ from napari_sci.core.codec import EncodeResult
 from napari_sci.core.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig
 from napari_sci.core.events import FitProgress, FitStarted, RunState, StageStarted
 from napari_sci.core.settings import compress_config
-from napari_sci.core.target_quality import QualitySearch, QualityTry
+from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, QualityTry
 from napari_sci.errors import SciPathError
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 FORMATS = [("2: quantised, entropy-coded weights", 2), ("1: float32 weights (as in the paper)", 1)]
-PSNR_FIRST_GUESS = 0.1  # BPV of the first try of a PSNR search, as napari_sci.compress(psnr=...) uses
 
 
 def default_threads() -> int:
@@ -103,7 +102,7 @@ class CompressWidget(QWidget):
         limit = float(self.time_limit.value)
         size = self.budget.settings()
         if "psnr" in size:
-            size = {"bpv": PSNR_FIRST_GUESS}
+            size = {"bpv": FIRST_GUESS_BPV}
         return compress_config(**size, steps=int(self.steps.value),
                                time_limit=limit if limit > 0 else None, device=self.device.value,
                                max_blocks=int(self.max_blocks.value), format=int(self.format.value))
