@@ -14,13 +14,10 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import numpy as np
-
 from napari_sci.core.codec import BlockPlan, EncodeDone, EncodeResult, encode_events, plan_blocks
 from napari_sci.core.config import CompressConfig
 from napari_sci.core.events import RunState
 from napari_sci.core.target_quality import QualitySearch, compress_to_psnr_events
-from napari_sci.core.volume import check_layout
 from napari_sci.errors import SciCancelledError, SciError
 
 T = TypeVar("T")
@@ -84,11 +81,10 @@ def cpu_threads(count: int | None) -> Iterator[None]:
 
 def _codec_events(job: CompressJob, stop: threading.Event) -> Iterator[object]:
     """The core's event stream for the job: one encoding, or a PSNR search of several."""
-    check_layout(tuple(job.volume.shape), job.volume.dtype)  # before a lazy layer is read into memory
-    volume = np.asarray(job.volume)
+    # the core checks the layout before it reads a lazy layer into memory (check_volume)
     if job.search is None:
-        return encode_events(volume, job.config, job.spacing, stop)
-    return compress_to_psnr_events(volume, job.config, job.search, job.spacing, stop)
+        return encode_events(job.volume, job.config, job.spacing, stop)
+    return compress_to_psnr_events(job.volume, job.config, job.search, job.spacing, stop)
 
 
 def compress_events(job: CompressJob, stop: threading.Event
@@ -113,8 +109,7 @@ def compress_events(job: CompressJob, stop: threading.Event
 def plan(volume: Any, config: CompressConfig) -> Outcome[BlockPlan]:
     """The partition and allocation encode would use (the partition widget's overlay)."""
     try:
-        check_layout(tuple(volume.shape), volume.dtype)
-        return Outcome(RunState.DONE, plan_blocks(np.asarray(volume), config))
+        return Outcome(RunState.DONE, plan_blocks(volume, config))
     except Exception as error:
         return failure(error)
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
 from napari_sci.core.codec import encode
 from napari_sci.core.config import CompressConfig
 from napari_sci.core.settings import compress_config
-from napari_sci.core.volume import check_layout
 
 
 @dataclass(frozen=True)
@@ -45,8 +42,7 @@ DEFAULTS = WriterDefaults()
 def write_sci(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Compress one image layer to ``path`` with :data:`DEFAULTS`, atomically (napari's save dialog
     has already confirmed any overwrite)."""
-    check_layout(tuple(data.shape), data.dtype)  # refuse before a lazy layer is read into memory
-    volume = np.asarray(data)
-    result = encode(volume, DEFAULTS.config(), spacing=_spacing(meta, volume.ndim))
+    # encode checks the layout before it reads a lazy layer into memory (check_volume)
+    result = encode(data, DEFAULTS.config(), spacing=_spacing(meta, data.ndim))
     result.write(path, overwrite=True)
     return [path]
