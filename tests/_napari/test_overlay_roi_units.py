@@ -91,3 +91,15 @@ def test_progress_text_and_eta():
 
     attempt = describe(QualityTry(2, 0.05, 900, 31.25, 3.0, False), None)
     assert attempt.text.startswith("try 2: 0.05 BPV → PSNR 31.25 dB (short of the target)")
+
+
+def test_measured_data_range_does_not_wrap_on_int16():
+    """An original with no stored range is measured as floats (np.ptp would wrap to -5536 here)."""
+    from types import SimpleNamespace
+
+    from napari_sci._napari.widgets.compare import data_range
+
+    original = SimpleNamespace(data=np.array([[-30000, 30000]], dtype=np.int16))
+    assert data_range(SimpleNamespace(metadata={}), original) == 60000.0
+    stored = SimpleNamespace(metadata={"sci": {"value_range": [0, 255]}})
+    assert data_range(stored, original) == 255.0

@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from napari_sci._napari.widgets._form import image_picker, status_label
 from napari_sci._napari.widgets._grid import SideBySide
 from napari_sci._napari.widgets._roi import RoiMetrics, plane_index, rectangle_box, roi_metrics
+from napari_sci.core.volume import value_range
 
 if TYPE_CHECKING:
     import napari
@@ -31,7 +32,7 @@ def data_range(decoded: Any, original: Any) -> float:
     stored = decoded.metadata.get("sci", {}).get("value_range")
     if stored is not None:
         return float(stored[1] - stored[0])
-    return float(np.ptp(np.asarray(original.data)))
+    return value_range(np.asarray(original.data)).span  # as floats: np.ptp wraps around on int16
 
 
 def difference_data(original: Any, decoded: Any) -> Any:
