@@ -21,8 +21,8 @@ from napari_sci.core.decoder import VolumeDecoder, full_box
 from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
 from napari_sci.core.fit import as_stop_flag
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
-from napari_sci.core.partition import Block, Partition, TreeAnalysis, partition_volume
-from napari_sci.core.volume import ValueRange, check_volume, to_dtype, value_range
+from napari_sci.core.partition import Block, Partition, TreeAnalysis, choose_blocks, partition_volume
+from napari_sci.core.volume import ValueRange, check_volume, normalised_volume, to_dtype, value_range
 from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
 from napari_sci.io.container import SciContents, parse, serialise, write_atomic
 from napari_sci.io.format import (
@@ -186,10 +186,10 @@ def checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig) 
 def partition_for_budget(array: np.ndarray, data: ValueRange, target: int, config: CompressConfig,
                          analysis: TreeAnalysis | None = None) -> Partition:
     """The blocks encode chooses: the ILP over the normalised volume, capped by what the budget affords."""
-    normalised = ((array.astype(np.float32) - np.float32(data.low))
-                  / np.float32(data.span if data.span > 0 else 1.0))
-    return partition_volume(normalised, config.partition,
-                            affordable_blocks(target, array.ndim, config), analysis=analysis)
+    limit = affordable_blocks(target, array.ndim, config)
+    if analysis is not None:  # a PSNR search's tries share it: no normalised copy per try
+        return choose_blocks(analysis, config.partition, limit)
+    return partition_volume(normalised_volume(array, data), config.partition, limit)
 
 
 def allocate_for_budget(array: np.ndarray, partition: Partition, target: int,

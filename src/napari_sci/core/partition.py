@@ -171,9 +171,14 @@ def partition_volume(normalised: np.ndarray, config: PartitionConfig, max_blocks
     ``analysis`` (from :func:`analyse_tree` with the same config) skips recomputing D.
     """
     limit = config.max_blocks if max_blocks is None else max_blocks
+    return choose_blocks(analysis or analyse_tree(normalised, config), config, limit, solver)
+
+
+def choose_blocks(analysis: TreeAnalysis, config: PartitionConfig, limit: int,
+                  solver: SolverFactory = default_solver) -> Partition:
+    """The leaves of an analysed tree: the ILP (adaptive), the equal cut, or the root alone."""
     if limit < 1:
         raise SciConfigError(f"at least one block is needed, got max_blocks={limit}")
-    analysis = analysis or analyse_tree(normalised, config)
     tree, concentrations = analysis.tree, analysis.concentrations
     if config.method == "adaptive":
         chosen = solve_cut_ilp(tree, concentrations, limit, config.time_limit, solver)

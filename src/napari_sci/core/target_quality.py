@@ -20,7 +20,7 @@ import numpy as np
 from napari_sci.core.codec import EncodeDone, EncodeResult, encode_events
 from napari_sci.core.config import Budget, CompressConfig
 from napari_sci.core.partition import analyse_tree
-from napari_sci.core.volume import check_volume, value_range
+from napari_sci.core.volume import check_volume, normalised_volume, value_range
 from napari_sci.errors import SciBudgetError
 
 TYPICAL_SLOPE = 4.0  # dB per doubling of the budget, to size the first step
@@ -80,13 +80,10 @@ def compress_to_psnr_events(volume: np.ndarray, config: CompressConfig, search: 
     array = check_volume(volume)
     bits = 8 * array.dtype.itemsize
     bpv = config.budget.bpv if config.budget.bpv is not None else bits / float(config.budget.ratio)
-    if value_range(array).span == 0:
-        search = replace(search, max_tries=1)
     data = value_range(array)
-    normalised = ((array.astype(np.float32) - np.float32(data.low))
-                  / np.float32(data.span if data.span > 0 else 1.0))
-    analysis = analyse_tree(normalised, config.partition)
-    del normalised
+    if data.span == 0:
+        search = replace(search, max_tries=1)
+    analysis = analyse_tree(normalised_volume(array, data), config.partition)
     tries: list[QualityTry] = []
     best: EncodeResult | None = None
     next_bpv: float | None = min(max(bpv, search.min_bpv), search.max_bpv)

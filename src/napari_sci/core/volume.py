@@ -98,6 +98,12 @@ def value_range(volume: np.ndarray) -> ValueRange:
     return ValueRange(float(np.min(volume)), float(np.max(volume)))
 
 
+def normalised_volume(volume: np.ndarray, data: ValueRange) -> np.ndarray:
+    """``volume`` mapped to [0, 1] by its range, as float32: what the spectrum concentrations see."""
+    return ((volume.astype(np.float32) - np.float32(data.low))
+            / np.float32(data.span if data.span > 0 else 1.0))
+
+
 def dtype_span(dtype: np.dtype, data: ValueRange) -> float:
     """The full range of a dtype, as the paper's PSNR uses it; the data's range for floats."""
     dtype = np.dtype(dtype)
