@@ -42,8 +42,7 @@ def rows(index: dict[tuple[str, str, float], BenchResult], codecs: Sequence[str]
         if codec != REFERENCE:
             continue
         row: dict[str, Any] = {"volume": volume, "target_bpv": bpv, "sci_bpv": ref.bpv,
-                               "sci_psnr_dtype": ref.psnr_dtype, "sci_ssim": ref.ssim,
-                               "sci_blocks": _blocks(ref), "sci_seconds": ref.compress_seconds}
+                               "sci_psnr_dtype": ref.psnr_dtype, "sci_blocks": _blocks(ref)}
         for name in (REFERENCE, *codecs):
             other = index.get((name, volume, bpv))
             row[f"{name}_psnr"] = None if other is None else other.psnr_data
