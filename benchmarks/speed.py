@@ -40,6 +40,7 @@ import numpy as np
 import tifffile
 import torch
 
+from napari_sci.core.allocation import BlockNetwork, layer_dims
 from napari_sci.core.codec import decode_contents, encode, plan_blocks
 from napari_sci.core.config import FitConfig
 from napari_sci.core.events import FitFinished, FitProgress
@@ -80,9 +81,9 @@ def _fit_seconds(volume: np.ndarray, blocks: Sequence[Any], networks: Sequence[A
     raise AssertionError("fit_blocks ended without FitFinished")
 
 
-def _mults_per_sample(ndim: int, first: int, hidden: int, layers: int) -> int:
+def _mults_per_sample(ndim: int, net: BlockNetwork, layers: int) -> int:
     """Multiply-adds of one forward evaluation of a funnel SIREN (the matrices, not the biases)."""
-    return ndim * first + first * hidden + (layers - 3) * hidden * hidden + hidden
+    return sum(fan_in * fan_out for fan_in, fan_out in layer_dims(ndim, net, layers))
 
 
 def trainer(volume: np.ndarray, bpv: float, steps: int, rounds: int = 2) -> dict[str, Any]:
@@ -100,8 +101,8 @@ def trainer(volume: np.ndarray, bpv: float, steps: int, rounds: int = 2) -> dict
     trained = [i for i, n in enumerate(networks) if not n.is_constant]
     samples = [min(fit.samples_per_block, blocks[i].voxels) for i in trained]
     evaluations = steps * sum(samples)
-    mults = sum(s * _mults_per_sample(volume.ndim, networks[i].first_width, networks[i].hidden_width,
-                                      spec.layers) for s, i in zip(samples, trained))
+    mults = sum(s * _mults_per_sample(volume.ndim, networks[i], spec.layers)
+                for s, i in zip(samples, trained))
     flops = 3 * 2 * mults * steps  # forward, and backward ≈ twice the forward
     # Alternate the two and keep each one's best round: on a shared machine the load drifts, and a
     # single batched-then-loop pair measured the drift as much as the trainers.
