@@ -1,0 +1,180 @@
+"""Rate–distortion training of latent-grid tiles to a byte budget (one λ for all tiles).
+
+Loss = MSE (over the whole volume, values normalised to the data range) + λ · bits per voxel. Every step
+evaluates every tile in full (Cool-chic's full-signal steps). The schedule follows C3 / Cool-chic:
+Adam at ``lr`` with cosine decay while the latents carry uniform noise, then a straight-through rounding
+phase at a small learning rate. λ is not searched by refitting: it is steered during the fit toward
+the rate target by a multiplicative controller on the measured (hard-rounded) rate — the λ search done
+warm, in one run — so the size lands on the target while the latents adapt to it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_sci.models.grid import GridLayout
+from napari_sci.models.grid_net import Synthesis, TilePyramid
+
+CONTROL_EVERY = 10       # steps between λ updates
+CONTROL_GAIN = 0.25      # log-λ change per update at a rate error of e (×e, clipped at ±1)
+RATE_MARGIN = 0.985      # aim this far under the rate target, so coding overheads still fit
+
+
+@dataclass(frozen=True)
+class GridFitSettings:
+    """Training knobs of the latent-grid family (defaults from C3 / Cool-chic, scaled to CPU runs)."""
+
+    lr: float = 1e-2
+    latent_lr_scale: float = 2.0
+    final_lr: float = 1e-4
+    warmup_fraction: float = 0.1
+    ste_fraction: float = 0.2
+    initial_lambda: float = 2e-3
+
+
+@dataclass
+class GridFitState:
+    """What a fit leaves: the trained modules, the last λ and how the run went."""
+
+    pyramids: list[TilePyramid]
+    synthesis: Synthesis
+    lam: float
+    steps: int
+    elapsed: float
+    mse: float
+    bits: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class GridStep:
+    """Progress of one report: step, loss, PSNR of the hard-rounded model and its estimated rate."""
+
+    step: int
+    total: int
+    loss: float
+    psnr: float
+    bits: float
+    lam: float
+    lr: float
+    elapsed: float
+
+
+def _lr(step: int, total: int, settings: GridFitSettings) -> tuple[float, str]:
+    noise_steps = max(1, round(total * (1 - settings.ste_fraction)))
+    if step < noise_steps:
+        cosine = 0.5 * (1 + math.cos(math.pi * step / noise_steps))
+        return settings.final_lr + (settings.lr - settings.final_lr) * cosine, "noise"
+    return settings.final_lr, "ste"
+
+
+class GridTrainer:
+    """Holds the tiles, the targets and the optimiser; ``step`` runs one full-volume step."""
+
+    def __init__(self, volume: np.ndarray, tiles: Sequence[tuple[slice, ...]], layout: GridLayout,
+                 settings: GridFitSettings, seed: int, device: torch.device, samples: int = 1 << 17,
+                 ) -> None:
+        self.samples = samples
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.device = device
+        self.layout = layout
+        self.settings = settings
+        self.n_voxels = int(volume.size)
+        self.targets = [torch.from_numpy(np.ascontiguousarray(volume[s], dtype=np.float32)).reshape(-1)
+                        .to(device) for s in tiles]
+        self.pyramids = [TilePyramid(tuple(t.stop - t.start for t in s), layout).to(device)
+                         for s in tiles]
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+            torch.manual_seed(seed)
+            self.synthesis = Synthesis(layout).to(device)
+        latents = [p for pyr in self.pyramids for p in pyr.latents]
+        self.optimiser = torch.optim.Adam([{"params": latents, "scale": settings.latent_lr_scale},
+                                           {"params": list(self.synthesis.parameters()), "scale": 1.0}],
+                                          lr=settings.lr)
+
+    def evaluate(self, mode: str, sampled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(MSE over the volume, total estimated bits) with latents in ``mode``.
+
+        ``sampled``: the MSE is estimated on ``samples`` random voxels drawn across the tiles in
+        proportion to their size (an unbiased estimate; every latent still pays its rate).
+        """
+        sse = torch.zeros((), device=self.device)
+        bits = torch.zeros((), device=self.device)
+        sampled = sampled and self.samples < self.n_voxels
+        for pyramid, target in zip(self.pyramids, self.targets):
+            grids = pyramid.quantised(mode, self.generator)
+            if sampled:
+                n = max(1, round(self.samples * target.numel() / self.n_voxels))
+                flat = torch.randint(0, target.numel(), (n,), generator=self.generator, device=self.device)
+                voxels = torch.stack(torch.unravel_index(flat, pyramid.shape), dim=-1)
+                out = self.synthesis(pyramid.sampled_features(grids, voxels))
+                sse = sse + torch.sum((out - target[flat]) ** 2) * (target.numel() / n)
+            else:
+                out = self.synthesis(pyramid.features(grids))
+                sse = sse + torch.sum((out - target) ** 2)
+            bits = bits + pyramid.bits(grids)
+        return sse / self.n_voxels, bits
+
+    def step(self, lr: float, mode: str, lam: float) -> float:
+        for group in self.optimiser.param_groups:
+            group["lr"] = lr * group["scale"]
+        mse, bits = self.evaluate(mode, sampled=True)
+        loss = mse + lam * bits / self.n_voxels
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimiser.step()
+        for pyramid in self.pyramids:
+            pyramid.clamp_()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def hard_bits(self) -> float:
+        """Estimated bits of the rounded latents: what the controller steers."""
+        return float(sum(p.bits(p.quantised("hard")) for p in self.pyramids))
+
+
+def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_limit: float | None,
+             stop: Callable[[], bool], report_every: int = 10,
+             ) -> Generator[GridStep, None, GridFitState]:
+    """Train; yield a :class:`GridStep` every ``report_every`` steps; return the final state.
+
+    With ``target_bits`` the λ controller keeps the hard-rounded rate at ``RATE_MARGIN`` of it. With a
+    ``time_limit`` the schedule is stretched over the steps that fit in it (measured on the first
+    steps), so the cosine decay and the rounding phase still happen.
+    """
+    settings = trainer.settings
+    lam = settings.initial_lambda
+    total = max(1, steps)
+    started = time.perf_counter()
+    reason = "steps"
+    step = 0
+    loss = float("nan")
+    while step < total:
+        if stop():
+            reason = "cancelled"
+            break
+        lr, mode = _lr(step, total, settings)
+        warming = step < settings.warmup_fraction * total  # MSE only: let the latents grow first
+        loss = trainer.step(lr, mode, 0.0 if warming else lam)
+        step += 1
+        elapsed = time.perf_counter() - started
+        if time_limit is not None and step == 3:
+            total = max(step + 1, min(total, int(time_limit / (elapsed / step))))
+        if target_bits is not None and step % CONTROL_EVERY == 0 and not warming:
+            ratio = trainer.hard_bits() / max(target_bits * RATE_MARGIN, 1.0)
+            lam *= math.exp(CONTROL_GAIN * float(np.clip(math.log(max(ratio, 1e-6)), -1, 1)))
+        if step % report_every == 0 or step == total:
+            with torch.no_grad():
+                mse, bits = trainer.evaluate("hard", sampled=True)
+            psnr = -10 * math.log10(max(float(mse), 1e-20))
+            yield GridStep(step, total, loss, psnr, float(bits), lam, lr, elapsed)
+    with torch.no_grad():
+        mse, bits = trainer.evaluate("hard")
+    return GridFitState(trainer.pyramids, trainer.synthesis, lam, step, time.perf_counter() - started,
+                        float(mse), float(bits), reason)
