@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from napari_sci.core.codec import EncodeResult
-    from napari_sci.io.lazy import SciArray
+    from napari_sci.core.lazy import SciArray
 
 __all__ = ["__version__", "compress", "decode", "open_sci"]
 
@@ -56,8 +56,8 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
 
 
 def open_sci(path: str | os.PathLike[str], deblocking: bool = True, device: str = "cpu") -> SciArray:
-    """Open a ``.sci`` file as a lazily decoded, array-like :class:`~napari_sci.io.lazy.SciArray`."""
-    from napari_sci.io.lazy import open_sci as _open
+    """Open a ``.sci`` file as a lazily decoded, array-like :class:`~napari_sci.core.lazy.SciArray`."""
+    from napari_sci.core.lazy import open_sci as _open
 
     return _open(path, deblocking=deblocking, device=device)
 

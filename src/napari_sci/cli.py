@@ -170,12 +170,12 @@ def _print_summary(summary: dict[str, Any], result: Any, out: TextIO) -> None:
 
 
 def _compress(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.base.volume import check_layout
     from napari_sci.cli_progress import EncodeProgress
     from napari_sci.core.codec import encode
     from napari_sci.core.settings import compress_config
     from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr
-    from napari_sci.core.volume import check_layout
-    from napari_sci.io.volumes import read_volume
+    from napari_sci.core.volume_files import read_volume
 
     if args.channel_axis is None:
         _check_output(args.input, args.output, args.overwrite)
@@ -237,8 +237,8 @@ def _parse_roi(text: str, ndim: int) -> tuple[slice, ...]:
 
 
 def _decompress(args: argparse.Namespace, out: TextIO) -> int:
-    from napari_sci.io.lazy import open_sci
-    from napari_sci.io.volumes import write_volume
+    from napari_sci.core.lazy import open_sci
+    from napari_sci.core.volume_files import write_volume
 
     _check_output(args.input, args.output, args.overwrite)
     array = open_sci(args.input, deblocking=not args.no_deblock)
@@ -254,8 +254,8 @@ def _decompress(args: argparse.Namespace, out: TextIO) -> int:
 
 def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
-    from napari_sci.core.allocation import param_count
-    from napari_sci.io.lazy import open_sci
+    from napari_sci.base.networks import param_count
+    from napari_sci.core.lazy import open_sci
 
     array = open_sci(path)
     h = array.header
@@ -301,11 +301,11 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
 
 def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     from napari_sci.core.metrics import evaluate
-    from napari_sci.io.volumes import read_volume
+    from napari_sci.core.volume_files import read_volume
 
     original, _ = read_volume(args.original)
     if str(args.reconstruction).endswith(".sci"):
-        from napari_sci.io.lazy import open_sci
+        from napari_sci.core.lazy import open_sci
 
         reconstruction = open_sci(args.reconstruction)[...]
     else:

@@ -5,9 +5,9 @@ import numpy as np
 import pulp
 import pytest
 
-from napari_sci.core.config import PartitionConfig
+from napari_sci.base.config import PartitionConfig
+from napari_sci.base.octree import BlockTree
 from napari_sci.core.ilp_solver import default_solver
-from napari_sci.core.octree import BlockTree
 from napari_sci.core.partition import (
     best_cut_bruteforce,
     cut_objective,
@@ -86,7 +86,7 @@ def test_cbc_is_the_fallback_and_finds_the_same_cut(monkeypatch):
 
 def test_highs_prints_nothing_on_stdout(tmp_path):
     """HiGHS's banner goes to C-level stdout; it must not reach `compress --json` output."""
-    code = ("import numpy as np; from napari_sci.core.octree import BlockTree; "
+    code = ("import numpy as np; from napari_sci.base.octree import BlockTree; "
             "from napari_sci.core.partition import solve_cut_ilp; "
             "t = BlockTree((8, 8), max_depth=2, min_leaf_side=2); "
             "solve_cut_ilp(t, np.linspace(0, 1, len(t)), 5)")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from napari_sci.base.config import CompressConfig
 from napari_sci.core.codec import encode
-from napari_sci.core.config import CompressConfig
 from napari_sci.core.settings import compress_config
 
 

@@ -84,7 +84,7 @@ def load_volumes(paths: list[str], crop: str | None) -> list[Any]:
     import numpy as np
 
     from napari_sci.bench.runner import NamedVolume
-    from napari_sci.io.volumes import read_volume
+    from napari_sci.core.volume_files import read_volume
 
     volumes = []
     for path, name in zip(paths, _names(paths)):

@@ -4,7 +4,7 @@ One network maps voxel coordinates in [-1, 1] (the core's convention) to the val
 [-1, 1]. Inputs are encoded as ``[p, sin(2^k π p), cos(2^k π p)]`` for k < ``frequencies``; ``layers``
 linear layers of ``width`` units with ReLU between them and a linear output. The width is the largest
 whose file fits the budget. Training uses the core's optimiser and schedule (Adamax, lr and decay from
-:class:`~napari_sci.core.config.FitConfig`) with random minibatches of ``batch`` voxels.
+:class:`~napari_sci.base.config.FitConfig`) with random minibatches of ``batch`` voxels.
 
 File: the 30-byte side header (``container.py``), then ``<BBH`` layers, frequencies, width, then every
 layer's weight (out × in) and bias as float32 little-endian. Nothing else is needed to decode.
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_sci.base.config import FitConfig
+from napari_sci.base.volume import ValueRange, axis_coordinates, to_dtype
 from napari_sci.bench.container import SIDE_BYTES, BenchFormatError, SideInfo, pack, unpack
-from napari_sci.core.config import FitConfig
 from napari_sci.core.fit import as_stop_flag, resolve_device
-from napari_sci.core.volume import ValueRange, axis_coordinates, to_dtype
 from napari_sci.errors import SciBudgetError
 
 _SPEC = struct.Struct("<BBH")

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork
-from napari_sci.core.config import NetworkSpec
+from napari_sci.base.config import NetworkSpec
+from napari_sci.base.networks import BlockNetwork
+from napari_sci.base.volume import axis_coordinates
 from napari_sci.core.siren import BatchedFunnelSiren
-from napari_sci.core.volume import axis_coordinates
 from napari_sci.io.container import SciContents
 from napari_sci.io.format import KIND_CONSTANT, VALUE_KINDS
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork
-from napari_sci.core.config import FitConfig, NetworkSpec
+from napari_sci.base.config import FitConfig, NetworkSpec
+from napari_sci.base.networks import BlockNetwork
+from napari_sci.base.volume import coordinate_scale
 from napari_sci.core.events import FitCancelled, FitEvent, FitFinished, FitProgress, FitStarted
 from napari_sci.core.partition import Block
 from napari_sci.core.siren import BatchedFunnelSiren, group_networks
-from napari_sci.core.volume import coordinate_scale
 from napari_sci.errors import SciConfigError
 
 StopFlag = Callable[[], bool]

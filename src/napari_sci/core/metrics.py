@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from napari_sci.core.volume import dtype_span, value_range
+from napari_sci.base.volume import dtype_span, value_range
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (200.0, 500.0)
 

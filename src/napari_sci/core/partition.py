@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pulp
 
-from napari_sci.core.config import PartitionConfig
+from napari_sci.base.config import PartitionConfig
+from napari_sci.base.octree import BlockTree
 from napari_sci.core.ilp_solver import SolverFactory, default_solver
-from napari_sci.core.octree import BlockTree
 from napari_sci.core.spectrum import tree_concentrations
 from napari_sci.errors import SciConfigError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from napari_sci.core.config import (
+from napari_sci.base.config import (
     AllocationConfig,
     Budget,
     CodingConfig,

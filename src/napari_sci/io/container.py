@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sci.core.allocation import BlockNetwork, layer_dims, param_count
-from napari_sci.core.octree import BlockTree
+from napari_sci.base.networks import BlockNetwork, layer_dims, param_count
+from napari_sci.base.octree import BlockTree
 from napari_sci.errors import (
     SciChecksumError,
     SciConfigError,

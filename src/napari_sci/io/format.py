@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from napari_sci.core.allocation import param_count
-from napari_sci.core.octree import MAX_TREE_NODES
-from napari_sci.core.volume import FLOAT32_MAX
+from napari_sci.base.networks import param_count
+from napari_sci.base.octree import MAX_TREE_NODES
+from napari_sci.base.volume import FLOAT32_MAX
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 

@@ -24,8 +24,8 @@ from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_event
 from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
+from napari_sci.base.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig
 from napari_sci.core.codec import EncodeResult
-from napari_sci.core.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig
 from napari_sci.core.events import FitProgress, FitStarted, RunState, StageStarted
 from napari_sci.core.settings import compress_config
 from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, QualityTry

@@ -82,8 +82,8 @@ class NerfCodec(Codec):
         return _missing_torch()
 
     def compress(self, volume: np.ndarray, target: Target, cache: TrialCache | None = None) -> Compressed:
+        from napari_sci.base.config import FitConfig
         from napari_sci.bench.nerf import nerf_encode
-        from napari_sci.core.config import FitConfig
 
         s = self.settings
         fit = FitConfig(steps=s.steps, time_limit=s.time_limit, seed=s.seed, device=s.device)

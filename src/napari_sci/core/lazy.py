@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from napari_sci.base.memory import available_memory, decoder_peak_bytes, describe_bytes
+from napari_sci.base.volume import ValueRange, to_dtype
 from napari_sci.core.decoder import VolumeDecoder
-from napari_sci.core.memory import available_memory, decoder_peak_bytes, describe_bytes
 from napari_sci.core.metrics import bits_per_voxel, compression_ratio
-from napari_sci.core.volume import ValueRange, to_dtype
 from napari_sci.errors import SciMemoryError
 from napari_sci.io.container import SciContents, read_sci
 
