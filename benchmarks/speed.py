@@ -43,7 +43,8 @@ import torch
 from napari_sci.base.config import FitConfig
 from napari_sci.base.networks import BlockNetwork, layer_dims
 from napari_sci.base.volume import value_range
-from napari_sci.core.codec import decode_contents, encode, plan_blocks
+from napari_sci.core.codec import encode, plan_blocks
+from napari_sci.core.decoder import decode_contents
 from napari_sci.core.events import FitFinished, FitProgress
 from napari_sci.core.fit import fit_blocks
 from napari_sci.core.settings import compress_config

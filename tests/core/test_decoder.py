@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from napari_sci.core.codec import decode_contents, encode
-from napari_sci.core.decoder import VolumeDecoder, deblock
+from napari_sci.core.codec import encode
+from napari_sci.core.decoder import VolumeDecoder, deblock, decode_contents
 from napari_sci.core.settings import compress_config
 
 

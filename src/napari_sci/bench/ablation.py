@@ -76,7 +76,8 @@ class AblationSettings:
 
 
 def _encode(volume: np.ndarray, overrides: dict[str, Any], settings: AblationSettings) -> dict[str, Any]:
-    from napari_sci.core.codec import decode_contents, encode
+    from napari_sci.core.codec import encode
+    from napari_sci.core.decoder import decode_contents
     from napari_sci.core.settings import compress_config
     from napari_sci.io.container import parse
 

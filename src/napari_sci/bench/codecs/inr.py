@@ -55,7 +55,7 @@ class SciCodec(Codec):
         return Compressed(result.data, "bpv_budget", target.bpv, seconds, notes=notes)
 
     def decompress(self, blob: bytes) -> np.ndarray:
-        from napari_sci.core.codec import decode_contents
+        from napari_sci.core.decoder import decode_contents
         from napari_sci.io.container import parse
 
         return decode_contents(parse(blob))
