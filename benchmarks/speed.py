@@ -40,14 +40,13 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_sci.base.config import FitConfig
+from napari_sci.base.config import FitConfig, compress_config
 from napari_sci.base.networks import BlockNetwork, layer_dims
 from napari_sci.base.volume import value_range
 from napari_sci.core.codec import encode, plan_blocks
 from napari_sci.core.decoder import decode_contents
 from napari_sci.core.events import FitFinished, FitProgress
 from napari_sci.core.fit import fit_blocks
-from napari_sci.core.settings import compress_config
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV_VOLUMES = ("ct_aorta_totalseg.tif", "mri_t1_colin27.tif",

@@ -57,8 +57,8 @@ def seeds() -> list[bytes]:
     import numpy as np
     import tifffile
 
+    from napari_sci.base.config import compress_config
     from napari_sci.core.codec import encode
-    from napari_sci.core.settings import compress_config
 
     volume = np.ascontiguousarray(tifffile.imread(SAMPLE)[20:36, 40:56, 40:56]).copy()
     volume[8:] = 0

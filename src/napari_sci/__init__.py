@@ -37,8 +37,8 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
     (allocation). ``stop`` is a ``threading.Event`` or callable that cancels the fit. When ``out`` is
     given the file is written atomically. Returns the :class:`~napari_sci.core.codec.EncodeResult`.
     """
+    from napari_sci.base.config import compress_config
     from napari_sci.core.codec import encode
-    from napari_sci.core.settings import compress_config
 
     if psnr is not None:
         from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
+from napari_sci.base.config import compress_config
 from napari_sci.core.codec import encode, smallest_file_bytes
 from napari_sci.core.decoder import decode_block, decode_contents
 from napari_sci.core.metrics import psnr
-from napari_sci.core.settings import compress_config
 from napari_sci.errors import SciBudgetError, SciCancelledError
 
 

@@ -38,8 +38,8 @@ class SciCodec(Codec):
         return _missing_torch()
 
     def compress(self, volume: np.ndarray, target: Target, cache: TrialCache | None = None) -> Compressed:
+        from napari_sci.base.config import compress_config
         from napari_sci.core.codec import encode
-        from napari_sci.core.settings import compress_config
 
         s = self.settings
         config = compress_config(bpv=target.bpv, steps=s.steps, time_limit=s.time_limit,
