@@ -18,10 +18,10 @@ from napari_sci.base.config import CompressConfig
 from napari_sci.base.networks import BlockNetwork, funnel_first_width, param_count
 from napari_sci.base.volume import ValueRange, check_volume, normalised_volume, value_range
 from napari_sci.core.allocation import allocate
-from napari_sci.core.coding import FitJob, fit_and_code
 from napari_sci.core.decoder import decode_contents
 from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
 from napari_sci.core.fit import as_stop_flag
+from napari_sci.core.fit_and_code import FitJob, fit_and_code
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
 from napari_sci.core.partition import Block, Partition, TreeAnalysis, choose_blocks, partition_volume
 from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
