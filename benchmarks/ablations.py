@@ -29,7 +29,7 @@ from napari_sci.bench.ablation import (
 from napari_sci.bench.cli import _crop
 from napari_sci.bench.results import machine_info
 from napari_sci.bench.settings import BenchSettings
-from napari_sci.io.volumes import read_volume
+from napari_sci.core.volume_files import read_volume
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("NAPARI_SCI_DATA", REPO.parent / "shared" / "data"))

@@ -40,13 +40,13 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_sci.core.allocation import BlockNetwork, layer_dims
-from napari_sci.core.codec import decode_contents, encode, plan_blocks
-from napari_sci.core.config import FitConfig
+from napari_sci.base.config import FitConfig, compress_config
+from napari_sci.base.networks import BlockNetwork, layer_dims
+from napari_sci.base.volume import value_range
+from napari_sci.core.codec import encode, plan_blocks
+from napari_sci.core.decoder import decode_contents
 from napari_sci.core.events import FitFinished, FitProgress
 from napari_sci.core.fit import fit_blocks
-from napari_sci.core.settings import compress_config
-from napari_sci.core.volume import value_range
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV_VOLUMES = ("ct_aorta_totalseg.tif", "mri_t1_colin27.tif",
@@ -163,7 +163,7 @@ def _timed(function: Any, *args: Any) -> tuple[Any, float]:
 
 def decode_speed(volume: np.ndarray, name: str, bpv: float, steps: int, folder: Path) -> dict[str, Any]:
     """Decode throughput and slice latency of napari-sci, and HEVC's decode time, same volume and BPV."""
-    from napari_sci.io.lazy import open_sci
+    from napari_sci.core.lazy import open_sci
 
     result = encode(volume, compress_config(bpv=bpv, steps=steps, device="cpu"))
     path = folder / f"{Path(name).stem}.sci"
@@ -202,7 +202,7 @@ CHILD = """
 import json, sys
 import tifffile
 import napari_sci
-from napari_sci.core.volume import check_volume
+from napari_sci.base.volume import check_volume
 mode, source, path, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if mode == "compress":
     volume = tifffile.imread(source)

@@ -139,3 +139,34 @@ def test_closed_pipe_ends_quietly(sci_file, monkeypatch):
     monkeypatch.setattr("sys.stderr", err)
     assert main(["info", str(sci_file[0])], out=ClosedPipe()) == 0
     assert err.closed
+
+
+def test_cli_defaults_are_the_configs():
+    """Defaults live in the config dataclasses only; the CLIs read them from there."""
+    from napari_sci.base.config import (
+        ACCURACY_THRESHOLDS,
+        AllocationConfig,
+        CodingConfig,
+        FitConfig,
+        NetworkSpec,
+        PartitionConfig,
+    )
+    from napari_sci.bench.settings import BenchSettings
+    from napari_sci.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["compress", "in.tif", "-o", "out.sci", "--bpv", "1"])
+    fit, part, net, coding = FitConfig(), PartitionConfig(), NetworkSpec(), CodingConfig()
+    assert (args.steps, args.time_limit, args.device, args.seed, args.samples) == (
+        fit.steps, fit.time_limit, fit.device, fit.seed, fit.samples_per_block)
+    assert (args.max_blocks, args.top_m, args.depth, args.partition) == (
+        part.max_blocks, part.top_m, part.max_depth, part.method)
+    assert (args.fr, args.layers, args.w0) == (net.fr, net.layers, net.w0)
+    assert args.allocation == AllocationConfig().rule
+    assert (args.format, args.bits_per_param) == (coding.format_version, coding.bits_per_param)
+    assert tuple(parser.parse_args(["evaluate", "a.tif", "b.sci"]).thresholds) == ACCURACY_THRESHOLDS
+    bench = parser.parse_args(["bench", "v.tif", "--out", "o"])
+    settings = BenchSettings()
+    assert (bench.steps, bench.device, bench.seed, bench.samples, tuple(bench.bpv)) == (
+        settings.steps, settings.device, settings.seed, settings.samples, settings.bpvs)
+    assert (settings.steps, settings.samples) == (fit.steps, fit.samples_per_block)

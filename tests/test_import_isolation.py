@@ -13,7 +13,7 @@ def loaded_after(statement: str) -> set[str]:
 
 
 def test_core_and_io_import_no_gui():
-    modules = loaded_after("import napari_sci, napari_sci.core.codec, napari_sci.io.lazy, napari_sci.cli")
+    modules = loaded_after("import napari_sci, napari_sci.core.codec, napari_sci.core.lazy, napari_sci.cli")
     assert not modules & set(GUI), modules & set(GUI)
 
 

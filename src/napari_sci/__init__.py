@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from napari_sci.core.codec import EncodeResult
-    from napari_sci.io.lazy import SciArray
+    from napari_sci.core.lazy import SciArray
 
 __all__ = ["__version__", "compress", "decode", "open_sci"]
 
@@ -37,8 +37,8 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
     (allocation). ``stop`` is a ``threading.Event`` or callable that cancels the fit. When ``out`` is
     given the file is written atomically. Returns the :class:`~napari_sci.core.codec.EncodeResult`.
     """
+    from napari_sci.base.config import compress_config
     from napari_sci.core.codec import encode
-    from napari_sci.core.settings import compress_config
 
     if psnr is not None:
         from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr
@@ -56,8 +56,8 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
 
 
 def open_sci(path: str | os.PathLike[str], deblocking: bool = True, device: str = "cpu") -> SciArray:
-    """Open a ``.sci`` file as a lazily decoded, array-like :class:`~napari_sci.io.lazy.SciArray`."""
-    from napari_sci.io.lazy import open_sci as _open
+    """Open a ``.sci`` file as a lazily decoded, array-like :class:`~napari_sci.core.lazy.SciArray`."""
+    from napari_sci.core.lazy import open_sci as _open
 
     return _open(path, deblocking=deblocking, device=device)
 

@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from napari_sci import __version__
+from napari_sci.base.config import (
+    ACCURACY_THRESHOLDS,
+    ALLOCATION_RULES,
+    PARTITION_METHODS,
+    AllocationConfig,
+    CodingConfig,
+    FitConfig,
+    NetworkSpec,
+    PartitionConfig,
+)
 from napari_sci.errors import SciConfigError, SciError, SciPathError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
@@ -32,24 +42,30 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--ratio", type=float, help="target compression ratio (raw bytes / file bytes)")
     size.add_argument("--psnr", type=float,
                       help="target PSNR in dB (data range): the smallest file that reaches it")
-    p.add_argument("--steps", type=int, default=2000, help="fitting steps (default 2000)")
-    p.add_argument("--time-limit", type=float, default=None, help="stop fitting after SECONDS")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--max-blocks", type=int, default=50, help="a_max, most blocks (default 50)")
-    p.add_argument("--top-m", type=int, default=1, help="M of the spectrum concentration (default 1)")
-    p.add_argument("--depth", type=int, default=3, help="block tree levels below the root (default 3)")
-    p.add_argument("--fr", type=float, default=2.2, help="funnel ratio (default 2.2)")
-    p.add_argument("--layers", type=int, default=7, help="layers per network (default 7)")
-    p.add_argument("--w0", type=float, default=20.0, help="first-layer frequency (default 20)")
-    p.add_argument("--partition", choices=("adaptive", "equal", "none"), default="adaptive")
-    p.add_argument("--allocation", choices=("size-over-d", "size", "inverse-d", "equal"),
-                   default="size-over-d")
-    p.add_argument("--samples", type=int, default=4096, help="voxels per block per step")
-    p.add_argument("--format", type=int, choices=(1, 2), default=2,
-                   help="2: quantised, entropy-coded weights (default); 1: float32 weights as the paper")
-    p.add_argument("--bits-per-param", type=float, default=6.0,
-                   help="format 2: expected coded bits per parameter, sizes the networks (default 6)")
+    fit, part, net, coding = FitConfig, PartitionConfig, NetworkSpec, CodingConfig  # the defaults
+    p.add_argument("--steps", type=int, default=fit.steps, help="fitting steps (default %(default)s)")
+    p.add_argument("--time-limit", type=float, default=fit.time_limit, help="stop fitting after SECONDS")
+    p.add_argument("--device", default=fit.device, help="auto, cpu or cuda[:N] (default %(default)s)")
+    p.add_argument("--seed", type=int, default=fit.seed, help="random seed (default %(default)s)")
+    p.add_argument("--max-blocks", type=int, default=part.max_blocks,
+                   help="a_max, most blocks (default %(default)s)")
+    p.add_argument("--top-m", type=int, default=part.top_m,
+                   help="M of the spectrum concentration (default %(default)s)")
+    p.add_argument("--depth", type=int, default=part.max_depth,
+                   help="block tree levels below the root (default %(default)s)")
+    p.add_argument("--fr", type=float, default=net.fr, help="funnel ratio (default %(default)s)")
+    p.add_argument("--layers", type=int, default=net.layers, help="layers per network (default %(default)s)")
+    p.add_argument("--w0", type=float, default=net.w0, help="first-layer frequency (default %(default)s)")
+    p.add_argument("--partition", choices=PARTITION_METHODS, default=part.method)
+    p.add_argument("--allocation", choices=ALLOCATION_RULES, default=AllocationConfig.rule)
+    p.add_argument("--samples", type=int, default=fit.samples_per_block,
+                   help="voxels per block per step (default %(default)s)")
+    p.add_argument("--format", type=int, choices=(1, 2), default=coding.format_version,
+                   help="2: quantised, entropy-coded weights; 1: float32 weights as the paper "
+                        "(default %(default)s)")
+    p.add_argument("--bits-per-param", type=float, default=coding.bits_per_param,
+                   help="format 2: expected coded bits per parameter, sizes the networks "
+                        "(default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
                    help="for 4D+ input (channels, time): compress each index along AXIS to its own "
                         "file, OUTPUT with _c0, _c1, ... before the suffix")
@@ -73,8 +89,8 @@ def _add_others(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="compare a reconstruction (.sci or image) with its original")
     p.add_argument("original", help="original volume (.tif/.tiff, .npy, .zarr)")
     p.add_argument("reconstruction", help=".sci file or decoded volume")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[200.0, 500.0],
-                   help="raw intensities τ for the binarised accuracy Acc(τ) (default 200 500)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=list(ACCURACY_THRESHOLDS),
+                   help="raw intensities τ for the binarised accuracy Acc(τ) (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -170,12 +186,12 @@ def _print_summary(summary: dict[str, Any], result: Any, out: TextIO) -> None:
 
 
 def _compress(args: argparse.Namespace, out: TextIO) -> int:
+    from napari_sci.base.config import compress_config
+    from napari_sci.base.volume import check_layout
     from napari_sci.cli_progress import EncodeProgress
     from napari_sci.core.codec import encode
-    from napari_sci.core.settings import compress_config
     from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr
-    from napari_sci.core.volume import check_layout
-    from napari_sci.io.volumes import read_volume
+    from napari_sci.core.volume_files import read_volume
 
     if args.channel_axis is None:
         _check_output(args.input, args.output, args.overwrite)
@@ -237,8 +253,8 @@ def _parse_roi(text: str, ndim: int) -> tuple[slice, ...]:
 
 
 def _decompress(args: argparse.Namespace, out: TextIO) -> int:
-    from napari_sci.io.lazy import open_sci
-    from napari_sci.io.volumes import write_volume
+    from napari_sci.core.lazy import open_sci
+    from napari_sci.core.volume_files import write_volume
 
     _check_output(args.input, args.output, args.overwrite)
     array = open_sci(args.input, deblocking=not args.no_deblock)
@@ -254,8 +270,8 @@ def _decompress(args: argparse.Namespace, out: TextIO) -> int:
 
 def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
-    from napari_sci.core.allocation import param_count
-    from napari_sci.io.lazy import open_sci
+    from napari_sci.base.networks import param_count
+    from napari_sci.core.lazy import open_sci
 
     array = open_sci(path)
     h = array.header
@@ -301,11 +317,11 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
 
 def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
     from napari_sci.core.metrics import evaluate
-    from napari_sci.io.volumes import read_volume
+    from napari_sci.core.volume_files import read_volume
 
     original, _ = read_volume(args.original)
     if str(args.reconstruction).endswith(".sci"):
-        from napari_sci.io.lazy import open_sci
+        from napari_sci.core.lazy import open_sci
 
         reconstruction = open_sci(args.reconstruction)[...]
     else:

@@ -14,11 +14,11 @@ from napari_sci._napari.widgets._overlay import (
 )
 from napari_sci._napari.widgets._progress import describe, eta_seconds
 from napari_sci._napari.widgets._roi import plane_index, rectangle_box, roi_metrics
+from napari_sci.base.config import compress_config
 from napari_sci.core import metrics
 from napari_sci.core.codec import plan_blocks
 from napari_sci.core.events import FitProgress
 from napari_sci.core.partition import Block
-from napari_sci.core.settings import compress_config
 from napari_sci.core.target_quality import QualityTry
 
 BLOCKS = [Block(1, 1, (0, 0, 0), (4, 6, 8), 0.5), Block(2, 1, (4, 0, 0), (4, 6, 8), 0.2)]

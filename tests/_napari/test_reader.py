@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_sci._napari._reader import get_reader, read_sci
-from napari_sci.io.lazy import SciArray, open_sci
+from napari_sci.core.lazy import SciArray, open_sci
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data"
 

@@ -7,8 +7,8 @@ import threading
 import torch
 
 from napari_sci._napari._worker import CANCELLED_MESSAGE, CompressJob, compress_events, failure, plan
+from napari_sci.base.config import compress_config
 from napari_sci.core.events import FitProgress, RunState
-from napari_sci.core.settings import compress_config
 from napari_sci.errors import SciBudgetError, SciCancelledError
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from napari_sci.bench.codecs import CODECS, Target, make_codec
-from napari_sci.bench.container import SIDE_BYTES, unpack
 from napari_sci.bench.search import TrialCache
 from napari_sci.bench.settings import CLASSICAL, BenchSettings
+from napari_sci.bench.side_header import SIDE_BYTES, unpack
 from napari_sci.core.metrics import evaluate
 
 SETTINGS = BenchSettings(codecs=CLASSICAL)

@@ -12,7 +12,7 @@ def loaded_after(statement: str) -> set[str]:
 
 def test_core_does_not_import_the_benchmark_harness():
     modules = loaded_after("import napari_sci, napari_sci.core.codec, napari_sci.core.metrics, "
-                           "napari_sci.io.lazy")
+                           "napari_sci.core.lazy")
     assert not [m for m in modules if m.startswith("napari_sci.bench")]
 
 

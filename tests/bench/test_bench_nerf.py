@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sci.bench.container import SIDE_BYTES
+from napari_sci.base.config import FitConfig
+from napari_sci.base.volume import ValueRange, to_dtype
 from napari_sci.bench.nerf import (
     NERF_HEADER_BYTES,
     NerfMLP,
@@ -15,8 +16,7 @@ from napari_sci.bench.nerf import (
     nerf_encode,
     widest_spec,
 )
-from napari_sci.core.config import FitConfig
-from napari_sci.core.volume import ValueRange, to_dtype
+from napari_sci.bench.side_header import SIDE_BYTES
 from napari_sci.errors import SciBudgetError
 
 FIT = FitConfig(steps=5, device="cpu", seed=3)

@@ -2,14 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sci.core.allocation import (
-    BlockNetwork,
-    allocate,
-    allocation_weights,
-    param_count,
-    widest_network,
-)
-from napari_sci.core.config import NetworkSpec
+from napari_sci.base.config import NetworkSpec
+from napari_sci.base.networks import BlockNetwork, param_count
+from napari_sci.core.allocation import allocate, allocation_weights, widest_network
 from napari_sci.core.siren import BatchedFunnelSiren
 
 

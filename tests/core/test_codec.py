@@ -5,9 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from napari_sci.core.codec import decode_block, decode_contents, encode, smallest_file_bytes
+from napari_sci.base.config import compress_config
+from napari_sci.core.codec import encode, smallest_file_bytes
+from napari_sci.core.decoder import decode_block, decode_contents
 from napari_sci.core.metrics import psnr
-from napari_sci.core.settings import compress_config
 from napari_sci.errors import SciBudgetError, SciCancelledError
 
 
@@ -133,3 +134,26 @@ def test_decode_block_is_the_raw_network(mri):
     assert raw.dtype == np.float32
     undeblocked = decode_contents(result.contents, deblocking=False)
     np.testing.assert_array_equal(undeblocked[block.slices], np.clip(np.rint(raw), mri.min(), mri.max()))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_encode_serialises_once_and_its_contents_are_what_a_reader_gets(mri, monkeypatch, version):
+    """The PSNR is measured on in-memory contents, so they must equal the parsed file, field by field."""
+    from napari_sci.core import codec
+    from napari_sci.io.container import parse
+
+    calls = []
+    serialise = codec.serialise
+    monkeypatch.setattr(codec, "serialise", lambda *a: calls.append(1) or serialise(*a))
+    volume = np.ascontiguousarray(mri[:16, :20, :24])
+    result = encode(volume, config(steps=20, w0=30.1, format_version=version), spacing=(0.7, 1.1, 2.3))
+    assert len(calls) == 1
+    parsed = parse(result.data)
+    for name, stored in vars(parsed.header).items():
+        ours = getattr(result.contents.header, name)
+        if isinstance(stored, np.ndarray):
+            np.testing.assert_array_equal(ours, stored)
+        else:
+            assert ours == stored, name
+    assert result.contents.payloads == parsed.payloads
+    np.testing.assert_array_equal(decode_contents(parsed), decode_contents(result.contents))

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from napari_sci.core.codec import decode_contents, encode
-from napari_sci.core.decoder import VolumeDecoder, deblock
-from napari_sci.core.settings import compress_config
+from napari_sci.base.config import compress_config
+from napari_sci.core.codec import encode
+from napari_sci.core.decoder import VolumeDecoder, deblock, decode_contents
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@ import threading
 import numpy as np
 import pytest
 
-from napari_sci.core.allocation import BlockNetwork
-from napari_sci.core.config import FitConfig, NetworkSpec
+from napari_sci.base.config import FitConfig, NetworkSpec
+from napari_sci.base.networks import BlockNetwork
 from napari_sci.core.events import FitCancelled, FitFinished, FitProgress, FitStarted
 from napari_sci.core.fit import fit_blocks, resolve_device
 from napari_sci.core.partition import Block

@@ -1,13 +1,18 @@
+import subprocess
+import sys
+
 import numpy as np
+import pulp
 import pytest
 
-from napari_sci.core.config import PartitionConfig
-from napari_sci.core.octree import BlockTree
+from napari_sci.base.config import PartitionConfig
+from napari_sci.base.octree import BlockTree
+from napari_sci.core.ilp_solver import default_solver
 from napari_sci.core.partition import (
     best_cut_bruteforce,
     cut_objective,
-    default_solver,
     equal_cut,
+    greedy_cut,
     partition_volume,
     solve_cut_ilp,
 )
@@ -61,3 +66,38 @@ def test_partition_of_real_data(mri):
     none = partition_volume(normalised, PartitionConfig(method="none"))
     assert [b.node for b in none.blocks] == [0]
     assert none.blocks[0].size == mri.shape
+
+
+def test_default_solver_is_highs():
+    assert isinstance(default_solver(1.0), pulp.HiGHS)
+
+
+def test_cbc_is_the_fallback_and_finds_the_same_cut(monkeypatch):
+    tree = BlockTree((16, 16), max_depth=3, min_leaf_side=2)
+    d = np.random.default_rng(5).random(len(tree))
+    highs = solve_cut_ilp(tree, d, 8)
+    monkeypatch.setattr(pulp.HiGHS, "available", lambda self: False)
+    cbc = default_solver(1.0)
+    if not cbc.available():
+        pytest.skip("no CBC here: HiGHS is the only solver")
+    assert not isinstance(cbc, pulp.HiGHS)
+    assert solve_cut_ilp(tree, d, 8) == highs
+
+
+def test_highs_prints_nothing_on_stdout(tmp_path):
+    """HiGHS's banner goes to C-level stdout; it must not reach `compress --json` output."""
+    code = ("import numpy as np; from napari_sci.base.octree import BlockTree; "
+            "from napari_sci.core.partition import solve_cut_ilp; "
+            "t = BlockTree((8, 8), max_depth=2, min_leaf_side=2); "
+            "solve_cut_ilp(t, np.linspace(0, 1, len(t)), 5)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == ""
+
+
+def test_greedy_start_is_a_feasible_cut():
+    tree = BlockTree((32, 32, 32), max_depth=4, min_leaf_side=2)
+    weights = list(np.random.default_rng(1).random(len(tree)))
+    for limit in (1, 8, 20, 300):
+        cut = greedy_cut(tree, weights, limit)
+        assert tree.is_tiling(cut)
+        assert len(cut) <= limit

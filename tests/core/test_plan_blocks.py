@@ -2,8 +2,8 @@
 
 import pytest
 
+from napari_sci.base.config import compress_config
 from napari_sci.core.codec import encode, plan_blocks
-from napari_sci.core.settings import compress_config
 from napari_sci.errors import SciBudgetError
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sci.core.allocation import BlockNetwork
-from napari_sci.core.config import NetworkSpec
+from napari_sci.base.config import NetworkSpec
+from napari_sci.base.networks import BlockNetwork
 from napari_sci.core.siren import BatchedFunnelSiren, group_networks
 
 SPEC = NetworkSpec()

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from napari_sci.core.settings import compress_config
+from napari_sci.base.config import compress_config
 from napari_sci.core.target_quality import QualitySearch, QualityTry, _next_bpv, compress_to_psnr
 from napari_sci.errors import SciBudgetError
 

@@ -3,8 +3,8 @@ import os
 import numpy as np
 import pytest
 
+from napari_sci.base.config import compress_config
 from napari_sci.core.codec import encode
-from napari_sci.core.settings import compress_config
 from napari_sci.errors import SciChecksumError, SciFileExistsError, SciFormatError, SciPathError
 from napari_sci.io.container import parse, read_sci, write_atomic
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_sci.core.lazy import SciArray
 from napari_sci.io.container import parse, serialise
-from napari_sci.io.lazy import SciArray
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 VERSIONS = (1, 2)

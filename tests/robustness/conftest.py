@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_sci.base.config import compress_config
 from napari_sci.core.codec import encode
-from napari_sci.core.settings import compress_config
 from napari_sci.io.container import parse
 
 

@@ -12,10 +12,10 @@ import warnings
 
 import numpy as np
 
+from napari_sci.core.lazy import SciArray
 from napari_sci.errors import SciFormatError
 from napari_sci.io.container import SciContents, parse
 from napari_sci.io.format import BLOCK_RECORD, PREAMBLE, crc32, header_length, unpack_header
-from napari_sci.io.lazy import SciArray
 
 INTERESTING_U32 = (0, 1, 2, 3, 7, 8, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1)
 CRC_IN_RECORD = BLOCK_RECORD.fields["crc"][1]

@@ -10,13 +10,13 @@ import pytest
 import tifffile
 
 import napari_sci
+from napari_sci.base.memory import MEMORY_ENV, available_memory, encoder_peak_bytes, parse_size
+from napari_sci.base.volume import check_layout, check_volume
 from napari_sci.cli import main
-from napari_sci.core.memory import MEMORY_ENV, available_memory, encoder_peak_bytes, parse_size
-from napari_sci.core.volume import check_layout, check_volume
+from napari_sci.core.lazy import SciArray
+from napari_sci.core.volume_files import read_volume
 from napari_sci.errors import SciBudgetError, SciConfigError, SciInputError, SciMemoryError
 from napari_sci.io.format import file_overhead
-from napari_sci.io.lazy import SciArray
-from napari_sci.io.volumes import read_volume
 
 FAST = dict(steps=20, seed=0, device="cpu")
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from napari_sci.core.lazy import SciArray
 from napari_sci.errors import (
     SciChecksumError,
     SciFormatError,
@@ -24,7 +25,6 @@ from napari_sci.errors import (
 )
 from napari_sci.io.container import parse, read_sci, serialise
 from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, MAGIC, PREAMBLE, crc32, header_length
-from napari_sci.io.lazy import SciArray
 
 HEADER_AT = PREAMBLE.size
 
@@ -136,7 +136,7 @@ def test_huge_block_count_is_refused_before_allocating(small_sci):
 
 def test_huge_widths_with_matching_length_are_refused_before_allocating(small_sci_v1):
     """65535-wide layers whose payload length agrees with the widths: the file length gives it away."""
-    from napari_sci.core.allocation import param_count
+    from napari_sci.base.networks import param_count
 
     header = parse(small_sci_v1).header
     blocks = header.blocks.copy()
@@ -185,7 +185,7 @@ def test_network_larger_than_its_block_is_refused(small_sci):
     siren = int(np.flatnonzero(blocks["kind"] == 1)[0])
     blocks["first_width"][siren], blocks["hidden_width"][siren] = 35209, 339
     if contents.header.version == 1:
-        from napari_sci.core.allocation import param_count
+        from napari_sci.base.networks import param_count
 
         blocks["length"][siren] = 4 * param_count(3, 35209, 339, contents.header.layers)
     data = _rewrite_header(small_sci, replace(contents.header, blocks=blocks))

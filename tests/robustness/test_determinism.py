@@ -8,8 +8,8 @@ import sys
 
 import numpy as np
 
+from napari_sci.base.config import compress_config
 from napari_sci.core.codec import encode
-from napari_sci.core.settings import compress_config
 
 SETTINGS = dict(bpv=2, steps=15, seed=3, max_depth=1, min_leaf_side=4, useful_hidden=4,
                 device="cpu")
@@ -18,7 +18,7 @@ SCRIPT = """
 import sys
 import numpy as np
 from napari_sci.core.codec import encode
-from napari_sci.core.settings import compress_config
+from napari_sci.base.config import compress_config
 volume = np.load(sys.argv[1])
 settings = dict(bpv=2, steps=15, seed=3, max_depth=1, min_leaf_side=4, useful_hidden=4, device="cpu")
 sys.stdout.buffer.write(encode(volume, compress_config(**settings)).data)

@@ -18,9 +18,9 @@ import tifffile
 
 import napari_sci
 from napari_sci.cli import main
+from napari_sci.core.volume_files import read_volume
 from napari_sci.errors import SciCancelledError, SciInputError, SciPathError
 from napari_sci.io import container
-from napari_sci.io.volumes import read_volume
 
 REPO = Path(__file__).resolve().parents[2]
 

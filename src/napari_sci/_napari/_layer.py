@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from napari_sci.io.lazy import SciArray, open_sci
+from napari_sci.core.lazy import SciArray, open_sci
 
 
 def sci_metadata(array: SciArray) -> dict[str, Any]:

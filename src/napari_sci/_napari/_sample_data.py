@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from napari_sci.io.volumes import read_volume
+from napari_sci.core.volume_files import read_volume
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "mri_t1_colin27_crop.tif"
 

@@ -14,8 +14,8 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from napari_sci.base.config import CompressConfig
 from napari_sci.core.codec import BlockPlan, EncodeDone, EncodeResult, encode_events, plan_blocks
-from napari_sci.core.config import CompressConfig
 from napari_sci.core.events import RunState
 from napari_sci.core.target_quality import QualitySearch, compress_to_psnr_events
 from napari_sci.errors import SciCancelledError, SciError

@@ -9,21 +9,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from napari_sci.base.config import CodingConfig, CompressConfig, FitConfig, compress_config
 from napari_sci.core.codec import encode
-from napari_sci.core.config import CompressConfig
-from napari_sci.core.settings import compress_config
 
 
 @dataclass(frozen=True)
 class WriterDefaults:
     """Settings of File ▸ Save (docs/usage.md lists them): 0.1 bits per voxel, at most 1000 steps or
-    2 min, format 2 (quantised, entropy-coded weights)."""
+    2 min (shorter than the codec's defaults: napari waits for a writer); device and format are the
+    codec's defaults (auto; format 2, quantised, entropy-coded weights)."""
 
     bpv: float = 0.1
     steps: int = 1000
     time_limit: float = 120.0
-    device: str = "auto"
-    format: int = 2
+    device: str = FitConfig.device
+    format: int = CodingConfig.format_version
 
     def config(self) -> CompressConfig:
         return compress_config(**asdict(self))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_sci.base.config import FitConfig
 from napari_sci.core import metrics
 
 DEFAULTS: dict[str, Any] = {"method": "adaptive", "fr": 2.2, "rule": "size-over-d"}
@@ -66,18 +67,19 @@ class AblationRow:
 
 @dataclass(frozen=True)
 class AblationSettings:
-    """The budget and training shared by every variant."""
+    """The budget (the paper's Table 2 uses 0.1 BPV) and training shared by every variant."""
 
     bpv: float = 0.1
-    steps: int = 2000
-    time_limit: float | None = None
-    device: str = "auto"
-    seed: int = 0
+    steps: int = FitConfig.steps
+    time_limit: float | None = FitConfig.time_limit
+    device: str = FitConfig.device
+    seed: int = FitConfig.seed
 
 
 def _encode(volume: np.ndarray, overrides: dict[str, Any], settings: AblationSettings) -> dict[str, Any]:
-    from napari_sci.core.codec import decode_contents, encode
-    from napari_sci.core.settings import compress_config
+    from napari_sci.base.config import compress_config
+    from napari_sci.core.codec import encode
+    from napari_sci.core.decoder import decode_contents
     from napari_sci.io.container import parse
 
     config = compress_config(bpv=settings.bpv, steps=settings.steps, time_limit=settings.time_limit,

@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from napari_sci.bench.settings import CLASSICAL, CODEC_NAMES, DEFAULT_BPVS, NEURAL, BenchSettings
+from napari_sci.bench.settings import CLASSICAL, CODEC_NAMES, NEURAL, BenchSettings
 from napari_sci.errors import SciError
 
 GROUPS = {"all": CODEC_NAMES, "classical": CLASSICAL, "neural": NEURAL}
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    bench = BenchSettings  # the defaults
     p = sub.add_parser(
         "bench", help="compare napari-sci with classical and neural codecs at equal BPV",
         description="Drive every codec to each target bits-per-voxel (every byte its decoder needs "
@@ -26,23 +27,28 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                     "OUT/results.json, OUT/results.md and rate-distortion plots OUT/<volume>.png, "
                     "OUT/average.png.")
     p.add_argument("volumes", nargs="+", metavar="VOLUME", help="volumes (.tif/.tiff, .npy, .zarr)")
-    p.add_argument("--bpv", type=float, nargs="+", default=list(DEFAULT_BPVS),
-                   help="target bits per voxel (default 0.02 0.05 0.1 0.25)")
+    p.add_argument("--bpv", type=float, nargs="+", default=list(bench.bpvs),
+                   help=f"target bits per voxel (default {' '.join(map(str, bench.bpvs))})")
     p.add_argument("--codecs", nargs="+", default=["all"], choices=[*CODEC_NAMES, *GROUPS], metavar="CODEC",
                    help=f"{', '.join(CODEC_NAMES)}, or the groups all / classical / neural "
                         "(default all)")
     p.add_argument("--out", required=True, help="folder for results.json and the plots")
-    p.add_argument("--steps", type=int, default=2000, help="training steps of sci/siren/nerf (2000)")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds per neural fit")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] for the neural codecs")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--samples", type=int, default=4096, help="sci/siren voxels per block per step")
-    p.add_argument("--batch", type=int, default=65536, help="nerf voxels per step (default 65536)")
+    p.add_argument("--steps", type=int, default=bench.steps,
+                   help="training steps of sci/siren/nerf (default %(default)s)")
+    p.add_argument("--time-limit", type=float, default=bench.time_limit, help="seconds per neural fit")
+    p.add_argument("--device", default=bench.device, help="auto, cpu or cuda[:N] for the neural codecs")
+    p.add_argument("--seed", type=int, default=bench.seed, help="random seed (default %(default)s)")
+    p.add_argument("--samples", type=int, default=bench.samples,
+                   help="sci/siren voxels per block per step (default %(default)s)")
+    p.add_argument("--batch", type=int, default=bench.batch,
+                   help="nerf voxels per step (default %(default)s)")
     p.add_argument("--crop", help="use only z0:z1,y0:y1,x0:x1 of every volume (Python slices)")
-    p.add_argument("--tolerance", type=float, default=0.02,
-                   help="rate search stops this close below the target (default 0.02)")
-    p.add_argument("--max-evals", type=int, default=16, help="encodings per target at most (16)")
-    p.add_argument("--ffmpeg", default="ffmpeg", help="FFmpeg executable for hevc/h264 (ffmpeg)")
+    p.add_argument("--tolerance", type=float, default=bench.tolerance,
+                   help="rate search stops this close below the target (default %(default)s)")
+    p.add_argument("--max-evals", type=int, default=bench.max_evals,
+                   help="encodings per target at most (default %(default)s)")
+    p.add_argument("--ffmpeg", default=bench.ffmpeg,
+                   help="FFmpeg executable for hevc/h264 (default %(default)s)")
     p.add_argument("--no-plots", action="store_true", help="write results.json only")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -84,7 +90,7 @@ def load_volumes(paths: list[str], crop: str | None) -> list[Any]:
     import numpy as np
 
     from napari_sci.bench.runner import NamedVolume
-    from napari_sci.io.volumes import read_volume
+    from napari_sci.core.volume_files import read_volume
 
     volumes = []
     for path, name in zip(paths, _names(paths)):

@@ -4,9 +4,9 @@ One network maps voxel coordinates in [-1, 1] (the core's convention) to the val
 [-1, 1]. Inputs are encoded as ``[p, sin(2^k π p), cos(2^k π p)]`` for k < ``frequencies``; ``layers``
 linear layers of ``width`` units with ReLU between them and a linear output. The width is the largest
 whose file fits the budget. Training uses the core's optimiser and schedule (Adamax, lr and decay from
-:class:`~napari_sci.core.config.FitConfig`) with random minibatches of ``batch`` voxels.
+:class:`~napari_sci.base.config.FitConfig`) with random minibatches of ``batch`` voxels.
 
-File: the 30-byte side header (``container.py``), then ``<BBH`` layers, frequencies, width, then every
+File: the 30-byte side header (``side_header.py``), then ``<BBH`` layers, frequencies, width, then every
 layer's weight (out × in) and bias as float32 little-endian. Nothing else is needed to decode.
 """
 
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import math
 import struct
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from napari_sci.bench.container import SIDE_BYTES, BenchFormatError, SideInfo, pack, unpack
-from napari_sci.core.config import FitConfig
-from napari_sci.core.fit import as_stop_flag, resolve_device
-from napari_sci.core.volume import ValueRange, axis_coordinates, to_dtype
+from napari_sci.base.config import FitConfig
+from napari_sci.base.volume import ValueRange, axis_coordinates, to_dtype
+from napari_sci.bench.side_header import SIDE_BYTES, BenchFormatError, SideInfo, pack, unpack
+from napari_sci.core.fit import LearningSchedule, as_stop_flag, resolve_device
 from napari_sci.errors import SciBudgetError
 
 _SPEC = struct.Struct("<BBH")
@@ -144,17 +143,8 @@ def fit_nerf(volume: np.ndarray, spec: NerfSpec, fit: FitConfig, batch: int,
                               .astype(np.float32).ravel()).to(device)
     n = target.numel()
     optimiser = torch.optim.Adamax(model.parameters(), lr=fit.lr)
-    start, step, lr = time.perf_counter(), 0, fit.lr
-    while step < fit.steps and not should_stop():
-        elapsed = time.perf_counter() - start
-        if fit.time_limit is not None and elapsed >= fit.time_limit:
-            break
-        late = step >= fit.decay_at * fit.steps or (
-            fit.time_limit is not None and elapsed >= fit.decay_at * fit.time_limit)
-        if late and lr == fit.lr:
-            lr = fit.lr * fit.decay
-            for group in optimiser.param_groups:
-                group["lr"] = lr
+    schedule, step = LearningSchedule(optimiser, fit), 0
+    while step < fit.steps and not should_stop() and schedule.next_step(step):
         index = (torch.arange(n, device=device) if n <= batch
                  else torch.randint(n, (batch,), generator=sampler, device=device))
         optimiser.zero_grad(set_to_none=True)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from napari_sci.base.volume import value_range
 from napari_sci.bench.codecs import Codec, Target, make_codec
-from napari_sci.bench.container import check_bench_volume
 from napari_sci.bench.results import BenchReport, BenchResult, MissingCodec, VolumeInfo, machine_info
 from napari_sci.bench.search import TrialCache
 from napari_sci.bench.settings import BenchSettings
+from napari_sci.bench.side_header import check_bench_volume
 from napari_sci.core import metrics
-from napari_sci.core.volume import value_range
 
 
 @dataclass(frozen=True)

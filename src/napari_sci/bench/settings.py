@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from napari_sci.base.config import ACCURACY_THRESHOLDS, FitConfig
 from napari_sci.errors import SciConfigError
 
 CODEC_NAMES: tuple[str, ...] = (
@@ -41,15 +42,15 @@ class BenchSettings:
 
     bpvs: tuple[float, ...] = DEFAULT_BPVS
     codecs: tuple[str, ...] = CLASSICAL
-    steps: int = 2000
-    time_limit: float | None = None
-    device: str = "auto"
-    seed: int = 0
-    samples: int = 4096
+    steps: int = FitConfig.steps
+    time_limit: float | None = FitConfig.time_limit
+    device: str = FitConfig.device
+    seed: int = FitConfig.seed
+    samples: int = FitConfig.samples_per_block
     batch: int = 65536
     tolerance: float = 0.02
     max_evals: int = 16
-    thresholds: tuple[float, ...] = (200.0, 500.0)
+    thresholds: tuple[float, ...] = ACCURACY_THRESHOLDS
     ffmpeg: str = "ffmpeg"
     threads: int = 0
 

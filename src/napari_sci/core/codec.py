@@ -1,6 +1,6 @@
-"""The symmetric codec: ``encode`` a volume to ``.sci`` bytes, ``decode`` / ``decode_block`` them back.
+"""The encoder: a volume to ``.sci`` bytes (decoding is in ``decoder.py``).
 
-encode: check volume → budget → partition (ILP) → allocation → fit → serialise → decode and measure.
+encode: check volume → budget → partition (ILP) → allocation → fit → decode and measure → serialise.
 The file's size is fixed before fitting: the header and block table are paid for out of the budget, and
 the weights fill the rest. Decoding needs nothing but the file.
 """
@@ -14,17 +14,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from napari_sci.core.allocation import BlockNetwork, allocate, funnel_first_width, param_count
-from napari_sci.core.coding import FitJob, fit_and_code
-from napari_sci.core.config import CompressConfig
-from napari_sci.core.decoder import VolumeDecoder, full_box
+from napari_sci.base.config import CompressConfig
+from napari_sci.base.networks import BlockNetwork, funnel_first_width, param_count
+from napari_sci.base.volume import ValueRange, check_volume, normalised_volume, value_range
+from napari_sci.core.allocation import allocate
+from napari_sci.core.decoder import decode_contents
 from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
 from napari_sci.core.fit import as_stop_flag
+from napari_sci.core.fit_and_code import FitJob, fit_and_code
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
 from napari_sci.core.partition import Block, Partition, TreeAnalysis, choose_blocks, partition_volume
-from napari_sci.core.volume import ValueRange, check_volume, normalised_volume, to_dtype, value_range
 from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
-from napari_sci.io.container import SciContents, parse, serialise, write_atomic
+from napari_sci.io.container import SciContents, assemble, serialise, write_atomic
 from napari_sci.io.format import (
     BLOCK_RECORD,
     KIND_CONSTANT,
@@ -32,6 +33,7 @@ from napari_sci.io.format import (
     KIND_SIREN,
     SciHeader,
     file_overhead,
+    stored_header,
 )
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
@@ -262,12 +264,13 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     if as_stop_flag(stop)():
         raise SciCancelledError("compression cancelled before the final evaluation; nothing written")
     header = _header(array, data, voxel_size, partition, records, config, fitted.steps, math.nan)
-    contents = parse(serialise(header, payloads))
-    metrics = evaluate(array, decode_contents(contents))
-    final = parse(serialise(replace(header, psnr=metrics.psnr_data), payloads))
+    # measured from the contents a reader will get, then the file is serialised once, PSNR included
+    draft = assemble(header, payloads, partition.tree)
+    metrics = evaluate(array, decode_contents(draft))
+    contents = replace(draft, header=stored_header(replace(draft.header, psnr=metrics.psnr_data)))
     seconds = {"partition": t_partition, "fit": t_fit, "total": time.perf_counter() - started}
-    result = EncodeResult(serialise(final.header, payloads), final, metrics, target, partition,
-                          tuple(networks), seconds)
+    result = EncodeResult(serialise(contents.header, contents.payloads), contents, metrics, target,
+                          partition, tuple(networks), seconds)
     yield EncodeDone(result)
 
 
@@ -280,19 +283,3 @@ def encode(volume: np.ndarray, config: CompressConfig, spacing: Sequence[float] 
         if on_event is not None:
             on_event(event)
     raise AssertionError("encode_events ended without a result")
-
-
-def decode_contents(contents: SciContents, box: tuple[tuple[int, int], ...] | None = None,
-                    deblocking: bool = True, device: str = "cpu") -> np.ndarray:
-    """Decode a box (default: all) of validated contents to the original dtype and range."""
-    decoder = VolumeDecoder(contents, device)
-    header = contents.header
-    values = decoder.decode_box(box or full_box(header.shape), deblocking)
-    return to_dtype(values, header.dtype, ValueRange(header.value_min, header.value_max))
-
-
-def decode_block(contents: SciContents, index: int, device: str = "cpu") -> np.ndarray:
-    """One block's raw network output (float32, data units), without deblocking."""
-    decoder = VolumeDecoder(contents, device)
-    size = decoder.sizes[index]
-    return decoder.evaluate_block(index, tuple((0, int(s)) for s in size))

@@ -1,4 +1,6 @@
-"""Evaluating stored networks on any box of the volume, and the deblocking filter at block faces.
+"""Decoding: stored networks evaluated on any box of the volume, the deblocking filter at block faces,
+and the one conversion to the file's dtype that every reader goes through (CLI, API, lazy array,
+napari layer, benchmarks, and encode's own measurement).
 
 Random access: a request decodes only the parts of the blocks it touches, evaluating each network on the
 requested voxels alone. The deblocking filter smooths the one-voxel step across every face between two
@@ -14,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork
-from napari_sci.core.config import NetworkSpec
+from napari_sci.base.config import NetworkSpec
+from napari_sci.base.networks import BlockNetwork
+from napari_sci.base.volume import ValueRange, axis_coordinates, to_dtype
 from napari_sci.core.siren import BatchedFunnelSiren
-from napari_sci.core.volume import axis_coordinates
 from napari_sci.io.container import SciContents
 from napari_sci.io.format import KIND_CONSTANT, VALUE_KINDS
 
@@ -147,6 +149,26 @@ class VolumeDecoder:
         crop = tuple(slice(s - g[0], e - g[0]) for (s, e), g in zip(box, grown))
         return smoothed[crop]
 
+    def decode(self, box: Box, deblocking: bool = True) -> np.ndarray:
+        """``box`` in the file's dtype, clipped to its value range: what every reader returns."""
+        with np.errstate(all="ignore"):  # a hostile file may overflow float32; to_dtype clips
+            values = self.decode_box(box, deblocking)
+        header = self.header
+        return to_dtype(values, header.dtype, ValueRange(header.value_min, header.value_max))
+
 
 def full_box(shape: Sequence[int]) -> Box:
     return tuple((0, int(s)) for s in shape)
+
+
+def decode_contents(contents: SciContents, box: Box | None = None, deblocking: bool = True,
+                    device: str = "cpu") -> np.ndarray:
+    """Decode a box (default: all) of validated contents to the original dtype and range."""
+    return VolumeDecoder(contents, device).decode(box or full_box(contents.header.shape), deblocking)
+
+
+def decode_block(contents: SciContents, index: int, device: str = "cpu") -> np.ndarray:
+    """One block's raw network output (float32, data units), without deblocking."""
+    decoder = VolumeDecoder(contents, device)
+    size = decoder.sizes[index]
+    return decoder.evaluate_block(index, tuple((0, int(s)) for s in size))

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork
-from napari_sci.core.config import FitConfig, NetworkSpec
+from napari_sci.base.config import FitConfig, NetworkSpec
+from napari_sci.base.networks import BlockNetwork
+from napari_sci.base.volume import coordinate_scale
 from napari_sci.core.events import FitCancelled, FitEvent, FitFinished, FitProgress, FitStarted
+from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
 from napari_sci.core.siren import BatchedFunnelSiren, group_networks
-from napari_sci.core.volume import coordinate_scale
 from napari_sci.errors import SciConfigError
 
 StopFlag = Callable[[], bool]
@@ -56,6 +57,37 @@ def as_stop_flag(stop: object) -> StopFlag:
     if callable(stop):
         return stop  # type: ignore[return-value]
     raise SciConfigError(f"stop must be None, a threading.Event or a callable, got {type(stop)}")
+
+
+class LearningSchedule:
+    """The step loop's clock: Adamax's learning rate is ``lr``, times ``decay`` once ``decay_at`` of the
+    steps (or of the time limit) has passed, and the time limit ends the run.
+
+    Shared by the SCI fit and the benchmarks' NeRF baseline, so both train on the same schedule.
+    """
+
+    def __init__(self, optimiser: torch.optim.Optimizer, config: FitConfig) -> None:
+        self.optimiser = optimiser
+        self.config = config
+        self.lr = config.lr
+        self.start = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def next_step(self, step: int) -> bool:
+        """Set the rate for step ``step``; False when the time limit has run out instead."""
+        config, elapsed = self.config, self.elapsed
+        if config.time_limit is not None and elapsed >= config.time_limit:
+            return False
+        late = step >= config.decay_at * config.steps or (
+            config.time_limit is not None and elapsed >= config.decay_at * config.time_limit)
+        if late and self.lr == config.lr:
+            self.lr = config.lr * config.decay
+            for param_group in self.optimiser.param_groups:
+                param_group["lr"] = self.lr
+        return True
 
 
 @dataclass
@@ -210,23 +242,16 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
                                for i in g.members], dtype=torch.float32, device=device)
                  for g in groups]
     optimiser = torch.optim.Adamax([p for g in groups for p in g.module.parameters()], lr=config.lr)
-    start = time.perf_counter()
-    step, reason, lr = 0, "steps", config.lr
+    schedule = LearningSchedule(optimiser, config)
+    step, reason = 0, "steps"
     psnr = math.nan
     while step < config.steps:
         if should_stop():
-            yield FitCancelled(first_step + step, time.perf_counter() - start)
+            yield FitCancelled(first_step + step, schedule.elapsed)
             return
-        elapsed = time.perf_counter() - start
-        if config.time_limit is not None and elapsed >= config.time_limit:
+        if not schedule.next_step(step):
             reason = "time limit"
             break
-        late = step >= config.decay_at * config.steps or (
-            config.time_limit is not None and elapsed >= config.decay_at * config.time_limit)
-        if late and lr == config.lr:
-            lr = config.lr * config.decay
-            for param_group in optimiser.param_groups:
-                param_group["lr"] = lr
         optimiser.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=device)
         raw_mse = torch.zeros((), device=device)
@@ -239,11 +264,11 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
         step += 1
         if step % config.report_every == 0 or step == config.steps:
             mse = float(raw_mse) + constant_sse / n_total
-            psnr = 10 * math.log10(span**2 / mse) if mse > 0 else math.inf
+            psnr = psnr_from_mse(mse, span)
             yield FitProgress(first_step + step, total, float(loss.detach()) / n_networks, psnr,
-                              time.perf_counter() - start, lr)
+                              schedule.elapsed, schedule.lr)
     weights: list[np.ndarray | None] = [None] * len(blocks)
     for group in groups:
         for j, i in enumerate(group.members):
             weights[i] = group.module.block_weights(j)
-    yield FitFinished(step, time.perf_counter() - start, psnr, reason, tuple(weights))
+    yield FitFinished(step, schedule.elapsed, psnr, reason, tuple(weights))

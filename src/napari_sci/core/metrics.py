@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from napari_sci.core.volume import dtype_span, value_range
-
-DEFAULT_THRESHOLDS: tuple[float, ...] = (200.0, 500.0)
+from napari_sci.base.config import ACCURACY_THRESHOLDS
+from napari_sci.base.volume import dtype_span, value_range
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def compression_ratio(n_bytes: int, n_voxels: int, itemsize: int) -> float:
 
 
 def evaluate(original: np.ndarray, reconstruction: np.ndarray,
-             thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> Metrics:
+             thresholds: Sequence[float] = ACCURACY_THRESHOLDS) -> Metrics:
     """All fidelity figures of ``reconstruction`` against ``original`` (same shape)."""
     if original.shape != reconstruction.shape:
         raise ValueError(f"shapes differ: {original.shape} vs {reconstruction.shape}")

@@ -5,31 +5,28 @@ subject to Σ_n  x_n ≤ a_max
            Σ_{n ∈ path(f)} x_n = 1   for every finest node f   (each voxel in exactly one block)
            x_n ∈ {0, 1}
 
-PuLP formulates it and a solver (CBC, bundled with PuLP, by default) solves it; the solver is a
-parameter so tests and users can inject another. A tiny tie-break term prefers fewer blocks when
-several cuts score the same (e.g. constant regions, where every sub-block has D = 1).
-:func:`best_cut_bruteforce` is the exact reference for small trees.
+PuLP formulates it and a solver solves it (HiGHS by default, see ``ilp_solver.py``), started from a
+greedy cut; the solver is a parameter so tests and users can inject another. A tiny tie-break term
+prefers fewer blocks when several cuts score the same (e.g. constant regions, where every sub-block has
+D = 1). :func:`best_cut_bruteforce` is the exact reference for small trees.
 """
 
 from __future__ import annotations
 
+import heapq
 import itertools
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pulp
 
-from napari_sci.core.config import PartitionConfig
-from napari_sci.core.octree import BlockTree
+from napari_sci.base.config import PartitionConfig
+from napari_sci.base.octree import BlockTree
+from napari_sci.core.ilp_solver import SolverFactory, default_solver
 from napari_sci.core.spectrum import tree_concentrations
 from napari_sci.errors import SciConfigError
 
 TIE_BREAK = 1e-7
-
-SolverFactory = Callable[[float], pulp.LpSolver]
-
 
 @dataclass(frozen=True)
 class Block:
@@ -61,20 +58,6 @@ class Partition:
     objective: float
 
 
-def default_solver(time_limit: float) -> pulp.LpSolver:
-    """CBC through PuLP, silent, with a time limit.
-
-    PuLP 3.3+ ships CBC as the ``pulp[cbc]`` extra (``COIN_CMD``); older PuLP bundles it as
-    ``PULP_CBC_CMD``, which newer PuLP still has but deprecates.
-    """
-    coin = pulp.COIN_CMD(msg=False, timeLimit=time_limit)
-    if coin.available():
-        return coin
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit)
-
-
 def cut_objective(tree: BlockTree, concentrations: np.ndarray, node_ids: list[int]) -> float:
     """Volume-weighted mean D of a cut, the quantity the ILP maximises (without the tie-break)."""
     total = float(np.prod(tree.shape, dtype=np.int64))
@@ -93,6 +76,29 @@ def _binary(problem: pulp.LpProblem, name: str) -> pulp.LpVariable:
     return pulp.LpVariable(name, cat=pulp.LpBinary)
 
 
+def greedy_cut(tree: BlockTree, weights: list[float], max_blocks: int) -> list[int]:
+    """A good feasible cut, the ILP's starting point: split the most rewarding leaf while it fits.
+
+    A split's reward (children's weights minus the node's) never changes, and the cut only grows, so
+    a split that does not fit now never will: one pass over a heap.
+    """
+    cut = {0}
+    gains = [(-(sum(weights[c] for c in n.children) - weights[n.id]), n.id) for n in tree.nodes[:1]
+             if n.children]
+    while gains:
+        gain, node = heapq.heappop(gains)
+        children = tree.nodes[node].children
+        if gain >= 0 or len(cut) - 1 + len(children) > max_blocks:
+            continue
+        cut.remove(node)
+        cut.update(children)
+        for c in children:
+            child = tree.nodes[c]
+            if child.children:
+                heapq.heappush(gains, (-(sum(weights[g] for g in child.children) - weights[c]), c))
+    return sorted(cut)
+
+
 def solve_cut_ilp(tree: BlockTree, concentrations: np.ndarray, max_blocks: int,
                   time_limit: float = 30.0, solver: SolverFactory = default_solver) -> list[int]:
     """Node ids of the optimal cut with at most ``max_blocks`` leaves (Eq. 2), solved with PuLP."""
@@ -101,6 +107,8 @@ def solve_cut_ilp(tree: BlockTree, concentrations: np.ndarray, max_blocks: int,
     weights = _weights(tree, concentrations)
     problem = pulp.LpProblem("sci_partition", pulp.LpMaximize)
     x = [_binary(problem, f"x{n.id}") for n in tree.nodes]
+    for i in greedy_cut(tree, weights, max_blocks):
+        x[i].setInitialValue(1)
     problem += pulp.lpSum(w * v for w, v in zip(weights, x))
     problem += pulp.lpSum(x) <= max_blocks, "at_most_a_max_leaves"
     for f in tree.finest:

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork, layer_dims
-from napari_sci.core.config import NetworkSpec
+from napari_sci.base.config import NetworkSpec
+from napari_sci.base.networks import BlockNetwork, layer_dims
 from napari_sci.core.siren import BatchedFunnelSiren
 from napari_sci.io.weights import (
     SYMBOL_LIMIT,

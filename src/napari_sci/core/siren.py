@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork, layer_dims
-from napari_sci.core.config import NetworkSpec
+from napari_sci.base.config import NetworkSpec
+from napari_sci.base.networks import BlockNetwork, layer_dims
 
 
 def _init_block(ndim: int, net: BlockNetwork, spec: NetworkSpec,

@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from napari_sci.base.config import Budget, CompressConfig
+from napari_sci.base.volume import check_volume, normalised_volume, value_range
 from napari_sci.core.codec import EncodeDone, EncodeResult, encode_events
-from napari_sci.core.config import Budget, CompressConfig
 from napari_sci.core.partition import analyse_tree
-from napari_sci.core.volume import check_volume, normalised_volume, value_range
 from napari_sci.errors import SciBudgetError
 
 TYPICAL_SLOPE = 4.0  # dB per doubling of the budget, to size the first step

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sci.core.allocation import BlockNetwork, layer_dims, param_count
-from napari_sci.core.octree import BlockTree
+from napari_sci.base.networks import BlockNetwork, layer_dims, param_count
+from napari_sci.base.octree import BlockTree
 from napari_sci.errors import (
     SciChecksumError,
     SciConfigError,
@@ -32,8 +32,10 @@ from napari_sci.io.format import (
     crc32,
     pack_header,
     pack_preamble,
+    stored_header,
     unpack_header,
     unpack_preamble,
+    validate_fields,
 )
 from napari_sci.io.weights import decode_payload, tensor_sizes
 
@@ -60,15 +62,36 @@ class SciContents:
         return decode_payload(self.payloads[index], tensor_sizes(dims))
 
 
-def serialise(header: SciHeader, payloads: Sequence[bytes]) -> bytes:
-    """The complete file bytes; fills in each record's length and CRC from its payload."""
+def _with_payloads(header: SciHeader, payloads: Sequence[bytes]) -> SciHeader:
+    """``header`` with each record's length and CRC taken from its payload."""
     blocks = header.blocks.copy()
     if len(payloads) != len(blocks):
         raise ValueError(f"{len(blocks)} block records but {len(payloads)} payloads")
     blocks["length"] = [len(p) for p in payloads]
     blocks["crc"] = [crc32(p) if len(p) else 0 for p in payloads]
-    header_bytes = pack_header(replace(header, blocks=blocks))
+    return replace(header, blocks=blocks)
+
+
+def serialise(header: SciHeader, payloads: Sequence[bytes]) -> bytes:
+    """The complete file bytes; fills in each record's length and CRC from its payload."""
+    header_bytes = pack_header(_with_payloads(header, payloads))
     return pack_preamble(header_bytes, header.version) + header_bytes + b"".join(payloads)
+
+
+def assemble(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree) -> SciContents:
+    """What :func:`parse` would return for ``serialise(header, payloads)``, built without the bytes.
+
+    The encoder measures its file from this before the file exists, so it runs the reader's checks
+    (all but the byte-level ones): a file the reader would refuse is never written.
+    """
+    stored = stored_header(_with_payloads(header, payloads))
+    validate_fields(stored)
+    if (tree.shape, tree.max_depth, tree.min_leaf_side) != (stored.shape, stored.tree_depth,
+                                                            stored.min_leaf_side):
+        raise ValueError("the tree is not the one the header describes")
+    _check_layout(stored, tree)
+    _check_weights(stored, payloads)
+    return SciContents(stored, tuple(payloads), tree)
 
 
 def check_output_path(target: Path, overwrite: bool) -> Path:
@@ -153,6 +176,14 @@ def _check_network_sizes(header: SciHeader, tree: BlockTree) -> None:
                                  f"for {voxels} voxels: the file is corrupt")
 
 
+def _check_layout(header: SciHeader, tree: BlockTree) -> None:
+    """The blocks tile the volume exactly once and no network outgrows its block."""
+    nodes = [int(n) for n in header.blocks["node"]]
+    if len(nodes) > len(tree) or not all(n < len(tree) for n in nodes) or not tree.is_tiling(nodes):
+        raise SciFormatError("the block table does not tile the volume exactly once")
+    _check_network_sizes(header, tree)
+
+
 def _block_tree(header: SciHeader) -> BlockTree:
     try:
         return BlockTree(header.shape, header.tree_depth, header.min_leaf_side)
@@ -171,10 +202,7 @@ def parse(data: bytes) -> SciContents:
         raise SciFormatError(f"the file is {len(data)} bytes but its header describes {expected}: "
                              f"it {state}")
     tree = _block_tree(header)
-    nodes = [int(n) for n in header.blocks["node"]]
-    if len(nodes) > len(tree) or not all(n < len(tree) for n in nodes) or not tree.is_tiling(nodes):
-        raise SciFormatError("the block table does not tile the volume exactly once")
-    _check_network_sizes(header, tree)
+    _check_layout(header, tree)
     payloads = []
     at = PREAMBLE.size + length
     for record, size in zip(header.blocks, lengths):

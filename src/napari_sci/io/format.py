@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from napari_sci.core.allocation import param_count
-from napari_sci.core.octree import MAX_TREE_NODES
-from napari_sci.core.volume import FLOAT32_MAX
+from napari_sci.base.networks import param_count
+from napari_sci.base.octree import MAX_TREE_NODES
+from napari_sci.base.volume import FLOAT32_MAX
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
@@ -89,6 +89,17 @@ def file_overhead(ndim: int, n_blocks: int) -> int:
 
 def crc32(data: bytes | memoryview) -> int:
     return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def _float32(value: float) -> float:
+    return float(np.float32(value))
+
+
+def stored_header(header: SciHeader) -> SciHeader:
+    """``header`` with its float32 fields rounded as the file stores them (what a reader gets back)."""
+    return replace(header, spacing=tuple(_float32(s) for s in header.spacing), w0=_float32(header.w0),
+                   w0_hidden=_float32(header.w0_hidden), fr=_float32(header.fr),
+                   psnr=_float32(header.psnr))
 
 
 def pack_header(header: SciHeader) -> bytes:

@@ -12,7 +12,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from napari_sci._napari.widgets._form import image_picker, status_label
 from napari_sci._napari.widgets._grid import SideBySide
 from napari_sci._napari.widgets._roi import RoiMetrics, plane_index, rectangle_box, roi_metrics
-from napari_sci.core.volume import value_range
+from napari_sci.base.volume import value_range
 
 if TYPE_CHECKING:
     import napari

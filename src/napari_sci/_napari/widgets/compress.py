@@ -24,10 +24,9 @@ from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_event
 from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
+from napari_sci.base.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig, compress_config
 from napari_sci.core.codec import EncodeResult
-from napari_sci.core.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig
 from napari_sci.core.events import FitProgress, FitStarted, RunState, StageStarted
-from napari_sci.core.settings import compress_config
 from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, QualityTry
 from napari_sci.errors import SciPathError
 
@@ -59,8 +58,9 @@ class CompressWidget(QWidget):
         self.image = image_picker(viewer, "image")
         self.budget = BudgetEdit(quality=True)
         self.steps = SpinBox(label="steps", value=fit.steps, min=0, max=10_000_000, step=100)
-        self.time_limit = FloatSpinBox(label="time limit (s, 0 = none)", value=0.0, min=0.0, max=1e6)
-        self.device = ComboBox(label="device", choices=DEVICES, value="auto")
+        self.time_limit = FloatSpinBox(label="time limit (s, 0 = none)", value=fit.time_limit or 0.0,
+                                       min=0.0, max=1e6)
+        self.device = ComboBox(label="device", choices=DEVICES, value=fit.device)
         self.format = ComboBox(label="format", choices=FORMATS, value=CodingConfig().format_version)
         self.threads = SpinBox(label="CPU threads (0 = all)", value=default_threads(), min=0,
                                max=os.cpu_count() or 1)

@@ -11,10 +11,9 @@ from napari_sci._napari._worker import Job, Outcome, plan, start
 from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
 from napari_sci._napari.widgets._overlay import COLOUR_BY, BlockOverlay, block_features
 from napari_sci._napari.widgets._table import BlockTable
+from napari_sci.base.config import CompressConfig, PartitionConfig, compress_config
 from napari_sci.core.codec import BlockPlan
-from napari_sci.core.config import CompressConfig, PartitionConfig
 from napari_sci.core.events import RunState
-from napari_sci.core.settings import compress_config
 
 if TYPE_CHECKING:
     import napari

@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from napari_sci.bench.container import SideInfo, ValueMap, pack, unpack, value_map
 from napari_sci.bench.search import Knob, TrialCache, search
 from napari_sci.bench.settings import BenchSettings
+from napari_sci.bench.side_header import SideInfo, ValueMap, pack, unpack, value_map
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class KnobCodec(Codec):
     """A codec with a quality knob, driven to the target by :func:`~napari_sci.bench.search.search`.
 
     Subclasses give the knob, ``encode_payload`` (the codec's own stream) and ``decode_payload``; the
-    side header (``container.py``) is added and counted here.
+    side header (``side_header.py``) is added and counted here.
     """
 
     knob: ClassVar[Knob]

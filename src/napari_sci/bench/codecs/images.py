@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from napari_sci.bench.codecs.base import KnobCodec
-from napari_sci.bench.container import (
+from napari_sci.bench.search import Knob
+from napari_sci.bench.side_header import (
     BenchFormatError,
     SideInfo,
     ValueMap,
@@ -30,7 +31,6 @@ from napari_sci.bench.container import (
     value_map,
     write_varint,
 )
-from napari_sci.bench.search import Knob
 
 
 def _imagecodecs() -> Any:

@@ -38,8 +38,8 @@ class SciCodec(Codec):
         return _missing_torch()
 
     def compress(self, volume: np.ndarray, target: Target, cache: TrialCache | None = None) -> Compressed:
+        from napari_sci.base.config import compress_config
         from napari_sci.core.codec import encode
-        from napari_sci.core.settings import compress_config
 
         s = self.settings
         config = compress_config(bpv=target.bpv, steps=s.steps, time_limit=s.time_limit,
@@ -55,7 +55,7 @@ class SciCodec(Codec):
         return Compressed(result.data, "bpv_budget", target.bpv, seconds, notes=notes)
 
     def decompress(self, blob: bytes) -> np.ndarray:
-        from napari_sci.core.codec import decode_contents
+        from napari_sci.core.decoder import decode_contents
         from napari_sci.io.container import parse
 
         return decode_contents(parse(blob))
@@ -82,8 +82,8 @@ class NerfCodec(Codec):
         return _missing_torch()
 
     def compress(self, volume: np.ndarray, target: Target, cache: TrialCache | None = None) -> Compressed:
+        from napari_sci.base.config import FitConfig
         from napari_sci.bench.nerf import nerf_encode
-        from napari_sci.core.config import FitConfig
 
         s = self.settings
         fit = FitConfig(steps=s.steps, time_limit=s.time_limit, seed=s.seed, device=s.device)

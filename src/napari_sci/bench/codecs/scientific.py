@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_sci.base.volume import ValueRange, to_dtype
 from napari_sci.bench.codecs.base import KnobCodec
 from napari_sci.bench.codecs.images import _imagecodecs, _missing_imagecodecs
-from napari_sci.bench.container import SideInfo
 from napari_sci.bench.search import Knob
-from napari_sci.core.volume import ValueRange, to_dtype
+from napari_sci.bench.side_header import SideInfo
 
 
 class ZfpCodec(KnobCodec):

@@ -19,8 +19,8 @@ from typing import ClassVar
 import numpy as np
 
 from napari_sci.bench.codecs.base import KnobCodec
-from napari_sci.bench.container import SideInfo, frames_shape, value_map
 from napari_sci.bench.search import Knob
+from napari_sci.bench.side_header import SideInfo, frames_shape, value_map
 
 PRESET = "slow"
 TUNE = "psnr"

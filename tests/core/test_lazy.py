@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import napari_sci
-from napari_sci.core.settings import compress_config
+from napari_sci.base.config import compress_config
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,23 @@
-"""Frozen, validated settings for every stage of the pipeline.
+"""Frozen, validated settings for every stage of the pipeline, and the one place their defaults live.
 
-Each stage receives the dataclass it needs; nothing reads settings from globals or dicts.
+Each stage receives the dataclass it needs; nothing reads settings from globals or dicts. The CLIs, the
+widgets, the writer and the benchmarks take their defaults from these classes (``FitConfig.steps``);
+:func:`compress_config` builds a :class:`CompressConfig` from flat keywords (the API's and the CLI's).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from napari_sci.errors import SciConfigError
 
 PartitionMethod = Literal["adaptive", "equal", "none"]
 AllocationRule = Literal["size-over-d", "size", "inverse-d", "equal"]
+# raw intensities τ of the binarised accuracy Acc(τ) (metrics, `napari-sci evaluate`, the benchmarks)
+ACCURACY_THRESHOLDS: tuple[float, ...] = (200.0, 500.0)
 
 PARTITION_METHODS: tuple[str, ...] = ("adaptive", "equal", "none")
 ALLOCATION_RULES: tuple[str, ...] = ("size-over-d", "size", "inverse-d", "equal")
@@ -234,3 +239,39 @@ class CompressConfig:
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     coding: CodingConfig = field(default_factory=CodingConfig)
+
+
+_STAGES: dict[str, type] = {
+    "partition": PartitionConfig,
+    "network": NetworkSpec,
+    "allocation": AllocationConfig,
+    "fit": FitConfig,
+    "coding": CodingConfig,
+}
+_ALIASES = {"partition_method": ("partition", "method"), "allocation_rule": ("allocation", "rule"),
+            "method": ("partition", "method"), "rule": ("allocation", "rule"),
+            "ilp_time_limit": ("partition", "time_limit"), "time_limit": ("fit", "time_limit"),
+            "format": ("coding", "format_version")}
+
+
+def _owner(name: str) -> tuple[str, str]:
+    if name in _ALIASES:
+        return _ALIASES[name]
+    owners = [stage for stage, cls in _STAGES.items()
+              if name in {f.name for f in dataclasses.fields(cls)}]
+    if len(owners) != 1:
+        known = sorted({f.name for cls in _STAGES.values() for f in dataclasses.fields(cls)}
+                       | set(_ALIASES))
+        raise SciConfigError(f"unknown setting {name!r}; known settings: {', '.join(known)}")
+    return owners[0], name
+
+
+def compress_config(bpv: float | None = None, ratio: float | None = None,
+                    **settings: Any) -> CompressConfig:
+    """``compress_config(bpv=0.1, steps=500, max_blocks=20)`` → a validated ``CompressConfig``."""
+    per_stage: dict[str, dict[str, Any]] = {stage: {} for stage in _STAGES}
+    for name, value in settings.items():
+        stage, field_name = _owner(name)
+        per_stage[stage][field_name] = value
+    return CompressConfig(budget=Budget(bpv=bpv, ratio=ratio),
+                          **{stage: _STAGES[stage](**kw) for stage, kw in per_stage.items()})

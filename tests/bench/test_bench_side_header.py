@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_sci.bench.container import (
+from napari_sci.bench.side_header import (
     SIDE_BYTES,
     BenchFormatError,
     SideInfo,

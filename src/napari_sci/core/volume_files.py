@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from napari_sci.core.memory import MEMORY_ENV, available_memory, describe_bytes
+from napari_sci.base.memory import MEMORY_ENV, available_memory, describe_bytes
 from napari_sci.errors import SciError, SciInputError, SciMemoryError, SciPathError
 
 TIFF_SUFFIXES = (".tif", ".tiff")

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_sci.base.memory import available_memory, decoder_peak_bytes, describe_bytes
 from napari_sci.core.decoder import VolumeDecoder
-from napari_sci.core.memory import available_memory, decoder_peak_bytes, describe_bytes
 from napari_sci.core.metrics import bits_per_voxel, compression_ratio
-from napari_sci.core.volume import ValueRange, to_dtype
 from napari_sci.errors import SciMemoryError
 from napari_sci.io.container import SciContents, read_sci
 
@@ -118,9 +117,7 @@ class SciArray:
             if box in self._cache:
                 self._cache.move_to_end(box)
                 return self._cache[box]
-        with np.errstate(all="ignore"):  # a hostile file may overflow float32; to_dtype clips
-            values = self._decoder.decode_box(box, self.deblocking)
-        out = to_dtype(values, self.dtype, ValueRange(self.header.value_min, self.header.value_max))
+        out = self._decoder.decode(box, self.deblocking)
         with self._lock:
             self.blocks_decoded += len(self._decoder.blocks_touching(box))
             self._cache[box] = out

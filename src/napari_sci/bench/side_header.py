@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import DTypeLike
 
-from napari_sci.core.volume import ValueRange, to_dtype, value_range
+from napari_sci.base.volume import ValueRange, to_dtype, value_range
 from napari_sci.errors import SciError, SciInputError
 
 DTYPE_CODES: dict[str, int] = {"uint8": 1, "uint16": 2, "int8": 3, "int16": 4}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_sci.core.octree import BlockTree
+from napari_sci.base.octree import BlockTree
 
 
 def coverage(tree: BlockTree, ids) -> np.ndarray:

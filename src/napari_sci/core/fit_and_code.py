@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from napari_sci.core.allocation import BlockNetwork
-from napari_sci.core.config import CompressConfig, FitConfig
+from napari_sci.base.config import CompressConfig, FitConfig
+from napari_sci.base.networks import BlockNetwork
 from napari_sci.core.events import FitCancelled, FitEvent, FitFinished, FitStarted, StageStarted
 from napari_sci.core.fit import as_stop_flag, fit_blocks
 from napari_sci.core.partition import Block

@@ -1,7 +1,6 @@
 import pytest
 
-from napari_sci.core.config import Budget, FitConfig, NetworkSpec, PartitionConfig
-from napari_sci.core.settings import compress_config
+from napari_sci.base.config import Budget, FitConfig, NetworkSpec, PartitionConfig, compress_config
 from napari_sci.errors import SciConfigError, SciError
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from napari_sci.core.memory import MEMORY_ENV, available_memory, describe_bytes, encoder_peak_bytes
+from napari_sci.base.memory import MEMORY_ENV, available_memory, describe_bytes, encoder_peak_bytes
 from napari_sci.errors import SciInputError, SciMemoryError
 
 SUPPORTED_DTYPES: tuple[np.dtype, ...] = tuple(
