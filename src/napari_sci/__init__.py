@@ -32,6 +32,7 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
     With ``psnr`` instead, find the smallest file whose decoded PSNR (over the data's range) reaches
     it; ``bpv``/``ratio`` are then the first guess (default 0.1 BPV).
 
+    ``model="grid"`` uses the latent-grid family (format 3) instead of the paper's SIRENs.
     ``settings`` are the fields of the stage configs, e.g. ``steps``, ``time_limit``, ``seed``,
     ``device``, ``max_blocks``, ``fr``, ``layers``, ``w0``, ``method`` (partition), ``rule``
     (allocation). ``stop`` is a ``threading.Event`` or callable that cancels the fit. When ``out`` is

@@ -18,17 +18,20 @@ from napari_sci import __version__
 from napari_sci.base.config import (
     ACCURACY_THRESHOLDS,
     ALLOCATION_RULES,
+    MODEL_FAMILIES,
     PARTITION_METHODS,
     AllocationConfig,
     CodingConfig,
+    CompressConfig,
     FitConfig,
+    GridConfig,
     NetworkSpec,
     PartitionConfig,
 )
 from napari_sci.errors import SciConfigError, SciError, SciPathError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
-KIND_NAMES = {0: "constant", 1: "siren", 2: "mean"}
+KIND_NAMES = {0: "constant", 1: "siren", 2: "mean", 3: "grid"}
 
 
 def _add_compress(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +46,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     size.add_argument("--psnr", type=float,
                       help="target PSNR in dB (data range): the smallest file that reaches it")
     fit, part, net, coding = FitConfig, PartitionConfig, NetworkSpec, CodingConfig  # the defaults
+    p.add_argument("--model", choices=MODEL_FAMILIES, default=CompressConfig.model,
+                   help="siren: the paper's funnel SIRENs (format 2); grid: latent-grid pyramids with a "
+                        "shared synthesis, trained for rate and distortion (format 3) (default %(default)s)")
     p.add_argument("--steps", type=int, default=fit.steps, help="fitting steps (default %(default)s)")
     p.add_argument("--time-limit", type=float, default=fit.time_limit, help="stop fitting after SECONDS")
     p.add_argument("--device", default=fit.device, help="auto, cpu or cuda[:N] (default %(default)s)")
@@ -66,6 +72,13 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bits-per-param", type=float, default=coding.bits_per_param,
                    help="format 2: expected coded bits per parameter, sizes the networks "
                         "(default %(default)s)")
+    grid = GridConfig
+    p.add_argument("--levels", type=int, default=grid.levels,
+                   help="grid: latent levels per tile (default %(default)s)")
+    p.add_argument("--grid-hidden", type=int, default=grid.grid_hidden,
+                   help="grid: synthesis width (default %(default)s)")
+    p.add_argument("--max-tiles", type=int, default=grid.max_tiles,
+                   help="grid: most tiles (default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
                    help="for 4D+ input (channels, time): compress each index along AXIS to its own "
                         "file, OUTPUT with _c0, _c1, ... before the suffix")
@@ -201,7 +214,8 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         device=args.device, seed=args.seed, max_blocks=args.max_blocks, top_m=args.top_m,
         max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
         rule=args.allocation, samples_per_block=args.samples, format=args.format,
-        bits_per_param=args.bits_per_param)
+        bits_per_param=args.bits_per_param, model=args.model, levels=args.levels,
+        grid_hidden=args.grid_hidden, max_tiles=args.max_tiles)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading

@@ -5,7 +5,7 @@ import torch
 from napari_sci.base.config import NetworkSpec
 from napari_sci.base.networks import BlockNetwork, param_count
 from napari_sci.core.allocation import allocate, allocation_weights, widest_network
-from napari_sci.core.siren import BatchedFunnelSiren
+from napari_sci.models.siren import BatchedFunnelSiren
 
 
 @pytest.mark.parametrize(("ndim", "first", "hidden", "layers"), [(3, 22, 10, 7), (2, 5, 9, 3), (3, 1, 1, 4)])

@@ -10,7 +10,7 @@ from napari_sci.core.quantise import (
     step_scales,
     tensor_sensitivities,
 )
-from napari_sci.core.siren import BatchedFunnelSiren
+from napari_sci.models.siren import BatchedFunnelSiren
 
 SPEC = NetworkSpec()
 NET = BlockNetwork(12, 6)

@@ -1,6 +1,7 @@
 """The committed golden files must keep decoding the same in every later version.
 
-One file per released format version (v1: raw float32 weights; v2: quantised, entropy-coded weights).
+One file per released format version (v1: raw float32 weights; v2: quantised, entropy-coded weights;
+v3: the latent-grid model family).
 Regenerate (only when a format version is added, never to make a failing test pass) with
 ``NAPARI_SCI_REGEN_GOLDEN=1 pytest tests/io/test_golden.py``.
 """
@@ -15,7 +16,9 @@ from napari_sci.core.lazy import SciArray
 from napari_sci.io.container import parse, serialise
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
+# how each golden file was made: (bits per voxel, settings)
+RECIPES = {1: (3.0, {"format": 1}), 2: (1.0, {"format": 2}), 3: (1.0, {"model": "grid"})}
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
@@ -27,9 +30,9 @@ def golden(request, sample) -> tuple[int, bytes, np.ndarray]:
         import napari_sci
 
         crop = sample[20:36, 40:72, 40:80]  # BSD-3 Colin27, as bundled
-        result = napari_sci.compress(crop, bpv=3.0 if version == 1 else 1.0, steps=300, seed=7,
-                                     max_depth=2, min_leaf_side=4, useful_hidden=4,
-                                     spacing=(1.0, 1.0, 1.0), device="cpu", format=version)
+        bpv, settings = RECIPES[version]
+        result = napari_sci.compress(crop, bpv=bpv, steps=300, seed=7, max_depth=2, min_leaf_side=4,
+                                     useful_hidden=4, spacing=(1.0, 1.0, 1.0), device="cpu", **settings)
         path.write_bytes(result.data)
         np.save(decoded, SciArray(result.contents)[...])
     return version, path.read_bytes(), np.load(decoded)

@@ -96,11 +96,19 @@ def test_spliced_files_are_refused(small_sci):
             parse(small_sci[:at] + other[: len(small_sci) - at])
 
 
-@pytest.mark.parametrize("version", [0, 3, 4, 255, 65535])
+@pytest.mark.parametrize("version", [0, 4, 255, 65535])
 def test_unknown_version(small_sci, version):
     data = bytearray(small_sci)
     struct.pack_into("<H", data, 8, version)
     with pytest.raises(SciVersionError, match=f"version {version} is not supported"):
+        parse(bytes(data))
+
+
+def test_older_file_relabelled_as_version_3_is_refused(small_sci):
+    """Version 3 has a model id and section where version 2 has its block table: never misread."""
+    data = bytearray(small_sci)
+    struct.pack_into("<H", data, 8, 3)
+    with pytest.raises(SciFormatError):
         parse(bytes(data))
 
 

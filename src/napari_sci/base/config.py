@@ -201,6 +201,61 @@ class CodingConfig:
         return 4.0 if self.format_version == 1 else self.bits_per_param / 8
 
 
+MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The latent-grid model family (format 3): its shape and its rate–distortion training.
+
+    Parameters
+    ----------
+    levels
+        Latent levels of a tile, full resolution down to 1/2^(levels−1) (Cool-chic uses 7).
+    grid_hidden, grid_layers
+        Width and depth of the synthesis MLP shared by all tiles (levels → hidden … → 1, ReLU).
+    max_tiles
+        The most tiles (leaves of the partition) the volume is cut into; fewer, larger tiles cost
+        less side information, more tiles decode a slice with less work.
+    grid_samples
+        Voxels drawn across the tiles for each step's distortion (all of them when the volume is
+        smaller); every latent pays its rate every step.
+    grid_lr, latent_lr_scale
+        Adam's learning rate (cosine-decayed, C3/Cool-chic 1e-2) and its multiplier for the latents.
+    warmup_fraction, ste_fraction
+        Shares of the steps run without the rate term first (the latents grow from zero), and with
+        straight-through rounding last (after the uniform-noise phase).
+    initial_lambda
+        λ (MSE per bit per voxel) when the rate term starts; a controller steers it to the budget.
+    """
+
+    levels: int = 7
+    grid_hidden: int = 16
+    grid_layers: int = 3
+    max_tiles: int = 16
+    grid_samples: int = 1 << 17
+    grid_lr: float = 1e-2
+    latent_lr_scale: float = 10.0
+    warmup_fraction: float = 0.1
+    ste_fraction: float = 0.2
+    initial_lambda: float = 2e-3
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.levels <= 16, f"levels must be 1..16, got {self.levels}")
+        _require(1 <= self.grid_hidden <= 255, f"grid_hidden must be 1..255, got {self.grid_hidden}")
+        _require(2 <= self.grid_layers <= 8, f"grid_layers must be 2..8, got {self.grid_layers}")
+        _require(1 <= self.max_tiles <= 65535, f"max_tiles must be 1..65535, got {self.max_tiles}")
+        _require(1 <= self.grid_samples <= 2**26, f"grid_samples must be 1..2^26, got {self.grid_samples}")
+        _require(0 < self.grid_lr < 1, f"grid_lr must be in (0, 1), got {self.grid_lr}")
+        _require(0 < self.latent_lr_scale <= 100,
+                 f"latent_lr_scale must be in (0, 100], got {self.latent_lr_scale}")
+        _require(0 <= self.warmup_fraction < 1 and 0 <= self.ste_fraction < 1
+                 and self.warmup_fraction + self.ste_fraction < 1,
+                 "warmup_fraction and ste_fraction must be in [0, 1) with a sum below 1")
+        _require(math.isfinite(self.initial_lambda) and self.initial_lambda > 0,
+                 f"initial_lambda must be > 0, got {self.initial_lambda}")
+
+
 @dataclass(frozen=True)
 class Budget:
     """The size target: bits per voxel, or compression ratio against the raw array's bytes.
@@ -239,6 +294,12 @@ class CompressConfig:
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     coding: CodingConfig = field(default_factory=CodingConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    model: str = "siren"
+
+    def __post_init__(self) -> None:
+        _require(self.model in MODEL_FAMILIES,
+                 f"model must be one of {MODEL_FAMILIES}, got {self.model!r}")
 
 
 _STAGES: dict[str, type] = {
@@ -247,6 +308,7 @@ _STAGES: dict[str, type] = {
     "allocation": AllocationConfig,
     "fit": FitConfig,
     "coding": CodingConfig,
+    "grid": GridConfig,
 }
 _ALIASES = {"partition_method": ("partition", "method"), "allocation_rule": ("allocation", "rule"),
             "method": ("partition", "method"), "rule": ("allocation", "rule"),
@@ -270,8 +332,9 @@ def compress_config(bpv: float | None = None, ratio: float | None = None,
                     **settings: Any) -> CompressConfig:
     """``compress_config(bpv=0.1, steps=500, max_blocks=20)`` → a validated ``CompressConfig``."""
     per_stage: dict[str, dict[str, Any]] = {stage: {} for stage in _STAGES}
+    model = settings.pop("model", CompressConfig.model)
     for name, value in settings.items():
         stage, field_name = _owner(name)
         per_stage[stage][field_name] = value
-    return CompressConfig(budget=Budget(bpv=bpv, ratio=ratio),
+    return CompressConfig(budget=Budget(bpv=bpv, ratio=ratio), model=model,
                           **{stage: _STAGES[stage](**kw) for stage, kw in per_stage.items()})

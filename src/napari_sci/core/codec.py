@@ -22,6 +22,7 @@ from napari_sci.core.decoder import decode_contents
 from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
 from napari_sci.core.fit import as_stop_flag
 from napari_sci.core.fit_and_code import FitJob, fit_and_code
+from napari_sci.core.grid_encode import affordable_tiles, fit_and_code_grid, smallest_grid_file
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
 from napari_sci.core.partition import Block, Partition, TreeAnalysis, choose_blocks, partition_volume
 from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
@@ -31,6 +32,7 @@ from napari_sci.io.format import (
     KIND_CONSTANT,
     KIND_MEAN,
     KIND_SIREN,
+    MODEL_GRID,
     SciHeader,
     file_overhead,
     stored_header,
@@ -116,7 +118,12 @@ def parameter_budget(target: int, ndim: int, n_blocks: int, n_networks: int,
 
 def _check_budget(target: int, raw_bytes: int, n_voxels: int, ndim: int,
                   config: CompressConfig, constant: bool) -> None:
-    smallest = file_overhead(ndim, 1) if constant else smallest_file_bytes(ndim, config)
+    if constant:
+        smallest = file_overhead(ndim, 1)
+    elif config.model == "grid":
+        smallest = smallest_grid_file(ndim, config)
+    else:
+        smallest = smallest_file_bytes(ndim, config)
     if smallest >= raw_bytes and not constant:
         raise SciBudgetError(
             f"the volume is too small to compress: its raw data is {raw_bytes} bytes but the "
@@ -133,7 +140,18 @@ def _check_budget(target: int, raw_bytes: int, n_voxels: int, ndim: int,
 
 
 def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], partition: Partition,
-            records: np.ndarray, config: CompressConfig, steps: int, psnr: float) -> SciHeader:
+            records: np.ndarray, config: CompressConfig, steps: int, psnr: float,
+            section: bytes | None = None) -> SciHeader:
+    """The file's header; ``section`` given: a version 3 latent-grid file (SIREN fields set to 1)."""
+    if section is not None:
+        return SciHeader(
+            shape=tuple(array.shape), dtype=array.dtype, spacing=tuple(float(s) for s in spacing),
+            value_min=data.low, value_max=data.high, tree_depth=partition.tree.max_depth,
+            min_leaf_side=partition.tree.min_leaf_side, layers=config.grid.grid_layers, w0=1.0,
+            w0_hidden=1.0, fr=1.0, partition=config.partition.method, allocation="equal",
+            max_blocks=config.partition.max_blocks, top_m=config.partition.top_m, steps=steps,
+            seed=config.fit.seed, psnr=psnr, blocks=records, version=3, model=MODEL_GRID,
+            section=section)
     return SciHeader(
         shape=tuple(array.shape), dtype=array.dtype, spacing=tuple(float(s) for s in spacing),
         value_min=data.low, value_max=data.high, tree_depth=partition.tree.max_depth,
@@ -188,7 +206,10 @@ def checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig) 
 def partition_for_budget(array: np.ndarray, data: ValueRange, target: int, config: CompressConfig,
                          analysis: TreeAnalysis | None = None) -> Partition:
     """The blocks encode chooses: the ILP over the normalised volume, capped by what the budget affords."""
-    limit = affordable_blocks(target, array.ndim, config)
+    if config.model == "grid":
+        limit = affordable_tiles(target, array.ndim, config)
+    else:
+        limit = affordable_blocks(target, array.ndim, config)
     if analysis is not None:  # a PSNR search's tries share it: no normalised copy per try
         return choose_blocks(analysis, config.partition, limit)
     return partition_volume(normalised_volume(array, data), config.partition, limit)
@@ -228,7 +249,10 @@ def plan_blocks(volume: np.ndarray, config: CompressConfig,
     data = value_range(array)
     target = checked_target(array, data, config)
     partition = partition_for_budget(array, data, target, config, analysis)
-    networks = allocate_for_budget(array, partition, target, config)
+    if config.model == "grid":
+        networks = tuple(BlockNetwork() for _ in partition.blocks)
+    else:
+        networks = allocate_for_budget(array, partition, target, config)
     return BlockPlan(partition, networks, target, array.ndim, config.network.layers)
 
 
@@ -250,20 +274,28 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     partition = partition_for_budget(array, data, target, config, analysis)
     t_partition = time.perf_counter() - started
     yield PartitionDone(len(partition.blocks), partition.objective, t_partition)
-    yield StageStarted("allocate", config.allocation.rule)
     blocks = partition.blocks
-    networks = allocate_for_budget(array, partition, target, config)
-    records = _block_records(array, partition, networks)
-    yield StageStarted("fit", f"{sum(not n.is_constant for n in networks)} networks")
-    job = FitJob(array, blocks, networks, records["lo"].astype(np.float64),
-                 records["hi"].astype(np.float64), data.span)
-    payload_budget = target - file_overhead(ndim, len(blocks))
-    payloads, fitted = yield from fit_and_code(job, config, payload_budget, stop)
+    section: bytes | None = None
+    if config.model == "grid":
+        networks: tuple[BlockNetwork, ...] = tuple(BlockNetwork() for _ in blocks)
+        yield StageStarted("fit", f"{len(blocks)} latent-grid tiles, one λ")
+        coded = yield from fit_and_code_grid(array, data, blocks, target, config, stop)
+        records, payloads, section, steps = coded.records, coded.payloads, coded.section, coded.steps
+    else:
+        yield StageStarted("allocate", config.allocation.rule)
+        networks = allocate_for_budget(array, partition, target, config)
+        records = _block_records(array, partition, networks)
+        yield StageStarted("fit", f"{sum(not n.is_constant for n in networks)} networks")
+        job = FitJob(array, blocks, networks, records["lo"].astype(np.float64),
+                     records["hi"].astype(np.float64), data.span)
+        payload_budget = target - file_overhead(ndim, len(blocks))
+        payloads, fitted = yield from fit_and_code(job, config, payload_budget, stop)
+        steps = fitted.steps
     t_fit = time.perf_counter() - started - t_partition
     yield StageStarted("evaluate", "decoding to measure PSNR and SSIM")
     if as_stop_flag(stop)():
         raise SciCancelledError("compression cancelled before the final evaluation; nothing written")
-    header = _header(array, data, voxel_size, partition, records, config, fitted.steps, math.nan)
+    header = _header(array, data, voxel_size, partition, records, config, steps, math.nan, section)
     # measured from the contents a reader will get, then the file is serialised once, PSNR included
     draft = assemble(header, payloads, partition.tree)
     metrics = evaluate(array, decode_contents(draft))

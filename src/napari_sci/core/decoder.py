@@ -10,20 +10,15 @@ beyond a request only along axes where a face lies on the request's border.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-from napari_sci.base.config import NetworkSpec
-from napari_sci.base.networks import BlockNetwork
-from napari_sci.base.volume import ValueRange, axis_coordinates, to_dtype
-from napari_sci.core.siren import BatchedFunnelSiren
+from napari_sci.base.volume import ValueRange, to_dtype
 from napari_sci.io.container import SciContents
 from napari_sci.io.format import KIND_CONSTANT, VALUE_KINDS
+from napari_sci.models.registry import block_models
 
-CHUNK_VOXELS = 1 << 18
 Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
 
 
@@ -57,20 +52,16 @@ def deblock(values: np.ndarray, labels: np.ndarray, exact: np.ndarray | None = N
 
 
 class VolumeDecoder:
-    """Decodes boxes of a validated ``.sci`` file; thread-safe, caches the rebuilt networks."""
+    """Decodes boxes of a validated ``.sci`` file through its model family; thread-safe."""
 
     def __init__(self, contents: SciContents, device: str = "cpu") -> None:
         self.contents = contents
         header = contents.header
         self.header = header
-        self.device = torch.device(device)
-        self.spec = NetworkSpec(layers=header.layers, fr=1.0, w0=header.w0, w0_hidden=header.w0_hidden,
-                                min_hidden=1)
         nodes = [contents.tree.nodes[int(n)] for n in header.blocks["node"]]
         self.origins = np.array([n.origin for n in nodes], dtype=np.int64)
         self.sizes = np.array([n.size for n in nodes], dtype=np.int64)
-        self._modules: dict[int, BatchedFunnelSiren] = {}
-        self._lock = threading.Lock()
+        self.models = block_models(contents, self.sizes, device)
 
     def blocks_touching(self, box: Box) -> list[int]:
         """Indices of the blocks that intersect ``box``."""
@@ -79,35 +70,12 @@ class VolumeDecoder:
         hit = np.all((self.origins < stop) & (self.origins + self.sizes > start), axis=1)
         return [int(i) for i in np.flatnonzero(hit)]
 
-    def _module(self, index: int) -> BatchedFunnelSiren:
-        with self._lock:
-            module = self._modules.get(index)
-            if module is None:
-                record = self.header.blocks[index]
-                net = BlockNetwork(int(record["first_width"]), int(record["hidden_width"]))
-                module = BatchedFunnelSiren.from_weights([net], [self.contents.weights(index)],
-                                                         self.header.ndim, self.spec).to(self.device)
-                module.eval()
-                self._modules[index] = module
-            return module
-
     def evaluate_block(self, index: int, local: Box) -> np.ndarray:
         """Values (float32, data units) of block ``index`` on the block-local box ``local``."""
         record = self.header.blocks[index]
-        shape = tuple(stop - start for start, stop in local)
         if record["kind"] in VALUE_KINDS:
-            return np.full(shape, record["lo"], dtype=np.float32)
-        size = self.sizes[index]
-        axes = [axis_coordinates(int(size[a]), start, stop) for a, (start, stop) in enumerate(local)]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
-        module = self._module(index)
-        out = np.empty(grid.shape[0], dtype=np.float32)
-        with torch.inference_mode():
-            for at in range(0, grid.shape[0], CHUNK_VOXELS):
-                coords = torch.from_numpy(grid[at: at + CHUNK_VOXELS]).to(self.device)[None]
-                out[at: at + CHUNK_VOXELS] = module(coords)[0].float().cpu().numpy()
-        lo, hi = np.float32(record["lo"]), np.float32(record["hi"])
-        return (lo + (out + np.float32(1)) * np.float32(0.5) * (hi - lo)).reshape(shape)
+            return np.full(tuple(stop - start for start, stop in local), record["lo"], dtype=np.float32)
+        return self.models.evaluate(index, local)
 
     def raw_box(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
         """Undeblocked float32 values of ``box`` and the block index of every voxel."""

@@ -23,8 +23,8 @@ from napari_sci.base.volume import coordinate_scale
 from napari_sci.core.events import FitCancelled, FitEvent, FitFinished, FitProgress, FitStarted
 from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
-from napari_sci.core.siren import BatchedFunnelSiren, group_networks
 from napari_sci.errors import SciConfigError
+from napari_sci.models.siren import BatchedFunnelSiren, group_networks
 
 StopFlag = Callable[[], bool]
 

@@ -18,7 +18,6 @@ import torch
 
 from napari_sci.base.config import NetworkSpec
 from napari_sci.base.networks import BlockNetwork, layer_dims
-from napari_sci.core.siren import BatchedFunnelSiren
 from napari_sci.io.weights import (
     SYMBOL_LIMIT,
     TensorCode,
@@ -29,6 +28,7 @@ from napari_sci.io.weights import (
     tensor_sizes,
     width_code_for,
 )
+from napari_sci.models.siren import BatchedFunnelSiren
 
 
 def network_tensor_sizes(ndim: int, net: BlockNetwork, layers: int) -> list[int]:

@@ -8,6 +8,7 @@ header CRC and fields, the file length, every payload CRC and the block tiling b
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_sci.base.grid_geometry import MAX_TILE_VOXELS
 from napari_sci.base.networks import BlockNetwork, layer_dims, param_count
 from napari_sci.base.octree import BlockTree
 from napari_sci.errors import (
@@ -26,7 +28,10 @@ from napari_sci.errors import (
     SciPathError,
 )
 from napari_sci.io.format import (
+    CODED_KINDS,
+    KIND_GRID,
     KIND_SIREN,
+    MODEL_GRID,
     PREAMBLE,
     SciHeader,
     crc32,
@@ -37,6 +42,7 @@ from napari_sci.io.format import (
     unpack_preamble,
     validate_fields,
 )
+from napari_sci.io.latents import tile_length_ok, unpack_grid_section
 from napari_sci.io.weights import decode_payload, tensor_sizes
 
 
@@ -176,12 +182,31 @@ def _check_network_sizes(header: SciHeader, tree: BlockTree) -> None:
                                  f"for {voxels} voxels: the file is corrupt")
 
 
+def _check_tiles(header: SciHeader, tree: BlockTree) -> None:
+    """Latent-grid tiles: at most MAX_TILE_VOXELS each (a larger claim would allocate gigabytes of
+    latents), and payload lengths that fit their levels and latent counts (docs/format.md)."""
+    if header.model != MODEL_GRID:
+        return
+    levels = unpack_grid_section(header.section).layout.levels
+    for record in header.blocks:
+        if record["kind"] != KIND_GRID:
+            continue
+        size = tree.nodes[int(record["node"])].size
+        if math.prod(size) > MAX_TILE_VOXELS:
+            raise SciFormatError(f"tile node {record['node']} of {math.prod(size)} voxels is larger than "
+                                 f"a tile may be ({MAX_TILE_VOXELS}): the file is corrupt")
+        if not tile_length_ok(int(record["length"]), size, levels):
+            raise SciFormatError(f"tile node {record['node']} payload of {record['length']} bytes does "
+                                 f"not fit its latents: the file is corrupt")
+
+
 def _check_layout(header: SciHeader, tree: BlockTree) -> None:
-    """The blocks tile the volume exactly once and no network outgrows its block."""
+    """The blocks tile the volume exactly once and no network or tile outgrows what it may hold."""
     nodes = [int(n) for n in header.blocks["node"]]
     if len(nodes) > len(tree) or not all(n < len(tree) for n in nodes) or not tree.is_tiling(nodes):
         raise SciFormatError("the block table does not tile the volume exactly once")
     _check_network_sizes(header, tree)
+    _check_tiles(header, tree)
 
 
 def _block_tree(header: SciHeader) -> BlockTree:
@@ -208,7 +233,7 @@ def parse(data: bytes) -> SciContents:
     for record, size in zip(header.blocks, lengths):
         payload = data[at: at + size]
         at += size
-        if record["kind"] == KIND_SIREN and crc32(payload) != int(record["crc"]):
+        if record["kind"] in CODED_KINDS and crc32(payload) != int(record["crc"]):
             raise SciChecksumError(f"payload of block node {record['node']} fails its checksum: "
                                    "the file is corrupt")
         payloads.append(payload)

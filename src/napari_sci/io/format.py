@@ -17,11 +17,15 @@ from napari_sci.base.networks import param_count
 from napari_sci.base.octree import MAX_TREE_NODES
 from napari_sci.base.volume import FLOAT32_MAX
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
+from napari_sci.io.latents import unpack_grid_section
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
 MAGIC = b"\x89SCI\r\n\x1a\n"
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = frozenset({1, 2})
+FORMAT_VERSION = 2  # what the SIREN family writes; the latent-grid family writes 3
+SUPPORTED_VERSIONS = frozenset({1, 2, 3})
+MODEL_SIREN, MODEL_GRID = 1, 2  # version 3 model family ids
+MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID}
+_MODEL_HEAD = struct.Struct("<BI")  # version 3: model id, section length
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
 
@@ -33,8 +37,9 @@ DTYPE_IDS: dict[int, np.dtype] = {
 ID_OF_DTYPE = {dtype: code for code, dtype in DTYPE_IDS.items()}
 PARTITION_IDS = {"adaptive": 0, "equal": 1, "none": 2}
 ALLOCATION_IDS = {"size-over-d": 0, "size": 1, "inverse-d": 2, "equal": 3}
-KIND_CONSTANT, KIND_SIREN, KIND_MEAN = 0, 1, 2
+KIND_CONSTANT, KIND_SIREN, KIND_MEAN, KIND_GRID = 0, 1, 2, 3
 VALUE_KINDS = (KIND_CONSTANT, KIND_MEAN)  # blocks stored as one value
+CODED_KINDS = (KIND_SIREN, KIND_GRID)  # blocks with a payload (and its CRC)
 
 _FIXED_TAIL = struct.Struct("<dd B H B fff BB HH II f I")
 BLOCK_RECORD = np.dtype([
@@ -67,6 +72,8 @@ class SciHeader:
     psnr: float
     blocks: np.ndarray = field(repr=False)
     version: int = FORMAT_VERSION
+    model: int = MODEL_SIREN
+    section: bytes = field(default=b"", repr=False)
 
     @property
     def ndim(self) -> int:
@@ -77,14 +84,16 @@ class SciHeader:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
-def header_length(ndim: int, n_blocks: int) -> int:
-    """Bytes of the header section for a volume of ``ndim`` axes and ``n_blocks`` blocks."""
-    return 2 + 8 * ndim + _FIXED_TAIL.size + BLOCK_RECORD.itemsize * n_blocks
+def header_length(ndim: int, n_blocks: int, section: int | None = None) -> int:
+    """Bytes of the header section for ``ndim`` axes and ``n_blocks`` blocks; ``section`` is the
+    model section's length in a version 3 file (None: versions 1–2, which have none)."""
+    extra = 0 if section is None else _MODEL_HEAD.size + section
+    return 2 + 8 * ndim + _FIXED_TAIL.size + extra + BLOCK_RECORD.itemsize * n_blocks
 
 
-def file_overhead(ndim: int, n_blocks: int) -> int:
+def file_overhead(ndim: int, n_blocks: int, section: int | None = None) -> int:
     """Bytes of a file besides its payloads: preamble plus header."""
-    return PREAMBLE.size + header_length(ndim, n_blocks)
+    return PREAMBLE.size + header_length(ndim, n_blocks, section)
 
 
 def crc32(data: bytes | memoryview) -> int:
@@ -115,8 +124,10 @@ def pack_header(header: SciHeader) -> bytes:
             PARTITION_IDS[header.partition], ALLOCATION_IDS[header.allocation],
             header.max_blocks, header.top_m, header.steps, header.seed, header.psnr,
             len(header.blocks)),
-        np.ascontiguousarray(header.blocks, dtype=BLOCK_RECORD).tobytes(),
     ]
+    if header.version >= 3:
+        parts += [_MODEL_HEAD.pack(header.model, len(header.section)), bytes(header.section)]
+    parts.append(np.ascontiguousarray(header.blocks, dtype=BLOCK_RECORD).tobytes())
     return b"".join(parts)
 
 
@@ -162,17 +173,29 @@ def unpack_header(data: bytes | memoryview, version: int, expected_crc: int) -> 
     if n_blocks > MAX_TREE_NODES:
         raise SciFormatError(f"{n_blocks} blocks is more than any block tree has nodes "
                              f"({MAX_TREE_NODES})")
-    if len(data) != header_length(ndim, n_blocks):
+    model, section, blocks_at = MODEL_SIREN, b"", n_blocks_at
+    if version >= 3:
+        if len(data) < n_blocks_at + _MODEL_HEAD.size:
+            raise SciFormatError("header too short for its model id")
+        model, section_length = _MODEL_HEAD.unpack_from(data, n_blocks_at)
+        blocks_at = n_blocks_at + _MODEL_HEAD.size + section_length
+        section = data[n_blocks_at + _MODEL_HEAD.size: blocks_at]
+    expected = header_length(ndim, n_blocks, len(section) if version >= 3 else None)
+    if len(data) != expected:
         raise SciFormatError(f"header length {len(data)} does not match {n_blocks} blocks "
-                             f"(expected {header_length(ndim, n_blocks)})")
-    blocks = np.frombuffer(data, dtype=BLOCK_RECORD, count=n_blocks, offset=n_blocks_at).copy()
+                             f"(expected {expected})")
+    if model not in MODEL_IDS.values():
+        raise SciVersionError(f"model family id {model} is not known to this reader (known: "
+                              f"{sorted(MODEL_IDS.values())}); upgrade napari-sci")
+    blocks = np.frombuffer(data, dtype=BLOCK_RECORD, count=n_blocks, offset=blocks_at).copy()
     header = SciHeader(
         shape=tuple(int(s) for s in shape), dtype=DTYPE_IDS[dtype_id],
         spacing=tuple(float(s) for s in spacing), value_min=tail[0], value_max=tail[1],
         tree_depth=tail[2], min_leaf_side=tail[3], layers=tail[4], w0=tail[5], w0_hidden=tail[6],
         fr=tail[7], partition=_name_of(PARTITION_IDS, tail[8], "partition"),
         allocation=_name_of(ALLOCATION_IDS, tail[9], "allocation"), max_blocks=tail[10],
-        top_m=tail[11], steps=tail[12], seed=tail[13], psnr=tail[14], blocks=blocks, version=version)
+        top_m=tail[11], steps=tail[12], seed=tail[13], psnr=tail[14], blocks=blocks, version=version,
+        model=model, section=section)
     validate_fields(header)
     return header
 
@@ -217,7 +240,10 @@ def validate_fields(header: SciHeader) -> None:
     _check_dtype_range(header)
     _check(header.tree_depth <= 6, f"tree depth {header.tree_depth} > 6")
     _check(header.min_leaf_side >= 1, "min_leaf_side must be >= 1")
-    _check(header.layers >= 3, f"layers {header.layers} < 3")
+    _check(header.version >= 3 or header.model == MODEL_SIREN, "a version 1–2 file holds SIRENs only")
+    _check(header.version >= 3 or not header.section, "a version 1–2 file has no model section")
+    _check(header.model != MODEL_GRID or header.version >= 3, "the latent-grid model needs version 3")
+    _check(header.layers >= (3 if header.model == MODEL_SIREN else 2), f"layers {header.layers} too few")
     for name in ("w0", "w0_hidden"):
         value = getattr(header, name)
         _check(math.isfinite(value) and value > 0, f"{name}={value} must be finite and > 0")
@@ -228,10 +254,29 @@ def validate_fields(header: SciHeader) -> None:
     _check(bool(np.all(blocks["hi"] >= blocks["lo"])), "a block has hi < lo")
     _check(bool(np.all(blocks["hi"].astype(np.float64) - blocks["lo"] <= FLOAT32_MAX)),
            "a block value range is wider than float32 can hold")
-    _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_SIREN, KIND_MEAN)))),
-           "unknown block kind")
+    model_kind = KIND_GRID if header.model == MODEL_GRID else KIND_SIREN
+    _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, model_kind, KIND_MEAN)))),
+           "unknown block kind (or one of another model family)")
     _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
-    _check_block_fields(blocks, header)
+    if header.model == MODEL_GRID:
+        _check_grid_fields(blocks, header)
+    else:
+        _check(not header.section, "the SIREN model has an empty model section")
+        _check_block_fields(blocks, header)
+
+
+def _check_grid_fields(blocks: np.ndarray, header: SciHeader) -> None:
+    """Model 2: a valid section whose synthesis depth is the header's ``layers``; kind 3 records have
+    no widths (their payload lengths need the tile shapes: the reader checks them with the tree)."""
+    section = unpack_grid_section(header.section)
+    _check(section.layout.layers == header.layers,
+           f"header layers {header.layers} differ from the synthesis' {section.layout.layers}")
+    value = np.isin(blocks["kind"], VALUE_KINDS)
+    bad = value & ((blocks["first_width"] != 0) | (blocks["hidden_width"] != 0)
+                   | (blocks["length"] != 0) | (blocks["lo"] != blocks["hi"]))
+    _check(not bad.any(), f"constant block {_first_node(blocks, bad)} has payload fields")
+    bad = ~value & ((blocks["first_width"] != 0) | (blocks["hidden_width"] != 0))
+    _check(not bad.any(), f"latent-grid tile {_first_node(blocks, bad)} has network widths")
 
 
 def _check_block_fields(blocks: np.ndarray, header: SciHeader) -> None:

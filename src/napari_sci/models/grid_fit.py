@@ -18,24 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_sci.models.grid import GridLayout
+from napari_sci.base.config import GridConfig
+from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.models.grid_net import Synthesis, TilePyramid
 
 CONTROL_EVERY = 10       # steps between λ updates
 CONTROL_GAIN = 0.25      # log-λ change per update at a rate error of e (×e, clipped at ±1)
 RATE_MARGIN = 0.985      # aim this far under the rate target, so coding overheads still fit
-
-
-@dataclass(frozen=True)
-class GridFitSettings:
-    """Training knobs of the latent-grid family (defaults from C3 / Cool-chic, scaled to CPU runs)."""
-
-    lr: float = 1e-2
-    latent_lr_scale: float = 2.0
-    final_lr: float = 1e-4
-    warmup_fraction: float = 0.1
-    ste_fraction: float = 0.2
-    initial_lambda: float = 2e-3
 
 
 @dataclass
@@ -54,33 +43,36 @@ class GridFitState:
 
 @dataclass(frozen=True)
 class GridStep:
-    """Progress of one report: step, loss, PSNR of the hard-rounded model and its estimated rate."""
+    """Progress of one report: step, loss, MSE of the hard-rounded model (on a sample, values
+    normalised to [0, 1]) and its estimated rate in bits."""
 
     step: int
     total: int
     loss: float
-    psnr: float
+    mse: float
     bits: float
     lam: float
     lr: float
     elapsed: float
 
 
-def _lr(step: int, total: int, settings: GridFitSettings) -> tuple[float, str]:
+FINAL_LR = 1e-4  # the straight-through phase's learning rate (Cool-chic's last phase)
+
+
+def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
     noise_steps = max(1, round(total * (1 - settings.ste_fraction)))
     if step < noise_steps:
         cosine = 0.5 * (1 + math.cos(math.pi * step / noise_steps))
-        return settings.final_lr + (settings.lr - settings.final_lr) * cosine, "noise"
-    return settings.final_lr, "ste"
+        return FINAL_LR + (settings.grid_lr - FINAL_LR) * cosine, "noise"
+    return FINAL_LR, "ste"
 
 
 class GridTrainer:
     """Holds the tiles, the targets and the optimiser; ``step`` runs one full-volume step."""
 
     def __init__(self, volume: np.ndarray, tiles: Sequence[tuple[slice, ...]], layout: GridLayout,
-                 settings: GridFitSettings, seed: int, device: torch.device, samples: int = 1 << 17,
-                 ) -> None:
-        self.samples = samples
+                 settings: GridConfig, seed: int, device: torch.device) -> None:
+        self.samples = settings.grid_samples
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.device = device
         self.layout = layout
@@ -96,7 +88,7 @@ class GridTrainer:
         latents = [p for pyr in self.pyramids for p in pyr.latents]
         self.optimiser = torch.optim.Adam([{"params": latents, "scale": settings.latent_lr_scale},
                                            {"params": list(self.synthesis.parameters()), "scale": 1.0}],
-                                          lr=settings.lr)
+                                          lr=settings.grid_lr)
 
     def evaluate(self, mode: str, sampled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(MSE over the volume, total estimated bits) with latents in ``mode``.
@@ -172,8 +164,7 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
         if step % report_every == 0 or step == total:
             with torch.no_grad():
                 mse, bits = trainer.evaluate("hard", sampled=True)
-            psnr = -10 * math.log10(max(float(mse), 1e-20))
-            yield GridStep(step, total, loss, psnr, float(bits), lam, lr, elapsed)
+            yield GridStep(step, total, loss, float(mse), float(bits), lam, lr, elapsed)
     with torch.no_grad():
         mse, bits = trainer.evaluate("hard")
     return GridFitState(trainer.pyramids, trainer.synthesis, lam, step, time.perf_counter() - started,

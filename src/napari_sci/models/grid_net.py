@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_sci.models.grid import LATENT_LIMIT, GridLayout, level_shape, levels_for
+from napari_sci.base.grid_geometry import GridLayout, level_shape, levels_for
+from napari_sci.io.latents import LATENT_LIMIT
 
 LATENT_MODES = ("noise", "ste", "hard")
 

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from napari_sci.base.grid_geometry import GridLayout
+from napari_sci.io.latents import encode_tile, scale_code_for, scale_of
 from napari_sci.io.weights import TensorCode, encode_payload, quantise, width_code_for
-from napari_sci.models.grid import GridLayout, encode_tile, scale_code_for, scale_of
 from napari_sci.models.grid_net import Synthesis
 
 STEP_CODES = range(16 * 4, 16 * 15 + 1, 8)  # weight steps 2^-12 … 2^-1 in half-octaves

@@ -6,7 +6,7 @@ import torch
 
 from napari_sci.base.config import NetworkSpec
 from napari_sci.base.networks import BlockNetwork
-from napari_sci.core.siren import BatchedFunnelSiren, group_networks
+from napari_sci.models.siren import BatchedFunnelSiren, group_networks
 
 SPEC = NetworkSpec()
 NETS = [BlockNetwork(22, 10), BlockNetwork(9, 4), BlockNetwork(30, 13)]

@@ -9,6 +9,7 @@ at zero, so every block trains exactly as it would alone.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,6 +17,8 @@ import torch
 
 from napari_sci.base.config import NetworkSpec
 from napari_sci.base.networks import BlockNetwork, layer_dims
+from napari_sci.base.volume import axis_coordinates
+from napari_sci.io.container import SciContents
 
 
 def _init_block(ndim: int, net: BlockNetwork, spec: NetworkSpec,
@@ -189,3 +192,48 @@ def group_networks(networks: Sequence[BlockNetwork], ndim: int, layers: int,
                 continue
         groups.append([i])
     return groups
+
+
+class SirenBlocks:
+    """The SIREN blocks of one file, rebuilt on demand and cached; thread-safe (formats 1–3, model 1)."""
+
+    CHUNK_VOXELS = 1 << 18
+
+    def __init__(self, contents: SciContents, sizes: Sequence[Sequence[int]], device: str = "cpu") -> None:
+        header = contents.header
+        self.contents = contents
+        self.sizes = sizes
+        self.device = torch.device(device)
+        self.spec = NetworkSpec(layers=header.layers, fr=1.0, w0=header.w0, w0_hidden=header.w0_hidden,
+                                min_hidden=1)
+        self._modules: dict[int, BatchedFunnelSiren] = {}
+        self._lock = threading.Lock()
+
+    def _module(self, index: int) -> BatchedFunnelSiren:
+        with self._lock:
+            module = self._modules.get(index)
+            if module is None:
+                record = self.contents.header.blocks[index]
+                net = BlockNetwork(int(record["first_width"]), int(record["hidden_width"]))
+                module = BatchedFunnelSiren.from_weights([net], [self.contents.weights(index)],
+                                                         self.contents.header.ndim, self.spec)
+                module = module.to(self.device)
+                module.eval()
+                self._modules[index] = module
+            return module
+
+    def evaluate(self, index: int, local: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """Values (float32, data units) of block ``index`` on the block-local box ``local``."""
+        record = self.contents.header.blocks[index]
+        shape = tuple(stop - start for start, stop in local)
+        size = self.sizes[index]
+        axes = [axis_coordinates(int(size[a]), start, stop) for a, (start, stop) in enumerate(local)]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
+        module = self._module(index)
+        out = np.empty(grid.shape[0], dtype=np.float32)
+        with torch.inference_mode():
+            for at in range(0, grid.shape[0], self.CHUNK_VOXELS):
+                coords = torch.from_numpy(grid[at: at + self.CHUNK_VOXELS]).to(self.device)[None]
+                out[at: at + self.CHUNK_VOXELS] = module(coords)[0].float().cpu().numpy()
+        lo, hi = np.float32(record["lo"]), np.float32(record["hi"])
+        return (lo + (out + np.float32(1)) * np.float32(0.5) * (hi - lo)).reshape(shape)

@@ -1,0 +1,55 @@
+"""Latent-grid geometry: how many levels a tile has, each level's shape, the synthesis' layer sizes.
+
+Plain integers, shared by the byte format (which checks payload and section sizes by them) and the
+model that trains and decodes the grids (docs/format.md, "Version 3").
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAX_TILE_VOXELS = 1 << 27  # a larger tile would allocate gigabytes of latents: refused as corrupt
+
+
+def level_shape(shape: Sequence[int], level: int) -> tuple[int, ...]:
+    """Samples of level ``level`` along each axis of a tile of ``shape`` voxels: ⌈s / 2^level⌉."""
+    return tuple(-(-int(s) // (1 << level)) for s in shape)
+
+
+def levels_for(shape: Sequence[int], most: int) -> int:
+    """Levels of a tile: until the coarsest grid is one sample along every axis, at most ``most``."""
+    largest = max(int(s) for s in shape)
+    return max(1, min(most, math.ceil(math.log2(largest)) + 1 if largest > 1 else 1))
+
+
+def latent_count(shape: Sequence[int], most: int) -> int:
+    """Latents of all levels of a tile."""
+    return sum(math.prod(level_shape(shape, level)) for level in range(levels_for(shape, most)))
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """What every tile of a file shares: the pyramid depth and the synthesis MLP's shape."""
+
+    levels: int
+    hidden: int
+    layers: int
+
+    def dims(self) -> list[tuple[int, int]]:
+        """(in, out) of each linear layer: levels → hidden → … → hidden → 1."""
+        widths = [self.levels] + [self.hidden] * (self.layers - 1) + [1]
+        return list(itertools.pairwise(widths))
+
+    def tensor_sizes(self) -> list[int]:
+        """Element counts of W₁, b₁, W₂, b₂, … in file order."""
+        return [n for fan_in, fan_out in self.dims() for n in (fan_in * fan_out, fan_out)]
+
+    def params(self) -> int:
+        return sum(self.tensor_sizes())
+
+    def macs(self) -> int:
+        """Multiply-adds per decoded voxel in the synthesis (interpolation not counted)."""
+        return sum(a * b for a, b in self.dims())

@@ -1,0 +1,159 @@
+"""The latent-grid family's part of encode: tiles → rate–distortion fit → coded tiles and section.
+
+The partition's leaves are the tiles. Every tile that is not one constant value gets a latent pyramid;
+one λ (equal slope) decides how many bits each gets, so no |x|/D shares are needed: a near-empty tile's
+latents simply stay zero. The byte budget is met by steering λ during the fit (``models/grid_fit``),
+then checked on the real coded bytes and, if still over, trimmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_sci.base.config import CompressConfig
+from napari_sci.base.grid_geometry import GridLayout, levels_for
+from napari_sci.base.volume import ValueRange
+from napari_sci.core.events import FitCancelled, FitEvent, FitProgress, FitStarted, StageStarted
+from napari_sci.core.fit import as_stop_flag, resolve_device
+from napari_sci.core.metrics import psnr_from_mse
+from napari_sci.core.partition import Block
+from napari_sci.errors import SciCancelledError
+from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_GRID, file_overhead
+from napari_sci.io.latents import GridSection
+from napari_sci.models import grid_quant
+from napari_sci.models.grid import synthesise
+from napari_sci.models.grid_fit import GridStep, GridTrainer, fit_grid
+
+SYNTHESIS_BYTES_GUESS = 8 * 24 + 64  # what the coded synthesis is expected to cost, before it exists
+TILE_TAIL_BYTES = 4                   # an ANS stream's last word, at most
+DISTORTION_SAMPLES = 1 << 16          # voxels that score the synthesis' quantisation steps
+
+
+@dataclass(frozen=True)
+class GridCoded:
+    """What the grid family hands back to encode: records, payloads, the model section, the fit."""
+
+    records: np.ndarray
+    payloads: list[bytes]
+    section: bytes
+    steps: int
+    seconds: float
+    lam: float
+    zeroed: int
+
+
+def layout_of(config: CompressConfig) -> GridLayout:
+    grid = config.grid
+    return GridLayout(grid.levels, grid.grid_hidden, grid.grid_layers)
+
+
+def section_overhead(config: CompressConfig) -> int:
+    """Expected bytes of the model section (fixed fields and the coded synthesis)."""
+    return 7 + SYNTHESIS_BYTES_GUESS
+
+
+def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
+    """Bytes of the smallest file of this family: one tile whose latents are all zero."""
+    return file_overhead(ndim, 1, section_overhead(config)) + config.grid.levels
+
+
+def affordable_tiles(target: int, ndim: int, config: CompressConfig) -> int:
+    """Tiles the budget affords when each should hold at least ~64 bytes of latents."""
+    per_tile = file_overhead(ndim, 1) - file_overhead(ndim, 0) + config.grid.levels + 64
+    spare = target - file_overhead(ndim, 0, section_overhead(config))
+    limit = min(config.partition.max_blocks, config.grid.max_tiles)
+    return max(1, min(limit, spare // per_tile))
+
+
+def tile_records(array: np.ndarray, blocks: Sequence[Block]) -> np.ndarray:
+    """A constant tile is stored as its value (kind 0); every other tile is a latent pyramid (kind 3)."""
+    records = np.zeros(len(blocks), dtype=BLOCK_RECORD)
+    for i, block in enumerate(blocks):
+        values = array[block.slices]
+        records[i]["node"] = block.node
+        if bool(np.all(values == values.flat[0])):
+            records[i]["kind"] = KIND_CONSTANT
+            records[i]["lo"] = records[i]["hi"] = np.float32(values.flat[0])
+        else:
+            records[i]["kind"] = KIND_GRID
+            records[i]["lo"], records[i]["hi"] = np.min(values), np.max(values)
+    return records
+
+
+def _progress(event: GridStep) -> FitProgress:
+    """The family's step report as the pipeline's event (PSNR over the data range: values are
+    normalised to it, so the peak is 1)."""
+    return FitProgress(event.step, event.total, event.loss, psnr_from_mse(event.mse, 1.0), event.elapsed,
+                       event.lr)
+
+
+def _synthesis_distortion(trainer: GridTrainer, latents: list[list[np.ndarray]], seed: int):  # type: ignore[no-untyped-def]
+    """A function scoring dequantised synthesis tensors by their MSE on a fixed voxel sample."""
+    rng = np.random.default_rng(seed)
+    features, targets = [], []
+    total = trainer.n_voxels
+    with torch.no_grad():
+        for pyramid, target, grids in zip(trainer.pyramids, trainer.targets, latents):
+            n = max(1, round(DISTORTION_SAMPLES * target.numel() / total))
+            flat = torch.from_numpy(rng.integers(0, target.numel(), n))
+            voxels = torch.stack(torch.unravel_index(flat, pyramid.shape), dim=-1)
+            grid_t = [torch.from_numpy(g.astype(np.float32)) for g in grids]
+            features.append(pyramid.sampled_features(grid_t, voxels).numpy())
+            targets.append(target.cpu().numpy()[flat.numpy()])
+    feats = np.concatenate(features)
+    goal = np.concatenate(targets)
+    layout = trainer.layout
+    return lambda tensors: float(np.mean((synthesise(feats, tensors, layout) - goal) ** 2))
+
+
+def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Block], target: int,
+                      config: CompressConfig, stop: object = None,
+                      ) -> Generator[FitEvent, None, GridCoded]:
+    """Fit the tiles of ``blocks`` to ``target`` file bytes; yield progress, return the coded parts."""
+    stopped = as_stop_flag(stop)
+    layout = layout_of(config)
+    records = tile_records(array, blocks)
+    tiles = [i for i in range(len(blocks)) if records[i]["kind"] == KIND_GRID]
+    span = data.span if data.span > 0 else 1.0
+    normalised = ((array.astype(np.float32) - np.float32(data.low)) / np.float32(span)).astype(np.float32)
+    device = resolve_device(config.fit.device)
+    trainer = GridTrainer(normalised, [blocks[i].slices for i in tiles], layout, config.grid,
+                          config.fit.seed, device)
+    ndim = array.ndim
+    fixed = file_overhead(ndim, len(blocks), section_overhead(config)) + sum(
+        levels_for(blocks[i].size, layout.levels) + TILE_TAIL_BYTES for i in tiles)
+    latent_bits = max(8.0, (target - fixed) * 8.0)
+    n_latents = sum(p.numel() for pyr in trainer.pyramids for p in pyr.latents)
+    yield FitStarted(config.fit.steps, len(blocks), len(tiles), n_latents + layout.params(), 1,
+                     str(device), config.fit.time_limit)
+    run = fit_grid(trainer, config.fit.steps if tiles else 0, latent_bits, config.fit.time_limit,
+                   stopped, config.fit.report_every)
+    try:
+        while True:
+            event = next(run)
+            yield _progress(event)
+    except StopIteration as finished:
+        state = finished.value
+    if state.reason == "cancelled":
+        yield FitCancelled(state.steps, state.elapsed)
+        raise SciCancelledError(f"compression cancelled at step {state.steps}; nothing written")
+    yield StageStarted("quantise", "choosing the synthesis steps and coding the latents")
+    latents = [p.integer_latents() for p in state.pyramids]
+    raw = grid_quant.raw_latents(state.pyramids)
+    distortion = _synthesis_distortion(trainer, latents, config.fit.seed)
+    codes = grid_quant.choose_synthesis_steps(state.synthesis, distortion, state.lam / trainer.n_voxels,
+                                              layout)
+    synthesis = grid_quant.synthesis_payload(state.synthesis.flat_tensors(), codes, layout)
+    section = GridSection(layout, float(state.lam), synthesis).pack()
+    if stopped():
+        raise SciCancelledError("compression cancelled while coding; nothing written")
+    overhead = file_overhead(ndim, len(blocks), len(section))
+    coded, zeroed = grid_quant.trim_to_budget(latents, raw, target, overhead)
+    payloads = [b""] * len(blocks)
+    for index, payload in zip(tiles, coded):
+        payloads[index] = payload
+    return GridCoded(records, payloads, section, state.steps, state.elapsed, state.lam, zeroed)

@@ -1,0 +1,126 @@
+"""Latent-grid tile payloads (format 3, model 2): scale codes and one ANS stream of integer latents.
+
+Layout (docs/format.md, "Version 3"): one ``u8`` scale code per level (0: the level is all zero and
+not coded; else the Laplace scale ``2^(code/16 − 6)``), then the ANS stream as little-endian ``u32``
+words. Each coded level uses one fixed zero-mean ``QuantizedLaplace`` on [−LATENT_LIMIT, LATENT_LIMIT],
+so decoding allocates nothing per symbol beyond the latents themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_sci.base.grid_geometry import GridLayout, latent_count, level_shape, levels_for
+from napari_sci.errors import SciFormatError
+
+LATENT_LIMIT = 4095
+SCALE_CODE_ZERO = 0
+
+
+def scale_of(code: int) -> float:
+    """Laplace scale (in latent units) of a scale code 1..255."""
+    return 2.0 ** (code / 16 - 6)
+
+
+def scale_code_for(scale: float) -> int:
+    """The nearest scale code (1..255) to a Laplace scale."""
+    if not scale > 0:
+        return 1
+    return int(np.clip(round(16 * (math.log2(scale) + 6)), 1, 255))
+
+
+def _laplace(code: int):  # type: ignore[no-untyped-def]
+    import constriction
+
+    return constriction.stream.model.QuantizedLaplace(-LATENT_LIMIT, LATENT_LIMIT, 0.0, scale_of(code))
+
+
+def encode_tile(latents: Sequence[np.ndarray], scale_codes: Sequence[int]) -> bytes:
+    """A tile payload from its integer latents (level 0 first) and one scale code per level."""
+    import constriction
+
+    coder = constriction.stream.stack.AnsCoder()
+    codes = []
+    for grid, code in reversed(list(zip(latents, scale_codes))):  # a stack: last level first
+        symbols = np.clip(np.asarray(grid).reshape(-1), -LATENT_LIMIT, LATENT_LIMIT).astype(np.int32)
+        if not symbols.any():
+            codes.append(SCALE_CODE_ZERO)
+            continue
+        code = int(np.clip(code, 1, 255))
+        coder.encode_reverse(symbols, _laplace(code))
+        codes.append(code)
+    return bytes(reversed(codes)) + coder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int) -> list[np.ndarray]:
+    """A tile's integer latents, level 0 first; a malformed payload raises ``SciFormatError``."""
+    import constriction
+
+    n_levels = levels_for(tile_shape, levels)
+    if len(payload) < n_levels or (len(payload) - n_levels) % 4:
+        raise SciFormatError(f"latent-grid tile payload of {len(payload)} bytes is malformed")
+    words = np.frombuffer(payload, dtype="<u4", offset=n_levels).astype(np.uint32)
+    grids = []
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        for level, code in enumerate(payload[:n_levels]):
+            shape = level_shape(tile_shape, level)
+            if code == SCALE_CODE_ZERO:
+                grids.append(np.zeros(shape, dtype=np.int32))
+            else:
+                count = math.prod(shape)
+                grids.append(coder.decode(_laplace(code), count).astype(np.int32).reshape(shape))
+    except (ValueError, RuntimeError, OverflowError) as error:
+        raise SciFormatError(f"latent-grid tile payload cannot be decoded: {error}") from error
+    return grids
+
+
+GRID_SECTION = struct.Struct("<BBBf")  # levels, hidden, synth_layers, lambda; then the synthesis payload
+
+
+@dataclass(frozen=True)
+class GridSection:
+    """The latent-grid model section of a version 3 header: layout, λ and the coded synthesis."""
+
+    layout: GridLayout
+    lam: float
+    synthesis: bytes
+
+    def pack(self) -> bytes:
+        fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam)
+        return fixed + self.synthesis
+
+
+def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
+    """A version 2 network payload of the synthesis: its codes, whole u32 words, ≤ 32 bits a parameter."""
+    codes = 2 * len(layout.tensor_sizes())
+    return codes + 4 <= length <= codes + 4 * layout.params() + 64 and (length - codes) % 4 == 0
+
+
+def unpack_grid_section(data: bytes) -> GridSection:
+    """Parse and validate a model 2 section; anything out of range is a ``SciFormatError``."""
+    if len(data) < GRID_SECTION.size:
+        raise SciFormatError(f"latent-grid model section of {len(data)} bytes is too short")
+    levels, hidden, layers, lam = GRID_SECTION.unpack_from(data, 0)
+    if not (1 <= levels <= 16 and hidden >= 1 and 2 <= layers <= 8):
+        raise SciFormatError(f"latent-grid layout levels={levels} hidden={hidden} layers={layers} "
+                             "is out of range (levels 1–16, hidden ≥ 1, layers 2–8)")
+    if not (math.isfinite(lam) and lam >= 0):
+        raise SciFormatError(f"latent-grid lambda {lam} must be finite and ≥ 0")
+    layout = GridLayout(levels, hidden, layers)
+    synthesis = bytes(data[GRID_SECTION.size:])
+    if not synthesis_length_ok(len(synthesis), layout):
+        raise SciFormatError(f"latent-grid synthesis payload of {len(synthesis)} bytes does not fit "
+                             f"{layout.params()} parameters")
+    return GridSection(layout, float(lam), synthesis)
+
+
+def tile_length_ok(length: int, tile_shape: Sequence[int], levels: int) -> bool:
+    """A kind 3 payload: one code per level, whole u32 words, at most 32 bits a latent."""
+    n = levels_for(tile_shape, levels)
+    return n <= length <= n + 4 + 4 * latent_count(tile_shape, levels) and (length - n) % 4 == 0

@@ -1,0 +1,36 @@
+"""Which model family evaluates a file's blocks: the one place that maps a model id to its code.
+
+A new family is a new module beside ``siren.py`` and ``grid.py``, a format id and a line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from napari_sci.io.container import SciContents
+from napari_sci.io.format import MODEL_GRID, MODEL_SIREN
+
+Box = tuple[tuple[int, int], ...]
+
+
+class BlockModels(Protocol):
+    """The coded blocks of one file: evaluate block ``index`` (not a constant) on a local box."""
+
+    def evaluate(self, index: int, local: Box) -> np.ndarray: ...
+
+
+def block_models(contents: SciContents, sizes: Sequence[Sequence[int]], device: str = "cpu") -> BlockModels:
+    """The evaluator of ``contents``' model family (``device`` is used by torch-based families)."""
+    model = contents.header.model
+    if model == MODEL_GRID:
+        from napari_sci.models.grid import GridTiles
+
+        return GridTiles.from_contents(contents, sizes)
+    if model == MODEL_SIREN:
+        from napari_sci.models.siren import SirenBlocks
+
+        return SirenBlocks(contents, sizes, device)
+    raise ValueError(f"no evaluator for model id {model}")  # the reader refuses unknown ids first
