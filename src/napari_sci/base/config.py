@@ -226,7 +226,8 @@ class GridConfig:
         Shares of the steps run without the rate term first (the latents grow from zero), and with
         straight-through rounding last (after the uniform-noise phase).
     initial_lambda
-        λ (MSE per bit per voxel) when the rate term starts; a controller steers it to the budget.
+        λ (MSE per bit per voxel) when the rate term starts, for a 0.25 BPV target (scaled by
+        0.25/BPV for others); a controller then steers it to the budget.
     """
 
     levels: int = 7
@@ -236,9 +237,9 @@ class GridConfig:
     grid_samples: int = 1 << 17
     grid_lr: float = 1e-2
     latent_lr_scale: float = 10.0
-    warmup_fraction: float = 0.1
+    warmup_fraction: float = 0.05
     ste_fraction: float = 0.2
-    initial_lambda: float = 2e-3
+    initial_lambda: float = 1e-2
 
     def __post_init__(self) -> None:
         _require(1 <= self.levels <= 16, f"levels must be 1..16, got {self.levels}")

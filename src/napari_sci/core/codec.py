@@ -207,7 +207,7 @@ def partition_for_budget(array: np.ndarray, data: ValueRange, target: int, confi
                          analysis: TreeAnalysis | None = None) -> Partition:
     """The blocks encode chooses: the ILP over the normalised volume, capped by what the budget affords."""
     if config.model == "grid":
-        limit = affordable_tiles(target, array.ndim, config)
+        limit = affordable_tiles(target, int(array.size), array.ndim, config)
     else:
         limit = affordable_blocks(target, array.ndim, config)
     if analysis is not None:  # a PSNR search's tries share it: no normalised copy per try

@@ -61,11 +61,14 @@ def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
     return file_overhead(ndim, 1, section_overhead(config)) + config.grid.levels
 
 
-def affordable_tiles(target: int, ndim: int, config: CompressConfig) -> int:
-    """Tiles the budget affords when each should hold at least ~64 bytes of latents."""
+MIN_TILE_VOXELS = 1 << 15  # smaller tiles cost more in per-tile steps and side information than they give
+
+
+def affordable_tiles(target: int, n_voxels: int, ndim: int, config: CompressConfig) -> int:
+    """Tiles the budget affords (each with ~64 bytes of latents at least), each of ≥ 32k voxels."""
     per_tile = file_overhead(ndim, 1) - file_overhead(ndim, 0) + config.grid.levels + 64
     spare = target - file_overhead(ndim, 0, section_overhead(config))
-    limit = min(config.partition.max_blocks, config.grid.max_tiles)
+    limit = min(config.partition.max_blocks, config.grid.max_tiles, n_voxels // MIN_TILE_VOXELS)
     return max(1, min(limit, spare // per_tile))
 
 
@@ -91,7 +94,8 @@ def _progress(event: GridStep) -> FitProgress:
                        event.lr)
 
 
-def _synthesis_distortion(trainer: GridTrainer, latents: list[list[np.ndarray]], seed: int):  # type: ignore[no-untyped-def]
+def _synthesis_distortion(trainer: GridTrainer, latents: list[list[np.ndarray]], step: float,  # type: ignore[no-untyped-def]
+                          seed: int):
     """A function scoring dequantised synthesis tensors by their MSE on a fixed voxel sample."""
     rng = np.random.default_rng(seed)
     features, targets = [], []
@@ -101,7 +105,7 @@ def _synthesis_distortion(trainer: GridTrainer, latents: list[list[np.ndarray]],
             n = max(1, round(DISTORTION_SAMPLES * target.numel() / total))
             flat = torch.from_numpy(rng.integers(0, target.numel(), n))
             voxels = torch.stack(torch.unravel_index(flat, pyramid.shape), dim=-1)
-            grid_t = [torch.from_numpy(g.astype(np.float32)) for g in grids]
+            grid_t = [torch.from_numpy(g.astype(np.float32) * np.float32(step)) for g in grids]
             features.append(pyramid.sampled_features(grid_t, voxels).numpy())
             targets.append(target.cpu().numpy()[flat.numpy()])
     feats = np.concatenate(features)
@@ -141,18 +145,20 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     if state.reason == "cancelled":
         yield FitCancelled(state.steps, state.elapsed)
         raise SciCancelledError(f"compression cancelled at step {state.steps}; nothing written")
-    yield StageStarted("quantise", "choosing the synthesis steps and coding the latents")
-    latents = [p.integer_latents() for p in state.pyramids]
+    yield StageStarted("quantise", "fitting the latent step to the budget, coding the synthesis")
     raw = grid_quant.raw_latents(state.pyramids)
-    distortion = _synthesis_distortion(trainer, latents, config.fit.seed)
+    fixed = file_overhead(ndim, len(blocks), section_overhead(config))
+    step, latents, coded = grid_quant.fit_step_to_budget(raw, target, fixed)
+    if stopped():
+        raise SciCancelledError("compression cancelled while coding; nothing written")
+    distortion = _synthesis_distortion(trainer, latents, step, config.fit.seed)
     codes = grid_quant.choose_synthesis_steps(state.synthesis, distortion, state.lam / trainer.n_voxels,
                                               layout)
     synthesis = grid_quant.synthesis_payload(state.synthesis.flat_tensors(), codes, layout)
-    section = GridSection(layout, float(state.lam), synthesis).pack()
-    if stopped():
-        raise SciCancelledError("compression cancelled while coding; nothing written")
+    section = GridSection(layout, float(state.lam), synthesis, step).pack()
     overhead = file_overhead(ndim, len(blocks), len(section))
-    coded, zeroed = grid_quant.trim_to_budget(latents, raw, target, overhead)
+    scaled = [[g / step for g in tile] for tile in raw]
+    coded, zeroed = grid_quant.trim_to_budget(latents, scaled, target, overhead, coded)
     payloads = [b""] * len(blocks)
     for index, payload in zip(tiles, coded):
         payloads[index] = payload

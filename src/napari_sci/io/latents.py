@@ -80,7 +80,8 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int) -> list[
     return grids
 
 
-GRID_SECTION = struct.Struct("<BBBf")  # levels, hidden, synth_layers, lambda; then the synthesis payload
+GRID_SECTION = struct.Struct("<BBBff")  # levels, hidden, synth_layers, lambda, latent_step; synthesis
+LATENT_STEP_RANGE = (2.0 ** -8, 2.0 ** 8)
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,11 @@ class GridSection:
     layout: GridLayout
     lam: float
     synthesis: bytes
+    latent_step: float = 1.0
 
     def pack(self) -> bytes:
-        fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam)
+        fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam,
+                                  self.latent_step)
         return fixed + self.synthesis
 
 
@@ -106,18 +109,20 @@ def unpack_grid_section(data: bytes) -> GridSection:
     """Parse and validate a model 2 section; anything out of range is a ``SciFormatError``."""
     if len(data) < GRID_SECTION.size:
         raise SciFormatError(f"latent-grid model section of {len(data)} bytes is too short")
-    levels, hidden, layers, lam = GRID_SECTION.unpack_from(data, 0)
+    levels, hidden, layers, lam, step = GRID_SECTION.unpack_from(data, 0)
     if not (1 <= levels <= 16 and hidden >= 1 and 2 <= layers <= 8):
         raise SciFormatError(f"latent-grid layout levels={levels} hidden={hidden} layers={layers} "
                              "is out of range (levels 1–16, hidden ≥ 1, layers 2–8)")
     if not (math.isfinite(lam) and lam >= 0):
         raise SciFormatError(f"latent-grid lambda {lam} must be finite and ≥ 0")
+    if not (math.isfinite(step) and LATENT_STEP_RANGE[0] <= step <= LATENT_STEP_RANGE[1]):
+        raise SciFormatError(f"latent step {step} is outside [2^-8, 2^8]")
     layout = GridLayout(levels, hidden, layers)
     synthesis = bytes(data[GRID_SECTION.size:])
     if not synthesis_length_ok(len(synthesis), layout):
         raise SciFormatError(f"latent-grid synthesis payload of {len(synthesis)} bytes does not fit "
                              f"{layout.params()} parameters")
-    return GridSection(layout, float(lam), synthesis)
+    return GridSection(layout, float(lam), synthesis, float(step))
 
 
 def tile_length_ok(length: int, tile_shape: Sequence[int], levels: int) -> bool:

@@ -68,14 +68,17 @@ def decode_synthesis(payload: bytes, layout: GridLayout) -> list[np.ndarray]:
 
 
 def evaluate_tile_box(grids: Sequence[np.ndarray], weights: Sequence[np.ndarray], layout: GridLayout,
-                      tile_shape: Sequence[int], box: Box) -> np.ndarray:
-    """Normalised values (0 = value_min, 1 = value_max) of a tile on ``box`` (tile coordinates)."""
+                      tile_shape: Sequence[int], box: Box, latent_step: float = 1.0) -> np.ndarray:
+    """Normalised values (0 = value_min, 1 = value_max) of a tile on ``box`` (tile coordinates);
+    the stored integer latents count ``latent_step`` each."""
     box_shape = tuple(stop - start for start, stop in box)
     count = int(np.prod(box_shape))
     features = np.zeros((count, layout.levels), dtype=np.float32)
     for level, grid in enumerate(grids):
         if grid.any():
             features[:, level] = interpolate_box(grid, level, tile_shape, box).reshape(-1)
+    if latent_step != 1.0:
+        features *= np.float32(latent_step)
     return synthesise(features, weights, layout).reshape(box_shape)
 
 
@@ -87,7 +90,9 @@ class GridTiles:
     """
 
     def __init__(self, layout: GridLayout, synthesis: bytes, payloads: Sequence[bytes],
-                 sizes: Sequence[Sequence[int]], low: float = 0.0, span: float = 1.0) -> None:
+                 sizes: Sequence[Sequence[int]], low: float = 0.0, span: float = 1.0,
+                 latent_step: float = 1.0) -> None:
+        self.step = np.float32(latent_step)
         self.low = np.float32(low)
         self.span = np.float32(span)
         self.layout = layout
@@ -110,9 +115,10 @@ class GridTiles:
         header = contents.header
         section = unpack_grid_section(header.section)
         return cls(section.layout, section.synthesis, contents.payloads, sizes, header.value_min,
-                   header.value_max - header.value_min)
+                   header.value_max - header.value_min, section.latent_step)
 
     def evaluate(self, index: int, local: Box) -> np.ndarray:
         """Values (float32, data units) of tile ``index`` on the tile-local box ``local``."""
-        y = evaluate_tile_box(self.latents(index), self.weights, self.layout, self.sizes[index], local)
+        y = evaluate_tile_box(self.latents(index), self.weights, self.layout, self.sizes[index], local,
+                              self.step)
         return self.low + y * self.span

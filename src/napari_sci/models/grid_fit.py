@@ -23,7 +23,7 @@ from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.models.grid_net import Synthesis, TilePyramid
 
 CONTROL_EVERY = 10       # steps between λ updates
-CONTROL_GAIN = 0.25      # log-λ change per update at a rate error of e (×e, clipped at ±1)
+CONTROL_GAIN = 0.5       # log-λ change per update at a rate error of e (×e, clipped at ±1)
 RATE_MARGIN = 0.985      # aim this far under the rate target, so coding overheads still fit
 
 
@@ -131,6 +131,15 @@ class GridTrainer:
         return float(sum(p.bits(p.quantised("hard")) for p in self.pyramids))
 
 
+def starting_lambda(settings: GridConfig, bits_per_voxel: float) -> float:
+    """λ to start from: ``initial_lambda`` at 0.25 BPV, scaled by 0.25 / BPV.
+
+    At the optimum λ is −dMSE/dR, which grows as the rate falls; the inverse-rate scaling keeps the
+    start within a few controller updates of where λ ends on the development volumes.
+    """
+    return settings.initial_lambda * (0.25 / max(bits_per_voxel, 1e-3))
+
+
 def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_limit: float | None,
              stop: Callable[[], bool], report_every: int = 10,
              ) -> Generator[GridStep, None, GridFitState]:
@@ -141,7 +150,7 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
     steps), so the cosine decay and the rounding phase still happen.
     """
     settings = trainer.settings
-    lam = settings.initial_lambda
+    lam = starting_lambda(settings, (target_bits or 0.25 * trainer.n_voxels) / trainer.n_voxels)
     total = max(1, steps)
     started = time.perf_counter()
     reason = "steps"

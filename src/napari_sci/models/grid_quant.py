@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from napari_sci.base.grid_geometry import GridLayout
-from napari_sci.io.latents import encode_tile, scale_code_for, scale_of
+from napari_sci.io.latents import LATENT_LIMIT, encode_tile, scale_code_for, scale_of
 from napari_sci.io.weights import TensorCode, encode_payload, quantise, width_code_for
 from napari_sci.models.grid_net import Synthesis
 
@@ -33,14 +33,26 @@ def laplace_bits_np(symbols: np.ndarray, scale: float) -> float:
     return float(-np.log2(np.maximum(high - low, 1e-300)).sum())
 
 
+def _histogram_bits(magnitudes: np.ndarray, counts: np.ndarray, scale: float) -> float:
+    return float(np.dot(counts, [laplace_bits_np(np.array([m]), scale) for m in magnitudes]))
+
+
 def best_scale_code(symbols: np.ndarray) -> int:
-    """The scale code that codes ``symbols`` in the fewest bits (0 when they are all zero)."""
+    """The scale code that codes ``symbols`` in the fewest bits (0 when they are all zero).
+
+    Scored on the histogram of |symbol| (the model is symmetric), so a level of millions of latents
+    costs a few hundred evaluations, not millions.
+    """
     if not symbols.any():
         return 0
+    magnitudes, counts = np.unique(np.abs(symbols.astype(np.int64)), return_counts=True)
     guess = scale_code_for(max(float(np.mean(np.abs(symbols))), 2.0 ** -6))
-    candidates = range(max(1, guess - 24), min(255, guess + 24) + 1, 2)
-    best = min(candidates, key=lambda c: laplace_bits_np(symbols, scale_of(c)))
-    return min((best - 1, best, best + 1), key=lambda c: laplace_bits_np(symbols, scale_of(max(1, c))))
+
+    def cost(code: int) -> float:
+        return _histogram_bits(magnitudes, counts, scale_of(min(255, max(1, code))))
+
+    best = min(range(max(1, guess - 24), min(255, guess + 24) + 1, 2), key=cost)
+    return max(1, min(255, min((best - 1, best, best + 1), key=cost)))
 
 
 def tile_payload(latents: Sequence[np.ndarray]) -> bytes:
@@ -88,35 +100,79 @@ def choose_synthesis_steps(synthesis: Synthesis, distortion: callable, lam_bits:
 
 
 def trim_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]], budget_bytes: int,
-                   fixed_bytes: int) -> tuple[list[bytes], int]:
+                   fixed_bytes: int, payloads: list[bytes] | None = None) -> tuple[list[bytes], int]:
     """Tile payloads that fit ``budget_bytes`` together with ``fixed_bytes`` of everything else.
 
     While over budget, zero the non-zero latents whose unrounded value lies nearest to the rounding
     threshold (least error added per bit saved), a growing fraction at a time. Returns the payloads and
     the number of latents zeroed.
     """
-    payloads = [tile_payload(t) for t in latents]
+    payloads = list(payloads) if payloads is not None else [tile_payload(t) for t in latents]
     zeroed = 0
     fraction = 0.02
     while fixed_bytes + sum(map(len, payloads)) > budget_bytes:
         over = fixed_bytes + sum(map(len, payloads)) - budget_bytes
-        candidates = [(float(abs(r.flat[k])), ti, li, k)
-                      for ti, (tile, tile_raw) in enumerate(zip(latents, raw))
-                      for li, (g, r) in enumerate(zip(tile, tile_raw))
-                      for k in np.flatnonzero(g.reshape(-1))]
-        if not candidates:
+        owners, magnitudes = [], []
+        for ti, (tile, tile_raw) in enumerate(zip(latents, raw)):
+            for li, (grid, unrounded) in enumerate(zip(tile, tile_raw)):
+                flat = np.flatnonzero(grid.reshape(-1))
+                owners.append(np.stack([np.full(flat.size, ti), np.full(flat.size, li), flat], axis=1))
+                magnitudes.append(np.abs(unrounded.reshape(-1)[flat]))
+        order = np.concatenate(magnitudes) if magnitudes else np.zeros(0)
+        if order.size == 0:
             break
-        candidates.sort()
-        count = max(1, min(len(candidates), int(len(candidates) * fraction), over * 2))
-        touched = set()
-        for _, ti, li, k in candidates[:count]:
+        count = max(1, min(order.size, int(order.size * fraction), over * 2))
+        chosen = np.concatenate(owners)[np.argpartition(order, count - 1)[:count]]
+        for ti, li, k in chosen:
             latents[ti][li].reshape(-1)[k] = 0
-            touched.add(ti)
-        zeroed += count
-        for ti in touched:
+        for ti in set(chosen[:, 0].tolist()):
             payloads[ti] = tile_payload(latents[ti])
+        zeroed += count
         fraction = min(0.5, fraction * 1.5)
     return payloads, zeroed
+
+
+def latents_at(raw: Sequence[Sequence[np.ndarray]], step: float) -> list[list[np.ndarray]]:
+    """The integer latents a decoder multiplies by ``step`` to approximate the trained ones."""
+    return [[np.clip(np.rint(g / step), -LATENT_LIMIT, LATENT_LIMIT).astype(np.int32) for g in tile]
+            for tile in raw]
+
+
+def fit_step_to_budget(raw: Sequence[Sequence[np.ndarray]], budget_bytes: int, fixed_bytes: int,
+                       fill: float = 0.97) -> tuple[float, list[list[np.ndarray]], list[bytes]]:
+    """The latent step Δ (a power of 2^(1/64) in [1/4, 4]) whose coded tiles come closest under budget.
+
+    Training leaves continuous latents near the rate asked for; re-quantising them with a step near 1
+    moves the size either way. Bisection on log Δ (size falls as Δ grows), stopping once the tiles
+    fill ``fill`` of what is left after ``fixed_bytes``.
+    """
+    room = budget_bytes - fixed_bytes
+
+    def coded(step: float) -> tuple[list[list[np.ndarray]], list[bytes]]:
+        latents = latents_at(raw, step)
+        return latents, [tile_payload(t) for t in latents]
+
+    low, high = -128, 128  # log2 Δ in 1/64 octaves
+    best: tuple[float, list[list[np.ndarray]], list[bytes]] | None = None
+    for _ in range(10):
+        middle = (low + high) // 2
+        step = 2.0 ** (middle / 64)
+        latents, payloads = coded(step)
+        size = sum(map(len, payloads))
+        if size <= room:
+            best = (step, latents, payloads)
+            if size >= fill * room:
+                break
+            high = middle
+        else:
+            low = middle
+        if high - low <= 1:
+            break
+    if best is None:
+        step = 2.0 ** (high / 64)
+        latents, payloads = coded(step)
+        best = (step, latents, payloads)
+    return best
 
 
 def raw_latents(pyramids: Sequence[torch.nn.Module]) -> list[list[np.ndarray]]:
