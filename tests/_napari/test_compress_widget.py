@@ -181,3 +181,37 @@ def test_errors_are_one_line_notifications(widget, wait_for, monkeypatch, settin
     assert expected in messages[0]
     assert "\n" not in messages[0]
     assert widget.run_button.enabled
+
+
+@pytest.mark.parametrize("case", ["output exists", "folder missing", "budget too small"])
+def test_what_would_fail_is_refused_before_any_fitting(widget, tmp_path, monkeypatch, case):
+    """A second click with the suggested output already there (overwrite unticked), a missing
+    folder or a budget below the smallest file: refused at the click, in the GUI's words, no fit run."""
+    import napari.utils.notifications as notifications
+
+    messages: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", messages.append)
+    existing = tmp_path / "out.sci"
+    existing.write_bytes(b"an earlier result")
+    if case == "folder missing":
+        widget.output.value = tmp_path / "no such folder" / "out.sci"
+    if case == "budget too small":
+        widget.overwrite.value = True
+        widget.budget.amount.value = 0.01
+    widget.run_button.native.click()
+    assert widget.job is None, "a fit was started"
+    assert widget.run_button.enabled
+    assert existing.read_bytes() == b"an earlier result"
+    [message] = messages
+    expected = {"output exists": "tick “overwrite”", "folder missing": "does not exist",
+                "budget too small": "too small"}[case]
+    assert expected in message
+    assert "--" not in message  # no CLI flag in the GUI
+    assert widget.status.value in message
+
+    if case == "output exists":  # ticking the box is all it takes
+        widget.overwrite.value = True
+        widget.steps.value = 5
+        widget.run_button.native.click()
+        assert widget.job is not None
+        widget.job.cancel()

@@ -12,8 +12,10 @@ import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from napari_sci._napari._checks import check_output
 from napari_sci.core.codec import BlockPlan, EncodeDone, EncodeResult, encode_events, plan_blocks
 from napari_sci.core.config import CompressConfig
 from napari_sci.core.events import RunState
@@ -96,6 +98,7 @@ def compress_events(job: CompressJob, stop: threading.Event
                 if isinstance(event, EncodeDone):
                     if stop.is_set():
                         break
+                    check_output(Path(job.path), job.overwrite)  # the GUI's words if it appeared meanwhile
                     event.result.write(job.path, overwrite=job.overwrite)
                     return Outcome(RunState.DONE, event.result)
                 yield event

@@ -19,6 +19,7 @@ from magicgui.widgets import (
 )
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
+from napari_sci._napari._checks import preflight
 from napari_sci._napari._layer import sci_layer_data
 from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_events, start
 from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
@@ -144,7 +145,9 @@ class CompressWidget(QWidget):
             return
         try:
             data, config, path = layer_volume(layer), self.config(), self.output_path()
+            preflight(data, config, path, bool(self.overwrite.value), budget=self.search() is None)
         except ValueError as error:
+            self.status.value = str(error)
             show_error(f"napari-sci: {error}")
             return
         self._source, self._path, self._time_limit = layer, path, config.fit.time_limit
