@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 
@@ -11,8 +14,42 @@ from napari_sci.errors import SciInputError
 if TYPE_CHECKING:
     import napari
 
+logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 SIZE_KINDS = {"bits per voxel": ("bpv", 0.1), "ratio": ("ratio", 100.0)}
 QUALITY_KINDS = {"PSNR (dB)": ("psnr", 35.0)}
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one sentence: our own errors keep their message, others name their type."""
+    from napari_sci.errors import SciError
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, SciError) and text:
+        return text
+    return f"unexpected {type(error).__name__}" + (f": {text}" if text else "")
+
+
+def reports_errors(method: F) -> F:
+    """For widget callbacks: an exception ends on the widget's status line and in a notification
+    (logged in full), never as a traceback dialog or, in a plain Qt application, an abort."""
+
+    @functools.wraps(method)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:
+            from napari.utils.notifications import show_error
+
+            logger.error("napari-sci: error in %s", method.__qualname__, exc_info=error)
+            message = one_line(error)
+            status = getattr(self, "status", None)
+            if status is not None:
+                status.value = message
+            show_error(f"napari-sci: {message}")
+            return None
+
+    return guarded  # type: ignore[return-value]
 
 
 def layer_volume(layer: Any) -> Any:

@@ -9,7 +9,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from napari_sci._napari.widgets._form import image_picker, status_label
+from napari_sci._napari.widgets._form import image_picker, reports_errors, status_label
 from napari_sci._napari.widgets._grid import SideBySide
 from napari_sci._napari.widgets._roi import RoiMetrics, plane_index, rectangle_box, roi_metrics
 from napari_sci.core.volume import value_range
@@ -58,6 +58,7 @@ class CompareWidget(QWidget):
         self.difference = CheckBox(label="difference layer", value=False)
         self.compare_button = PushButton(text="Compare")
         self.metrics = status_label()
+        self.status = self.metrics  # where errors in callbacks are reported
         self.form = Container(widgets=[self.original, self.decoded, self.side_by_side, self.difference,
                                        self.compare_button])
         layout = QVBoxLayout(self)
@@ -123,6 +124,7 @@ class CompareWidget(QWidget):
                 contrast_limits=(-limit, limit), scale=original.scale, translate=original.translate)
         return self.difference_layer
 
+    @reports_errors
     def compare(self) -> None:
         """Set up the ROI, the view and the difference layer for the chosen pair, then measure."""
         from napari.utils.notifications import show_error
@@ -142,6 +144,7 @@ class CompareWidget(QWidget):
         roi.mode = "select"
         self.update_metrics()
 
+    @reports_errors
     def _arrange(self, event: Any = None) -> None:
         """Apply the side-by-side and difference choices."""
         if self.roi is None or self.roi not in self.viewer.layers:
@@ -176,6 +179,7 @@ class CompareWidget(QWidget):
         return roi_metrics(np.asarray(original.data[index]), np.asarray(decoded.data[index]),
                            self._range)
 
+    @reports_errors
     def update_metrics(self, event: Any = None) -> None:
         """Recompute the ROI figures and show them."""
         self.last = self.measure()

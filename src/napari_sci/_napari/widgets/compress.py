@@ -22,7 +22,13 @@ from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 from napari_sci._napari._checks import preflight
 from napari_sci._napari._layer import sci_layer_data
 from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_events, start
-from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
+from napari_sci._napari.widgets._form import (
+    BudgetEdit,
+    image_picker,
+    layer_volume,
+    reports_errors,
+    status_label,
+)
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
 from napari_sci.core.codec import EncodeResult
@@ -135,6 +141,7 @@ class CompressWidget(QWidget):
     def running(self) -> bool:
         return self.job is not None and self.job.running
 
+    @reports_errors
     def run(self) -> None:
         """Start compressing the chosen image in a worker thread."""
         from napari.utils.notifications import show_error
@@ -159,6 +166,7 @@ class CompressWidget(QWidget):
         self.job = start(compress_events, job, on_event=self._on_event, on_outcome=self._finished,
                          stop=threading.Event())
 
+    @reports_errors
     def cancel(self) -> None:
         """Stop the running compression; the worker ends before its next fitting step."""
         if self.job is not None:
@@ -171,6 +179,7 @@ class CompressWidget(QWidget):
         if running:
             self.progress.setRange(0, 0)
 
+    @reports_errors
     def _on_event(self, event: object) -> None:
         if isinstance(event, FitStarted):
             self._fit_started = time.monotonic()
@@ -189,6 +198,7 @@ class CompressWidget(QWidget):
         elif isinstance(event, QualityTry):
             self.tries.append(event)
 
+    @reports_errors
     def _finished(self, outcome: Outcome[EncodeResult]) -> None:
         from napari.utils.notifications import show_error, show_info
 
