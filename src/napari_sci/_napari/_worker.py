@@ -8,6 +8,7 @@ message, so napari never shows a traceback for a failed run (unexpected errors a
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
@@ -60,6 +61,11 @@ class CompressJob:
     overwrite: bool = False
     search: QualitySearch | None = None
     threads: int | None = None
+
+
+def default_threads() -> int:
+    """All cores but one, which stays with the viewer."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 @contextmanager

@@ -21,7 +21,14 @@ from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from napari_sci._napari._checks import preflight
 from napari_sci._napari._layer import sci_layer_data
-from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_events, start
+from napari_sci._napari._worker import (
+    CompressJob,
+    Job,
+    Outcome,
+    compress_events,
+    default_threads,
+    start,
+)
 from napari_sci._napari.widgets._form import (
     BudgetEdit,
     image_picker,
@@ -43,11 +50,6 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 FORMATS = [("2: quantised, entropy-coded weights", 2), ("1: float32 weights (as in the paper)", 1)]
-
-
-def default_threads() -> int:
-    """All cores but one, which stays with the viewer."""
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 class CompressWidget(QWidget):
