@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_sci._napari._spacing import save_spacing
 from napari_sci._napari._worker import CompressJob, Outcome, compress_events, default_threads, start
 from napari_sci.core.codec import EncodeResult, encode
 from napari_sci.core.config import CompressConfig
@@ -36,11 +37,17 @@ class WriterDefaults:
         return compress_config(**asdict(self))
 
 
-def _spacing(meta: dict[str, Any], ndim: int) -> tuple[float, ...] | None:
-    scale = meta.get("scale")
-    if scale is None or len(scale) != ndim:
-        return None
-    return tuple(float(s) for s in scale)
+def _spacing(data: Any, meta: dict[str, Any]) -> tuple[float, ...] | None:
+    """The layer's scale, or, for an unscaled layer opened from an ImageJ/OME TIFF, the file's."""
+    layer = None
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+        layer = next((la for la in viewer.layers if la.data is data), None) if viewer else None
+    except ImportError:
+        pass
+    return save_spacing(layer, meta.get("scale"), data.ndim)
 
 
 DEFAULTS = WriterDefaults()
@@ -88,7 +95,7 @@ class SaveFailed(OSError):
 def write_sci(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """Compress one image layer to ``path`` with :data:`DEFAULTS`, atomically (napari's save dialog
     has already confirmed any overwrite); raises :class:`SaveFailed` with one sentence otherwise."""
-    config, spacing = DEFAULTS.config(), _spacing(meta, data.ndim)
+    config, spacing = DEFAULTS.config(), _spacing(data, meta)
     name = Path(path).name
     if not _in_gui_thread():
         try:  # encode checks the layout before it reads a lazy layer into memory (check_volume)

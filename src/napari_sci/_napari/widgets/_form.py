@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label
 
+from napari_sci._napari._spacing import adopt_file_spacing
 from napari_sci.errors import SciInputError
 
 if TYPE_CHECKING:
@@ -70,15 +71,25 @@ def status_label() -> Label:
 
 
 def image_picker(viewer: napari.viewer.Viewer, label: str) -> ComboBox:
-    """A combo box of the viewer's image layers that follows layers being added and removed."""
+    """A combo box of the viewer's image layers that follows layers being added and removed.
+
+    Image layers opened from an ImageJ/OME TIFF at scale 1 take their file's voxel size on the way
+    (napari's TIFF reader drops it; see :mod:`napari_sci._napari._spacing`)."""
     from napari.layers import Image
 
     def choices(_widget: Any) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in viewer.layers if isinstance(layer, Image)]
 
+    def physical_scale(layer: Any) -> None:
+        if adopt_file_spacing(layer) is not None and len(viewer.layers) == 1:
+            viewer.reset_view()
+
     picker = ComboBox(label=label, choices=choices, nullable=False)
+    viewer.layers.events.inserted.connect(lambda event: physical_scale(event.value))
     viewer.layers.events.inserted.connect(picker.reset_choices)
     viewer.layers.events.removed.connect(picker.reset_choices)
+    for layer in list(viewer.layers):
+        physical_scale(layer)
     return picker
 
 

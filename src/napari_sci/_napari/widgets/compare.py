@@ -9,6 +9,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from napari_sci._napari._spacing import describe
 from napari_sci._napari.widgets._form import image_picker, reports_errors, status_label
 from napari_sci._napari.widgets._grid import SideBySide
 from napari_sci._napari.widgets._roi import RoiMetrics, plane_index, rectangle_box, roi_metrics
@@ -33,6 +34,20 @@ def data_range(decoded: Any, original: Any) -> float:
     if stored is not None:
         return float(stored[1] - stored[0])
     return value_range(np.asarray(original.data)).span  # as floats: np.ptp wraps around on int16
+
+
+def misalignment(original: Any, decoded: Any) -> str | None:
+    """Why two layers of one shape would not line up voxel for voxel in world coordinates, or None.
+
+    The figures compare index with index, so layers with different voxel sizes or offsets are refused
+    rather than shown side by side at different places."""
+    for what, a, b in (("voxel sizes", original.scale, decoded.scale),
+                       ("offsets (translate)", original.translate, decoded.translate)):
+        if not np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-9):
+            return (f"{original.name} and {decoded.name} have different {what}: {describe(a)} vs "
+                    f"{describe(b)}; they would not line up, so give both the same scale and "
+                    "translate (layer.scale, layer.translate) to compare them")
+    return None
 
 
 def difference_data(original: Any, decoded: Any) -> Any:
@@ -90,6 +105,7 @@ class CompareWidget(QWidget):
             self.decoded.value = decoded[-1]
             same = [c for c in self.original.choices
                     if "sci" not in c.metadata and c.data.shape == decoded[-1].data.shape]
+            same.sort(key=lambda c: misalignment(c, decoded[-1]) is not None)  # aligned ones first
             if same:
                 self.original.value = same[0]
 
@@ -137,6 +153,11 @@ class CompareWidget(QWidget):
             show_error(f"napari-sci: the layers differ in shape: {original.data.shape} vs "
                        f"{decoded.data.shape}")
             return
+        problem = misalignment(original, decoded)
+        if problem is not None:
+            self.metrics.value = problem
+            show_error(f"napari-sci: {problem}")
+            return
         self._range = data_range(decoded, original)
         roi = self._ensure_roi()
         self._arrange()
@@ -166,6 +187,8 @@ class CompareWidget(QWidget):
         if self.roi is None or self.roi not in self.viewer.layers or not len(self.roi.data):
             return None
         if original is None or decoded is None or original.data.shape != decoded.data.shape:
+            return None
+        if misalignment(original, decoded) is not None:
             return None
         shape = original.data.shape
         axes = _plane_axes(len(shape))
