@@ -39,4 +39,17 @@ def read_sci(path: Any) -> list[LayerData]:
     from napari_sci._napari._layer import sci_layer_data
 
     paths = path if isinstance(path, (list, tuple)) else [path]
-    return [sci_layer_data(p) for p in paths]
+    layers = [sci_layer_data(p) for p in paths]
+    _watch_current_viewer()
+    return layers
+
+
+def _watch_current_viewer() -> None:
+    """Decode in the background when the viewer that opens these files turns 3D."""
+    try:
+        import napari
+    except ImportError:
+        return
+    from napari_sci._napari._views import watch_3d
+
+    watch_3d(napari.current_viewer())

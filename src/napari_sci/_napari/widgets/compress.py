@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from napari_sci._napari._checks import preflight
 from napari_sci._napari._layer import sci_layer_data
+from napari_sci._napari._views import watch_3d
 from napari_sci._napari._worker import (
     CompressJob,
     Job,
@@ -225,6 +226,7 @@ class CompressWidget(QWidget):
         path = self._path
         data, kwargs, kind = sci_layer_data(path)
         layer = Layer.create(data, {**kwargs, "translate": tuple(self._source.translate)}, kind)
+        watch_3d(self.viewer)
         self.viewer.layers.append(layer)
         if self._source in self.viewer.layers:
             self.viewer.layers.move(self.viewer.layers.index(layer),
