@@ -59,6 +59,10 @@ def tile_chunks(contents: SciContents) -> tuple[tuple[int, ...], ...]:
     return tuple(chunks)
 
 
+ARRAY_METHODS = frozenset({
+    "astype", "all", "any", "argmax", "argmin", "clip", "copy", "cumsum", "max", "mean", "min",
+    "nonzero", "prod", "ravel", "reshape", "round", "squeeze", "std", "sum", "swapaxes", "T",
+    "tobytes", "transpose", "var", "view"})
 MARGIN = 2  # voxels decoded beyond a tile's in-plane faces, then cropped (see _Tile.__getitem__)
 
 
@@ -100,6 +104,25 @@ class _Tile:
         with self.tiles.once(self.index):
             out = self[whole]
         return out if dtype is None else out.astype(dtype)
+
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``astype``, ``sum``, ...) as the decoded tile: dask hands chunks to numpy."""
+        if name not in ARRAY_METHODS:  # a probe (hasattr) must not decode the tile
+            raise AttributeError(name)
+        return getattr(np.asarray(self), name)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return getattr(ufunc, method)(*_decoded(inputs), **kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        return func(*_decoded(args), **dict(zip(kwargs, _decoded(tuple(kwargs.values())))))
+
+
+def _decoded(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``values`` with every tile (also inside lists and tuples) decoded."""
+    return tuple(np.asarray(v) if isinstance(v, _Tile)
+                 else type(v)(_decoded(tuple(v))) if isinstance(v, (list, tuple)) else v for v in values)
 
 
 class _Tiles:
