@@ -133,3 +133,29 @@ def test_a_3d_view_draws_from_tiles_decoded_ahead(make_napari_viewer, sci_file, 
     np.testing.assert_array_equal(np.asarray(layer._data_view), napari_sci.decode(sci_file))
     viewer.dims.ndisplay = 2
     assert layer._data_view.ndim == 2
+
+
+def test_a_damaged_file_says_why_in_one_sentence(make_napari_viewer, sci_file, tmp_path, monkeypatch):
+    import napari.utils.notifications as notifications
+
+    messages: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", messages.append)
+    damaged = tmp_path / "damaged.sci"
+    damaged.write_bytes(sci_file.read_bytes()[:-10])
+    viewer = make_napari_viewer()
+    assert viewer.open(damaged, plugin="napari-sci") == []
+    [message] = messages
+    assert message.startswith("napari-sci: cannot open damaged.sci: the file is ")
+    assert message.endswith("it is truncated")
+    assert "\n" not in message
+    assert len(viewer.layers) == 0
+
+
+def test_the_target_field_keeps_small_values(make_napari_viewer):
+    from napari_sci._napari.widgets.compress import CompressWidget
+
+    widget = CompressWidget(make_napari_viewer())
+    for value in (0.025, 0.005, 0.0125):
+        widget.budget.amount.native.setValue(value)  # as typed in the field
+        assert widget.budget.settings() == {"bpv": value}
+    assert widget.config().budget.bpv == 0.0125

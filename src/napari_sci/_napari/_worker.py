@@ -64,8 +64,12 @@ class CompressJob:
 
 
 def default_threads() -> int:
-    """All cores but one, which stays with the viewer."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """All cores but one, which stays with the viewer, and at least two where there are two.
+
+    On a 2-core machine one thread fitted about 2.6x fewer steps than two, while the viewer stayed
+    responsive with two (the fit runs in a worker; PyTorch releases the GIL while computing)."""
+    cores = os.cpu_count() or 1
+    return 1 if cores < 2 else max(2, cores - 1)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+DECIMALS = 4  # of the target value: 0.025 and 0.005 bits per voxel must survive
 SIZE_KINDS = {"bits per voxel": ("bpv", 0.1), "ratio": ("ratio", 100.0)}
 QUALITY_KINDS = {"PSNR (dB)": ("psnr", 35.0)}
 
@@ -101,6 +102,7 @@ class BudgetEdit(Container):
         first = next(iter(self.kinds))
         self.kind = ComboBox(label="target", choices=list(self.kinds), value=first)
         self.amount = FloatSpinBox(label="value", value=self.kinds[first][1], min=1e-4, max=1e6, step=0.05)
+        self.amount.native.setDecimals(DECIMALS)  # magicgui takes 2 from the step: 0.025 became 0.03
         super().__init__(widgets=[self.kind, self.amount], layout="horizontal", labels=False)
         self.kind.changed.connect(self._kind_changed)
 
