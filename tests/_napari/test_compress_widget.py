@@ -216,3 +216,14 @@ def test_what_would_fail_is_refused_before_any_fitting(widget, tmp_path, monkeyp
         widget.run_button.native.click()
         assert widget.job is not None
         widget.job.cancel()
+
+
+def test_closing_the_dock_cancels_the_fit(widget, qtbot, tmp_path):
+    widget.steps.value = 1_000_000
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.plot.steps) >= 1, timeout=60_000)
+    job = widget.job
+    widget.viewer.window.remove_dock_widget(widget)  # what the dock's close button does
+    assert job.stop.is_set()
+    qtbot.waitUntil(lambda: not job.running, timeout=5_000)
+    assert list(tmp_path.iterdir()) == []

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 ROI_NAME = "ROI"
 MIN_WIDTH = 280  # room for the layer names and the metrics
-DIFFERENCE_SPAN = 0.25  # the difference layer's colour scale covers ±25 % of the data range
+DIFFERENCE_COLORMAP = "berlin"  # diverging, dark at zero: small errors stay dark on napari's canvas
+DIFFERENCE_PERCENTILE = 99.0  # the colour scale spans ± this percentile of |error| on the shown plane
 
 
 def _plane_axes(ndim: int) -> tuple[int, int]:
@@ -48,6 +49,17 @@ def misalignment(original: Any, decoded: Any) -> str | None:
                     f"{describe(b)}; they would not line up, so give both the same scale and "
                     "translate (layer.scale, layer.translate) to compare them")
     return None
+
+
+def file_figures(layer: Any) -> str:
+    """The whole file's figures of a ``.sci`` layer (from its header), as lines under the ROI's."""
+    sci = getattr(layer, "metadata", {}).get("sci")
+    if not sci:
+        return ""
+    psnr = sci.get("psnr")
+    shown = f"{psnr:.2f} dB" if psnr is not None and math.isfinite(psnr) else "not stored"
+    return (f"\n\n{layer.name} (whole file): {sci['file_bytes']} bytes\n{sci['bpv']:.4f} BPV, "
+            f"ratio {sci['ratio']:.0f}:1\nPSNR {shown}, {sci['blocks']} blocks")
 
 
 def difference_data(original: Any, decoded: Any) -> Any:
@@ -130,17 +142,28 @@ class CompareWidget(QWidget):
         """The difference layer for the current pair, replaced in place when the pair changes."""
         original, decoded = self.original.value, self.decoded.value
         data = difference_data(original, decoded)
-        limit = max(self._range * DIFFERENCE_SPAN, 1e-6)
+        limit = self._difference_limit(data)
         if self.difference_layer is not None and self.difference_layer in self.viewer.layers:
             self.difference_layer.data = data
             self.difference_layer.contrast_limits = (-limit, limit)
         else:
             self.difference_layer = self.viewer.add_image(
-                data, name=f"difference ({original.name} − {decoded.name})", colormap="bwr",
-                contrast_limits=(-limit, limit), scale=original.scale, translate=original.translate)
+                data, name=f"difference ({original.name} − {decoded.name})",
+                colormap=DIFFERENCE_COLORMAP, contrast_limits=(-limit, limit), scale=original.scale,
+                translate=original.translate)
         return self.difference_layer
 
     @reports_errors
+    def _difference_limit(self, data: Any) -> float:
+        """A symmetric colour range of ± the 99th percentile of |error| on the shown plane: the largest
+        errors would wash typical ones out (p50 = 10, p99 = 239 of ±1002 on a CT)."""
+        plane = tuple(int(np.clip(np.rint(c), 0, n - 1)) for c, n in
+                      zip(self.original.value.world_to_data(self.viewer.dims.point)[:-2],
+                          data.shape[:-2], strict=False))
+        errors = np.abs(np.asarray(data[plane]))
+        limit = float(np.percentile(errors, DIFFERENCE_PERCENTILE)) if errors.size else 0.0
+        return limit if limit > 0 else max(self._range * 1e-3, 1e-6)
+
     def compare(self) -> None:
         """Set up the ROI, the view and the difference layer for the chosen pair, then measure."""
         from napari.utils.notifications import show_error
@@ -180,6 +203,8 @@ class CompareWidget(QWidget):
             self.grid.enable(self.roi, panels)
         else:
             self.grid.disable()
+        self.viewer.layers.selection.active = self.roi  # not a copy: the ROI, ready to be moved
+        self.roi.mode = "select"
 
     def measure(self) -> RoiMetrics | None:
         """PSNR, SSIM and max error inside the ROI on the current plane (None without an ROI)."""
@@ -211,4 +236,5 @@ class CompareWidget(QWidget):
         m = self.last
         psnr = "inf" if math.isinf(m.psnr) else f"{m.psnr:.2f}"
         self.metrics.value = (f"ROI on this plane: {m.voxels} voxels\nPSNR {psnr} dB\n"
-                              f"SSIM {m.ssim:.4f}\nmax error {m.max_error:g}")
+                              f"SSIM {m.ssim:.4f}\nmax error {m.max_error:g}"
+                              + file_figures(self.decoded.value))

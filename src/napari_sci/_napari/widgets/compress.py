@@ -17,6 +17,7 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
 from napari_sci._napari._checks import preflight
@@ -139,6 +140,12 @@ class CompressWidget(QWidget):
         source = getattr(getattr(layer, "source", None), "path", None)
         folder = Path(source).parent if source else Path.cwd()
         self.output.value = folder / f"{layer.name}.sci"
+
+    def event(self, event: QEvent) -> bool:
+        """Closing the dock (napari takes the widget out of it) cancels a running fit."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.running:
+            self.cancel()
+        return super().event(event)
 
     @property
     def running(self) -> bool:
