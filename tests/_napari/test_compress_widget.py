@@ -227,3 +227,20 @@ def test_closing_the_dock_cancels_the_fit(widget, qtbot, tmp_path):
     assert job.stop.is_set()
     qtbot.waitUntil(lambda: not job.running, timeout=5_000)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_time_limit_bounds_the_whole_psnr_search(widget, wait_for, monkeypatch):
+    """An unreachable PSNR with a 3 s limit: the search stops after about 3 s of fitting in all, not
+    3 s per try (it used to take up to 8 tries × the limit)."""
+    import napari.utils.notifications as notifications
+
+    monkeypatch.setattr(notifications, "show_error", lambda message: None)
+    widget.budget.kind.value = "PSNR (dB)"
+    widget.budget.amount.value = 80.0
+    widget.steps.value = 1_000_000
+    widget.time_limit.value = 3.0
+    started = time.perf_counter()
+    widget.run_button.native.click()
+    wait_for(widget.job, timeout=120)
+    assert time.perf_counter() - started < 3.0 + 6.0  # the limit, plus partition and evaluation
+    assert "was not reached" in widget.status.value
