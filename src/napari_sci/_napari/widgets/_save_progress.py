@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QApplication, QProgressDialog
+from qtpy.QtWidgets import QApplication, QMainWindow, QProgressDialog, QWidget
 
 from napari_sci._napari.widgets._progress import ProgressClock
+
+
+def _main_window() -> QWidget | None:
+    """The window the dialog belongs to: the active one, else napari's visible main window."""
+    active = QApplication.activeWindow()
+    if active is not None:
+        return active
+    return next((w for w in QApplication.topLevelWidgets()
+                 if isinstance(w, QMainWindow) and w.isVisible()), None)
 
 
 class SaveProgress(QProgressDialog):
     """Shows the codec's events while a save runs; *Cancel* emits ``canceled``."""
 
     def __init__(self, name: str, time_limit: float | None) -> None:
-        super().__init__(f"saving {name}…", "Cancel", 0, 0, QApplication.activeWindow())
+        super().__init__(f"saving {name}…", "Cancel", 0, 0, _main_window())
         self.setWindowTitle(f"napari-sci: saving {name}")
         self.setWindowModality(Qt.WindowModality.WindowModal)  # no second save meanwhile
         self.setAutoClose(False)
