@@ -169,20 +169,56 @@ def compare_scene(settings: Settings, path: Path) -> None:
     viewer.close()
 
 
+def save_scene(settings: Settings) -> None:
+    """File ▸ Save as .sci: the fit runs under a progress dialog with Cancel while napari stays live."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication, QProgressDialog, QPushButton
+
+    volume, spacing = ct_crop(settings)
+    viewer = new_viewer("napari-sci: File ▸ Save as .sci")
+    viewer.add_image(volume, name="CT crop", scale=spacing, contrast_limits=CT_WINDOW)
+    viewer.dims.set_current_step(0, 30)
+    settle()
+    path = settings.out / "save_progress.png"
+
+    def capture() -> None:
+        dialogs = [w for w in QApplication.topLevelWidgets()
+                   if isinstance(w, QProgressDialog) and w.isVisible()]
+        if not dialogs or dialogs[0].value() < 100:  # a tenth of the way (time or steps)
+            return
+        timer.stop()
+        window = dialogs[0].parentWidget() or dialogs[0]
+        QApplication.primaryScreen().grabWindow(0).copy(window.window().frameGeometry()).save(str(path))
+        print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+        dialogs[0].findChild(QPushButton).click()  # Cancel: the rest of the fit is not needed here
+
+    timer = QTimer()
+    timer.timeout.connect(capture)
+    timer.start(200)
+    with contextlib.suppress(OSError):  # cancelled: "saving ... was cancelled; nothing was written"
+        viewer.layers.save(str(settings.work / "saved.sci"), plugin="napari-sci")
+    viewer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images")
     parser.add_argument("--steps", type=int, default=300, help="fitting steps of the compress scene")
+    parser.add_argument("--only-save", action="store_true", help="only the File ▸ Save scene")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as work, display():
         settings = Settings(args.data, args.out.resolve(), Path(work), args.steps)
         sci = settings.work / "ct_crop.sci"
+        if args.only_save:
+            save_scene(settings)
+            return 0
         partition_scene(settings)
         compress_scene(settings, sci)
         open_scene(settings, sci)
         compare_scene(settings, sci)
+        save_scene(settings)
     return 0
 
 

@@ -70,15 +70,22 @@ def test_side_by_side_roi_metrics_follow_roi_and_slice(widget, tiny, sci_file):
 
 def test_difference_layer_is_lazy_and_in_its_own_panel(widget, tiny, sci_file):
     viewer = widget.viewer
-    widget.difference.value = True
     widget.compare()
+    widget.difference.value = True  # ticked after Compare, as a user would
     layer = widget.difference_layer
     assert isinstance(layer.data, da.Array)
     np.testing.assert_allclose(np.asarray(layer.data[5]),
                                tiny[5].astype(np.float32) - napari_sci.decode(sci_file)[5])
     assert viewer.canvas.grid.shape == (1, 3)
-    limit = 0.25 * float(np.ptp(tiny))
+    z = viewer.dims.current_step[0]
+    errors = np.abs(tiny[z].astype(np.float32) - napari_sci.decode(sci_file)[z])
+    limit = float(np.percentile(errors, 99))  # robust: not ±max, not a share of the data range
     assert tuple(layer.contrast_limits) == pytest.approx((-limit, limit))
+    assert layer.colormap.name == "berlin"  # diverging, dark at zero
+    assert viewer.layers.selection.active is widget.roi  # the ROI, not a copy, ready to be moved
+    assert widget.roi.mode == "select"
+    assert "(whole file)" in widget.metrics.value
+    assert "BPV" in widget.metrics.value
     widget.difference.value = False
     assert widget.difference_layer is None
     assert viewer.canvas.grid.shape == (1, 2)

@@ -34,7 +34,8 @@ def widget(make_napari_viewer, tiny, tmp_path):
 def test_config_comes_from_the_widget_values(widget):
     assert widget.config().coding.format_version == 2  # main's default format
     assert widget.search() is None
-    assert widget.thread_count() == max(1, (os.cpu_count() or 1) - 1)  # one core left to the viewer
+    cores = os.cpu_count() or 1
+    assert widget.thread_count() == (1 if cores < 2 else max(2, cores - 1))  # 2 on a 2-core machine
     widget.threads.value = 0
     assert widget.thread_count() is None  # PyTorch's choice
     widget.budget.kind.value = "ratio"
@@ -181,3 +182,65 @@ def test_errors_are_one_line_notifications(widget, wait_for, monkeypatch, settin
     assert expected in messages[0]
     assert "\n" not in messages[0]
     assert widget.run_button.enabled
+
+
+@pytest.mark.parametrize("case", ["output exists", "folder missing", "budget too small"])
+def test_what_would_fail_is_refused_before_any_fitting(widget, tmp_path, monkeypatch, case):
+    """A second click with the suggested output already there (overwrite unticked), a missing
+    folder or a budget below the smallest file: refused at the click, in the GUI's words, no fit run."""
+    import napari.utils.notifications as notifications
+
+    messages: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", messages.append)
+    existing = tmp_path / "out.sci"
+    existing.write_bytes(b"an earlier result")
+    if case == "folder missing":
+        widget.output.value = tmp_path / "no such folder" / "out.sci"
+    if case == "budget too small":
+        widget.overwrite.value = True
+        widget.budget.amount.value = 0.01
+    widget.run_button.native.click()
+    assert widget.job is None, "a fit was started"
+    assert widget.run_button.enabled
+    assert existing.read_bytes() == b"an earlier result"
+    [message] = messages
+    expected = {"output exists": "tick “overwrite”", "folder missing": "does not exist",
+                "budget too small": "too small"}[case]
+    assert expected in message
+    assert "--" not in message  # no CLI flag in the GUI
+    assert widget.status.value in message
+
+    if case == "output exists":  # ticking the box is all it takes
+        widget.overwrite.value = True
+        widget.steps.value = 5
+        widget.run_button.native.click()
+        assert widget.job is not None
+        widget.job.cancel()
+
+
+def test_closing_the_dock_cancels_the_fit(widget, qtbot, tmp_path):
+    widget.steps.value = 1_000_000
+    widget.run_button.native.click()
+    qtbot.waitUntil(lambda: len(widget.plot.steps) >= 1, timeout=60_000)
+    job = widget.job
+    widget.viewer.window.remove_dock_widget(widget)  # what the dock's close button does
+    assert job.stop.is_set()
+    qtbot.waitUntil(lambda: not job.running, timeout=5_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_time_limit_bounds_the_whole_psnr_search(widget, wait_for, monkeypatch):
+    """An unreachable PSNR with a 3 s limit: the search stops after about 3 s of fitting in all, not
+    3 s per try (it used to take up to 8 tries × the limit)."""
+    import napari.utils.notifications as notifications
+
+    monkeypatch.setattr(notifications, "show_error", lambda message: None)
+    widget.budget.kind.value = "PSNR (dB)"
+    widget.budget.amount.value = 80.0
+    widget.steps.value = 1_000_000
+    widget.time_limit.value = 3.0
+    started = time.perf_counter()
+    widget.run_button.native.click()
+    wait_for(widget.job, timeout=120)
+    assert time.perf_counter() - started < 3.0 + 6.0  # the limit, plus partition and evaluation
+    assert "was not reached" in widget.status.value

@@ -85,7 +85,11 @@ def test_progress_text_and_eta():
     # after format 2's phase change event.elapsed restarts; the caller's wall clock is used instead
     assert eta_seconds(event, None, elapsed=20.0) == pytest.approx(60.0)
     view = describe(event, None)
-    assert (view.value, view.maximum) == (50, 200)
+    assert view.value / view.maximum == pytest.approx(0.25)
+    # with a time limit that ends the fit first, the bar follows the clock (10 of 15 s)
+    timed = describe(event, 15.0)
+    assert timed.value / timed.maximum == pytest.approx(10 / 15, abs=1e-3)
+    assert "ETA 5 s" in timed.text
     assert "ETA 30 s" in view.text
     assert "PSNR ≈ 30.00 dB" in view.text
 

@@ -115,3 +115,49 @@ def test_errors_become_notifications(widget, wait_for, monkeypatch):
     assert "too small" in messages[0]
     assert "Traceback" not in messages[0]
     assert widget.overlay.labels is None
+
+
+def test_partition_again_after_a_visit_to_3d(widget, wait_for):
+    """Partition, look in 3D, back to 2D, partition with another budget: the overlay and table follow
+    (the hidden wireframe used to keep stale per-edge colours and fail with an IndexError)."""
+    viewer = widget.viewer
+    widget.max_blocks.value = 8
+    widget.run_button.native.click()
+    wait_for(widget.job)
+    first = widget.table.rowCount()
+    viewer.dims.ndisplay = 3
+    viewer.dims.ndisplay = 2
+    for max_blocks in (1, 8, 3):
+        widget.max_blocks.value = max_blocks
+        widget.run_button.native.click()
+        wait_for(widget.job)
+        n = widget.table.rowCount()
+        assert widget.status.value.startswith(f"{n} block"), widget.status.value
+        assert widget.overlay.edges.data.shape == (12 * n, 2, 3)
+        assert len(widget.overlay.edges.edge_color) == 12 * n
+        assert widget.overlay.labels.visible
+        assert not widget.overlay.edges.visible
+    assert first > 1
+    viewer.dims.ndisplay = 3  # and the wireframe still draws the last partition
+    assert widget.overlay.edges.visible
+    assert len(widget.overlay.edges.edge_color) == 12 * n
+
+
+def test_a_failing_callback_reaches_the_status_line(widget, wait_for, monkeypatch):
+    """An unexpected error while drawing the result is reported, and the widget stays usable."""
+    import napari.utils.notifications as notifications
+
+    messages: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", messages.append)
+
+    def broken(*args, **kwargs):
+        raise IndexError("index 366 is out of bounds for axis 0 with size 348")
+
+    monkeypatch.setattr(widget.overlay, "show", broken)
+    widget.run_button.native.click()
+    wait_for(widget.job)
+    assert "index 366 is out of bounds" in widget.status.value
+    assert "partitioning" not in widget.status.value
+    assert messages
+    assert "index 366" in messages[0]
+    assert widget.run_button.enabled

@@ -10,6 +10,9 @@ import dask.array as da
 import numpy as np
 import pytest
 
+import napari_sci
+from napari_sci._napari import _views
+from napari_sci._napari._layer import tile_chunks
 from napari_sci._napari._reader import get_reader, read_sci
 from napari_sci.core.lazy import SciArray, open_sci
 
@@ -48,6 +51,7 @@ def test_open_gives_a_lazy_scaled_layer_with_metadata(make_napari_viewer, sci_fi
         return original_box(self, box)
 
     monkeypatch.setattr(SciArray, "_box", counting_box)
+    monkeypatch.setattr(_views, "PREFETCH_BYTES", 0)  # no decoding ahead for a 3D view here
     viewer = make_napari_viewer()
     [layer] = viewer.open(sci_file, plugin="napari-sci")
     array = open_sci(sci_file)
@@ -80,3 +84,78 @@ def test_reads_every_format_version(version):
     assert kwargs["metadata"]["sci"]["format"] == version
     expected = np.load(GOLDEN / f"golden_v{version}_decoded.npy")
     np.testing.assert_array_equal(np.asarray(data), expected)
+
+
+def test_chunks_are_the_tiles_and_any_plane_decodes_only_itself(make_napari_viewer, sci_file, monkeypatch):
+    """Seen along another axis, a plane decodes that plane of the tiles it crosses, not whole axial
+    planes (the dask chunks used to be axial planes: a change of axis decoded the whole volume)."""
+    boxes = []
+    original_box = SciArray._box
+    monkeypatch.setattr(SciArray, "_box", lambda self, box: boxes.append(box) or original_box(self, box))
+    monkeypatch.setattr(_views, "PREFETCH_BYTES", 0)
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(sci_file, plugin="napari-sci")
+    array = open_sci(sci_file)
+    assert layer.data.chunks == tile_chunks(array.contents)
+    assert layer.data.numblocks != (16, 1, 1)
+    boxes.clear()
+    viewer.dims.order = (2, 0, 1)  # look along x
+    assert boxes
+    assert all(box[2][1] - box[2][0] == 1 for box in boxes)  # one x plane, tile by tile
+    x = viewer.dims.current_step[2]
+    np.testing.assert_array_equal(np.asarray(layer.data[:, :, x]), napari_sci.decode(sci_file)[:, :, x])
+
+
+def test_a_3d_view_draws_from_tiles_decoded_ahead(make_napari_viewer, sci_file, qtbot, monkeypatch):
+    """Opening a .sci file decodes its tiles in a worker (the canvas says so in 3D); the switch to 3D
+    then decodes nothing in the event loop, and shows the same voxels as decode()."""
+    viewer = make_napari_viewer(show=True)
+    [layer] = viewer.open(sci_file, plugin="napari-sci")
+    watcher = _views.watch_3d(viewer)
+    assert watcher.jobs  # started on opening
+    viewer.dims.ndisplay = 3
+    assert _views.text_overlay(viewer).visible
+    assert f"decoding {layer.name}" in _views.text_overlay(viewer).text
+    qtbot.waitUntil(lambda: not watcher.jobs, timeout=30_000)
+    assert not _views.text_overlay(viewer).visible  # restored
+    viewer.dims.ndisplay = 2
+    decoded = []
+    original_box = SciArray._box
+
+    def counting_box(self, box):
+        decoded.append(box not in self._cache)
+        return original_box(self, box)
+
+    monkeypatch.setattr(SciArray, "_box", counting_box)
+    viewer.dims.ndisplay = 3  # the 3D round trip
+    assert decoded
+    assert not any(decoded), "the 3D view decoded tiles in the event loop"
+    np.testing.assert_array_equal(np.asarray(layer._data_view), napari_sci.decode(sci_file))
+    viewer.dims.ndisplay = 2
+    assert layer._data_view.ndim == 2
+
+
+def test_a_damaged_file_says_why_in_one_sentence(make_napari_viewer, sci_file, tmp_path, monkeypatch):
+    import napari.utils.notifications as notifications
+
+    messages: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", messages.append)
+    damaged = tmp_path / "damaged.sci"
+    damaged.write_bytes(sci_file.read_bytes()[:-10])
+    viewer = make_napari_viewer()
+    assert viewer.open(damaged, plugin="napari-sci") == []
+    [message] = messages
+    assert message.startswith("napari-sci: cannot open damaged.sci: the file is ")
+    assert message.endswith("it is truncated")
+    assert "\n" not in message
+    assert len(viewer.layers) == 0
+
+
+def test_the_target_field_keeps_small_values(make_napari_viewer):
+    from napari_sci._napari.widgets.compress import CompressWidget
+
+    widget = CompressWidget(make_napari_viewer())
+    for value in (0.025, 0.005, 0.0125):
+        widget.budget.amount.native.setValue(value)  # as typed in the field
+        assert widget.budget.settings() == {"bpv": value}
+    assert widget.config().budget.bpv == 0.0125

@@ -6,6 +6,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +33,93 @@ def test_writer_saves_an_image_layer_as_sci(make_napari_viewer, sample, tmp_path
     assert array.header.spacing == (2.0, 1.0, 1.0)
     assert array.bpv <= _writer.DEFAULTS.bpv
     assert [p.name for p in tmp_path.iterdir()] == ["crop.sci"]  # no temporary file left
+
+
+def _progress_dialog():
+    from qtpy.QtWidgets import QApplication, QProgressDialog
+
+    shown = [w for w in QApplication.topLevelWidgets() if isinstance(w, QProgressDialog) and w.isVisible()]
+    return shown[0] if shown else None
+
+
+@pytest.fixture
+def saving(make_napari_viewer, sample, monkeypatch):
+    """A viewer with a 32×64×64 crop and writer defaults that fit until a 3 s time limit."""
+    import napari.utils.notifications as notifications
+
+    monkeypatch.setattr(_writer, "DEFAULTS", replace(_writer.DEFAULTS, steps=1_000_000, time_limit=3.0,
+                                                     device="cpu"))
+    infos: list[str] = []
+    monkeypatch.setattr(notifications, "show_info", infos.append)
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.ascontiguousarray(sample[16:48, 32:96, 32:96]), name="crop", scale=(2.0, 1.0, 1.0))
+    return viewer, infos
+
+
+def test_save_runs_in_the_background_with_progress(saving, tmp_path):
+    """File ▸ Save: the event loop keeps turning (a progress dialog with a bar that follows the time
+    limit), and a notification gives the result."""
+    from qtpy.QtCore import QTimer
+
+    viewer, infos = saving
+    ticks: list[float] = []
+    seen: list[tuple[int, int, str]] = []
+
+    def tick():
+        ticks.append(time.perf_counter())
+        dialog = _progress_dialog()
+        if dialog is not None:
+            seen.append((dialog.value(), dialog.maximum(), dialog.labelText()))
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(20)
+    path = tmp_path / "crop.sci"
+    started = time.perf_counter()
+    assert viewer.layers.save(str(path), plugin="napari-sci") == [str(path)]
+    timer.stop()
+    assert time.perf_counter() - started > 3.0  # the fit ran its time limit...
+    assert np.diff([started, *ticks]).max() < 1.0, "the event loop was blocked for a second or more"
+    assert any("step" in text and "ETA" in text for _, _, text in seen)  # ...with live progress
+    fitting = [(v, m) for v, m, text in seen if "ETA" in text]
+    assert fitting[-1][0] / fitting[-1][1] > 0.5  # the bar follows the clock, not the step count
+    assert _progress_dialog() is None
+    array = napari_sci.open_sci(path)
+    assert array.header.spacing == (2.0, 1.0, 1.0)
+    [info] = infos
+    assert info.startswith("napari-sci: saved crop.sci")
+    assert "PSNR" in info
+
+
+def test_save_can_be_cancelled(saving, tmp_path, qtbot):
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QPushButton
+
+    viewer, _ = saving
+
+    def cancel_once_fitting():
+        dialog = _progress_dialog()
+        if dialog is not None and "ETA" in dialog.labelText():
+            dialog.findChild(QPushButton).click()  # the dialog's Cancel button
+            timer.stop()
+
+    timer = QTimer()
+    timer.timeout.connect(cancel_once_fitting)
+    timer.start(20)
+    with pytest.raises(Exception, match="cancelled; nothing was written"):
+        viewer.layers.save(str(tmp_path / "crop.sci"), plugin="napari-sci")
+    assert list(tmp_path.iterdir()) == []
+    assert _progress_dialog() is None
+
+
+def test_a_failed_save_says_why_in_one_sentence(saving, tmp_path):
+    viewer, _ = saving
+    viewer.add_image(np.zeros((2, 3, 8, 8), np.uint8), name="4d")
+    viewer.layers.selection = {viewer.layers["4d"]}
+    with pytest.raises(OSError, match=r"could not save 4d\.sci: expected a 2D image or 3D volume") as info:
+        viewer.layers.save(str(tmp_path / "4d.sci"), selected=True, plugin="napari-sci")
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_writer_defaults_are_documented():

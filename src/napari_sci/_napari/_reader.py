@@ -37,6 +37,39 @@ def get_reader(path: Any) -> ReaderFunction | None:
 def read_sci(path: Any) -> list[LayerData]:
     """One lazily decoded image layer per file, named after it, scaled by its stored spacing."""
     from napari_sci._napari._layer import sci_layer_data
+    from napari_sci.errors import SciError
 
     paths = path if isinstance(path, (list, tuple)) else [path]
-    return [sci_layer_data(p) for p in paths]
+    layers = []
+    for one in paths:
+        try:
+            layers.append(sci_layer_data(one))
+        except (SciError, OSError) as error:
+            # napari would show "Tried to read … with plugin napari-sci … Try associating a different
+            # plugin" and hide the reason under View Traceback: say it, and add nothing
+            return _refuse(one, error)
+    _watch_current_viewer()
+    return layers
+
+
+def _refuse(path: Any, error: BaseException) -> list[Any]:
+    """Notify why ``path`` cannot be opened, in one sentence; napari's empty-file sentinel adds no layer."""
+    from pathlib import Path
+
+    from napari.utils.notifications import show_error
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = text.replace(f"{path}: ", "").replace(str(path), Path(path).name)
+    show_error(f"napari-sci: cannot open {Path(path).name}: {text}")
+    return [(None,)]
+
+
+def _watch_current_viewer() -> None:
+    """Decode ahead (for a 3D view) in the viewer that opens these files."""
+    try:
+        import napari
+    except ImportError:
+        return
+    from napari_sci._napari._views import watch_3d
+
+    watch_3d(napari.current_viewer())

@@ -87,9 +87,15 @@ def compress_to_psnr_events(volume: np.ndarray, config: CompressConfig, search: 
     tries: list[QualityTry] = []
     best: EncodeResult | None = None
     next_bpv: float | None = min(max(bpv, search.min_bpv), search.max_bpv)
+    limit = config.fit.time_limit  # for the whole search, shared by its tries
+    deadline = None if limit is None else time.perf_counter() + limit
     while next_bpv is not None and len(tries) < search.max_tries:
         started = time.perf_counter()
+        if deadline is not None and tries and deadline - started <= 0:
+            break
         attempt = replace(config, budget=Budget(bpv=next_bpv))
+        if deadline is not None:
+            attempt = replace(attempt, fit=replace(config.fit, time_limit=max(deadline - started, 0.1)))
         result = None
         try:
             for event in encode_events(array, attempt, spacing, stop, analysis=analysis):

@@ -223,7 +223,7 @@ def parse(data: bytes) -> SciContents:
     lengths = header.blocks["length"].astype(np.int64)
     expected = PREAMBLE.size + length + int(lengths.sum())
     if expected != len(data):
-        state = "truncated" if len(data) < expected else "has trailing bytes"
+        state = "is truncated" if len(data) < expected else "has trailing bytes"
         raise SciFormatError(f"the file is {len(data)} bytes but its header describes {expected}: "
                              f"it {state}")
     tree = _block_tree(header)

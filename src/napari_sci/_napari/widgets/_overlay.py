@@ -141,6 +141,9 @@ class BlockOverlay:
             self.edges.data = vectors
             self.edges.features = pd.DataFrame({"block": owner + 1})
             self.edges.scale, self.edges.translate = where["scale"], where["translate"]
+            # napari does not slice a hidden layer: its view would keep indices into the old edges,
+            # and recolouring would fail with an IndexError (after a visit to 3D)
+            self.edges.set_view_slice()
         else:
             self.edges = self.viewer.add_vectors(
                 vectors, name=f"{image.name} block edges", features={"block": owner + 1},

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from napari_sci.core.events import FitFinished, FitProgress, FitStarted, PartitionDone, StageStarted
 from napari_sci.core.target_quality import QualityTry
+
+PERMILLE = 1000  # the bar's resolution while fitting
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,15 @@ def eta_seconds(event: FitProgress, time_limit: float | None, elapsed: float | N
     return left
 
 
+def fit_fraction(event: FitProgress, time_limit: float | None, elapsed: float | None = None) -> float:
+    """How far the fit is, 0 to 1: its steps, or its time when a time limit will end it sooner."""
+    seconds = event.elapsed if elapsed is None else elapsed
+    done = event.step / max(event.total_steps, 1)
+    if time_limit is not None and time_limit > 0:
+        done = max(done, seconds / time_limit)
+    return min(done, 1.0)
+
+
 def format_seconds(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -48,12 +60,12 @@ def describe(event: object, time_limit: float | None, elapsed: float | None = No
     if isinstance(event, PartitionDone):
         return ProgressView(0, 0, f"{event.n_blocks} blocks chosen in {event.seconds:.1f} s")
     if isinstance(event, FitStarted):
-        return ProgressView(0, max(event.total_steps, 1),
+        return ProgressView(0, PERMILLE,
                             f"fitting {event.n_networks} networks ({event.n_params} parameters) "
                             f"on {event.device}")
     if isinstance(event, FitProgress):
         psnr = "inf" if math.isinf(event.psnr) else f"{event.psnr:.2f}"
-        return ProgressView(event.step, max(event.total_steps, 1),
+        return ProgressView(round(PERMILLE * fit_fraction(event, time_limit, elapsed)), PERMILLE,
                             f"step {event.step}/{event.total_steps} · PSNR ≈ {psnr} dB · "
                             f"ETA {format_seconds(eta_seconds(event, time_limit, elapsed))}")
     if isinstance(event, FitFinished):
@@ -63,3 +75,16 @@ def describe(event: object, time_limit: float | None, elapsed: float | None = No
         return ProgressView(0, 0, f"try {event.attempt}: {event.bpv:.4g} BPV → PSNR {event.psnr:.2f} dB "
                                   f"({verdict}); searching")
     return None
+
+
+@dataclass
+class ProgressClock:
+    """:func:`describe` with the wall clock since the current fit started (reset by ``FitStarted``)."""
+
+    time_limit: float | None
+    started: float = field(default_factory=time.monotonic)
+
+    def view(self, event: object) -> ProgressView | None:
+        if isinstance(event, FitStarted):
+            self.started = time.monotonic()
+        return describe(event, self.time_limit, time.monotonic() - self.started)

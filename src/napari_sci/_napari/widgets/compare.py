@@ -9,7 +9,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, Container, PushButton
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from napari_sci._napari.widgets._form import image_picker, status_label
+from napari_sci._napari._spacing import describe
+from napari_sci._napari.widgets._form import image_picker, reports_errors, status_label
 from napari_sci._napari.widgets._grid import SideBySide
 from napari_sci._napari.widgets._roi import RoiMetrics, plane_index, rectangle_box, roi_metrics
 from napari_sci.base.volume import value_range
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 
 ROI_NAME = "ROI"
 MIN_WIDTH = 280  # room for the layer names and the metrics
-DIFFERENCE_SPAN = 0.25  # the difference layer's colour scale covers ±25 % of the data range
+DIFFERENCE_COLORMAP = "berlin"  # diverging, dark at zero: small errors stay dark on napari's canvas
+DIFFERENCE_PERCENTILE = 99.0  # the colour scale spans ± this percentile of |error| on the shown plane
 
 
 def _plane_axes(ndim: int) -> tuple[int, int]:
@@ -33,6 +35,31 @@ def data_range(decoded: Any, original: Any) -> float:
     if stored is not None:
         return float(stored[1] - stored[0])
     return value_range(np.asarray(original.data)).span  # as floats: np.ptp wraps around on int16
+
+
+def misalignment(original: Any, decoded: Any) -> str | None:
+    """Why two layers of one shape would not line up voxel for voxel in world coordinates, or None.
+
+    The figures compare index with index, so layers with different voxel sizes or offsets are refused
+    rather than shown side by side at different places."""
+    for what, a, b in (("voxel sizes", original.scale, decoded.scale),
+                       ("offsets (translate)", original.translate, decoded.translate)):
+        if not np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-4, atol=1e-9):
+            return (f"{original.name} and {decoded.name} have different {what}: {describe(a)} vs "
+                    f"{describe(b)}; they would not line up, so give both the same scale and "
+                    "translate (layer.scale, layer.translate) to compare them")
+    return None
+
+
+def file_figures(layer: Any) -> str:
+    """The whole file's figures of a ``.sci`` layer (from its header), as lines under the ROI's."""
+    sci = getattr(layer, "metadata", {}).get("sci")
+    if not sci:
+        return ""
+    psnr = sci.get("psnr")
+    shown = f"{psnr:.2f} dB" if psnr is not None and math.isfinite(psnr) else "not stored"
+    return (f"\n\n{layer.name} (whole file): {sci['file_bytes']} bytes\n{sci['bpv']:.4f} BPV, "
+            f"ratio {sci['ratio']:.0f}:1\nPSNR {shown}, {sci['blocks']} blocks")
 
 
 def difference_data(original: Any, decoded: Any) -> Any:
@@ -58,6 +85,7 @@ class CompareWidget(QWidget):
         self.difference = CheckBox(label="difference layer", value=False)
         self.compare_button = PushButton(text="Compare")
         self.metrics = status_label()
+        self.status = self.metrics  # where errors in callbacks are reported
         self.form = Container(widgets=[self.original, self.decoded, self.side_by_side, self.difference,
                                        self.compare_button])
         layout = QVBoxLayout(self)
@@ -89,6 +117,7 @@ class CompareWidget(QWidget):
             self.decoded.value = decoded[-1]
             same = [c for c in self.original.choices
                     if "sci" not in c.metadata and c.data.shape == decoded[-1].data.shape]
+            same.sort(key=lambda c: misalignment(c, decoded[-1]) is not None)  # aligned ones first
             if same:
                 self.original.value = same[0]
 
@@ -113,15 +142,27 @@ class CompareWidget(QWidget):
         """The difference layer for the current pair, replaced in place when the pair changes."""
         original, decoded = self.original.value, self.decoded.value
         data = difference_data(original, decoded)
-        limit = max(self._range * DIFFERENCE_SPAN, 1e-6)
+        limit = self._difference_limit(data)
         if self.difference_layer is not None and self.difference_layer in self.viewer.layers:
             self.difference_layer.data = data
             self.difference_layer.contrast_limits = (-limit, limit)
         else:
             self.difference_layer = self.viewer.add_image(
-                data, name=f"difference ({original.name} − {decoded.name})", colormap="bwr",
-                contrast_limits=(-limit, limit), scale=original.scale, translate=original.translate)
+                data, name=f"difference ({original.name} − {decoded.name})",
+                colormap=DIFFERENCE_COLORMAP, contrast_limits=(-limit, limit), scale=original.scale,
+                translate=original.translate)
         return self.difference_layer
+
+    @reports_errors
+    def _difference_limit(self, data: Any) -> float:
+        """A symmetric colour range of ± the 99th percentile of |error| on the shown plane: the largest
+        errors would wash typical ones out (p50 = 10, p99 = 239 of ±1002 on a CT)."""
+        plane = tuple(int(np.clip(np.rint(c), 0, n - 1)) for c, n in
+                      zip(self.original.value.world_to_data(self.viewer.dims.point)[:-2],
+                          data.shape[:-2], strict=False))
+        errors = np.abs(np.asarray(data[plane]))
+        limit = float(np.percentile(errors, DIFFERENCE_PERCENTILE)) if errors.size else 0.0
+        return limit if limit > 0 else max(self._range * 1e-3, 1e-6)
 
     def compare(self) -> None:
         """Set up the ROI, the view and the difference layer for the chosen pair, then measure."""
@@ -135,6 +176,11 @@ class CompareWidget(QWidget):
             show_error(f"napari-sci: the layers differ in shape: {original.data.shape} vs "
                        f"{decoded.data.shape}")
             return
+        problem = misalignment(original, decoded)
+        if problem is not None:
+            self.metrics.value = problem
+            show_error(f"napari-sci: {problem}")
+            return
         self._range = data_range(decoded, original)
         roi = self._ensure_roi()
         self._arrange()
@@ -142,6 +188,7 @@ class CompareWidget(QWidget):
         roi.mode = "select"
         self.update_metrics()
 
+    @reports_errors
     def _arrange(self, event: Any = None) -> None:
         """Apply the side-by-side and difference choices."""
         if self.roi is None or self.roi not in self.viewer.layers:
@@ -156,6 +203,8 @@ class CompareWidget(QWidget):
             self.grid.enable(self.roi, panels)
         else:
             self.grid.disable()
+        self.viewer.layers.selection.active = self.roi  # not a copy: the ROI, ready to be moved
+        self.roi.mode = "select"
 
     def measure(self) -> RoiMetrics | None:
         """PSNR, SSIM and max error inside the ROI on the current plane (None without an ROI)."""
@@ -163,6 +212,8 @@ class CompareWidget(QWidget):
         if self.roi is None or self.roi not in self.viewer.layers or not len(self.roi.data):
             return None
         if original is None or decoded is None or original.data.shape != decoded.data.shape:
+            return None
+        if misalignment(original, decoded) is not None:
             return None
         shape = original.data.shape
         axes = _plane_axes(len(shape))
@@ -176,6 +227,7 @@ class CompareWidget(QWidget):
         return roi_metrics(np.asarray(original.data[index]), np.asarray(decoded.data[index]),
                            self._range)
 
+    @reports_errors
     def update_metrics(self, event: Any = None) -> None:
         """Recompute the ROI figures and show them."""
         self.last = self.measure()
@@ -184,4 +236,5 @@ class CompareWidget(QWidget):
         m = self.last
         psnr = "inf" if math.isinf(m.psnr) else f"{m.psnr:.2f}"
         self.metrics.value = (f"ROI on this plane: {m.voxels} voxels\nPSNR {psnr} dB\n"
-                              f"SSIM {m.ssim:.4f}\nmax error {m.max_error:g}")
+                              f"SSIM {m.ssim:.4f}\nmax error {m.max_error:g}"
+                              + file_figures(self.decoded.value))

@@ -17,11 +17,27 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import QProgressBar, QVBoxLayout, QWidget
 
+from napari_sci._napari._checks import preflight
 from napari_sci._napari._layer import sci_layer_data
-from napari_sci._napari._worker import CompressJob, Job, Outcome, compress_events, start
-from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
+from napari_sci._napari._views import watch_3d
+from napari_sci._napari._worker import (
+    CompressJob,
+    Job,
+    Outcome,
+    compress_events,
+    default_threads,
+    start,
+)
+from napari_sci._napari.widgets._form import (
+    BudgetEdit,
+    image_picker,
+    layer_volume,
+    reports_errors,
+    status_label,
+)
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
 from napari_sci.base.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig, compress_config
@@ -35,11 +51,6 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 FORMATS = [("2: quantised, entropy-coded weights", 2), ("1: float32 weights (as in the paper)", 1)]
-
-
-def default_threads() -> int:
-    """All cores but one, which stays with the viewer."""
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 class CompressWidget(QWidget):
@@ -130,10 +141,17 @@ class CompressWidget(QWidget):
         folder = Path(source).parent if source else Path.cwd()
         self.output.value = folder / f"{layer.name}.sci"
 
+    def event(self, event: QEvent) -> bool:
+        """Closing the dock (napari takes the widget out of it) cancels a running fit."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.running:
+            self.cancel()
+        return super().event(event)
+
     @property
     def running(self) -> bool:
         return self.job is not None and self.job.running
 
+    @reports_errors
     def run(self) -> None:
         """Start compressing the chosen image in a worker thread."""
         from napari.utils.notifications import show_error
@@ -144,7 +162,9 @@ class CompressWidget(QWidget):
             return
         try:
             data, config, path = layer_volume(layer), self.config(), self.output_path()
+            preflight(data, config, path, bool(self.overwrite.value), budget=self.search() is None)
         except ValueError as error:
+            self.status.value = str(error)
             show_error(f"napari-sci: {error}")
             return
         self._source, self._path, self._time_limit = layer, path, config.fit.time_limit
@@ -156,6 +176,7 @@ class CompressWidget(QWidget):
         self.job = start(compress_events, job, on_event=self._on_event, on_outcome=self._finished,
                          stop=threading.Event())
 
+    @reports_errors
     def cancel(self) -> None:
         """Stop the running compression; the worker ends before its next fitting step."""
         if self.job is not None:
@@ -168,6 +189,7 @@ class CompressWidget(QWidget):
         if running:
             self.progress.setRange(0, 0)
 
+    @reports_errors
     def _on_event(self, event: object) -> None:
         if isinstance(event, FitStarted):
             self._fit_started = time.monotonic()
@@ -186,6 +208,7 @@ class CompressWidget(QWidget):
         elif isinstance(event, QualityTry):
             self.tries.append(event)
 
+    @reports_errors
     def _finished(self, outcome: Outcome[EncodeResult]) -> None:
         from napari.utils.notifications import show_error, show_info
 
@@ -210,6 +233,7 @@ class CompressWidget(QWidget):
         path = self._path
         data, kwargs, kind = sci_layer_data(path)
         layer = Layer.create(data, {**kwargs, "translate": tuple(self._source.translate)}, kind)
+        watch_3d(self.viewer)
         self.viewer.layers.append(layer)
         if self._source in self.viewer.layers:
             self.viewer.layers.move(self.viewer.layers.index(layer),

@@ -8,7 +8,13 @@ from magicgui.widgets import ComboBox, Container, PushButton, SpinBox
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_sci._napari._worker import Job, Outcome, plan, start
-from napari_sci._napari.widgets._form import BudgetEdit, image_picker, layer_volume, status_label
+from napari_sci._napari.widgets._form import (
+    BudgetEdit,
+    image_picker,
+    layer_volume,
+    reports_errors,
+    status_label,
+)
 from napari_sci._napari.widgets._overlay import COLOUR_BY, BlockOverlay, block_features
 from napari_sci._napari.widgets._table import BlockTable
 from napari_sci.base.config import CompressConfig, PartitionConfig, compress_config
@@ -45,7 +51,7 @@ class PartitionWidget(QWidget):
         self.job: Job | None = None
         self._target: Any = None
         self.run_button.changed.connect(self.run)
-        self.colour_by.changed.connect(self.overlay.colour)
+        self.colour_by.changed.connect(self.recolour)
 
     def reset_choices(self, event: Any = None) -> None:
         """napari calls this when layers change (keeps the image list current)."""
@@ -56,6 +62,12 @@ class PartitionWidget(QWidget):
         return compress_config(**self.budget.settings(), max_blocks=int(self.max_blocks.value),
                                top_m=int(self.top_m.value), max_depth=int(self.depth.value))
 
+    @reports_errors
+    def recolour(self, colour_by: str) -> None:
+        """Colour the drawn blocks by another column (D or parameter share)."""
+        self.overlay.colour(colour_by)
+
+    @reports_errors
     def run(self) -> None:
         """Partition the chosen image in a worker thread; the overlay is drawn when it finishes."""
         from napari.utils.notifications import show_error
@@ -73,6 +85,7 @@ class PartitionWidget(QWidget):
         self.status.value = "partitioning…"
         self.job = start(plan, data, config, on_outcome=self._finished)
 
+    @reports_errors
     def _finished(self, outcome: Outcome[BlockPlan]) -> None:
         from napari.utils.notifications import show_error
 
