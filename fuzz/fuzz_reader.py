@@ -53,7 +53,7 @@ class Stats:
 
 def seeds() -> list[bytes]:
     """The committed golden files (one per format version) and small fresh files with SIREN and
-    constant blocks, in every format version the writer supports."""
+    constant blocks (formats 1 and 2) and latent-grid tiles (format 3)."""
     import numpy as np
     import tifffile
 
@@ -66,6 +66,9 @@ def seeds() -> list[bytes]:
         bpv=5.0, steps=20, max_depth=1, min_leaf_side=4, method="equal", max_blocks=8, layers=4,
         min_hidden=2, useful_hidden=2, seed=1, device="cpu", format=version)).data
         for version in (1, 2)]
+    tiles = np.ascontiguousarray(tifffile.imread(SAMPLE)[:16, :64, :64])  # two 32k-voxel tiles
+    small.append(encode(tiles, compress_config(bpv=0.5, steps=10, seed=1, device="cpu", model="grid",
+                                               method="equal", max_depth=1)).data)
     return [path.read_bytes() for path in GOLDENS] + small
 
 

@@ -54,6 +54,9 @@ def test_config_comes_from_the_widget_values(widget):
     widget.budget.amount.value = 31.5
     assert widget.search().target_psnr == 31.5
     assert widget.config().budget.bpv == 0.1  # the search's first try
+    assert widget.config().model == "siren"
+    widget.model.value = "grid"
+    assert widget.config().model == "grid"  # the latent-grid family (format 3)
 
 
 def test_compresses_in_the_background_and_adds_the_lazy_layer(widget, wait_for, qtbot, tmp_path):

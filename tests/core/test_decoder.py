@@ -72,3 +72,21 @@ def test_single_planes_at_faces_equal_the_full_decode(encoded):
             box = tuple((k, k + 1) if a == axis else (0, s) for a, s in enumerate(full.shape))
             plane = decode_contents(encoded.contents, box)
             np.testing.assert_array_equal(np.take(plane, 0, axis), np.take(full, k, axis))
+
+
+def test_boxes_that_start_or_end_at_faces_equal_the_full_decode(encoded):
+    """A box whose border lies on, or one voxel off, a block face — on several axes at once, where a
+    neighbouring block has faces the box's own blocks lack — still decodes as the full volume does."""
+    full = decode_contents(encoded.contents)
+    shape = full.shape
+    faces = [sorted({int(b.origin[a]) for b in encoded.partition.blocks} - {0}) for a in range(3)]
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        box = []
+        for axis in range(3):
+            f = int(rng.choice(faces[axis])) if faces[axis] else shape[axis] // 2
+            start = int(np.clip(f + rng.integers(-1, 2), 0, shape[axis] - 1))
+            stop = int(np.clip(start + rng.integers(1, 4), start + 1, shape[axis]))
+            box.append((start, stop))
+        part = decode_contents(encoded.contents, tuple(box))
+        np.testing.assert_array_equal(part, full[tuple(slice(a, b) for a, b in box)], err_msg=str(box))

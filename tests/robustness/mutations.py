@@ -15,7 +15,7 @@ import numpy as np
 from napari_sci.core.lazy import SciArray
 from napari_sci.errors import SciFormatError
 from napari_sci.io.container import SciContents, parse
-from napari_sci.io.format import BLOCK_RECORD, PREAMBLE, crc32, header_length, unpack_header
+from napari_sci.io.format import BLOCK_RECORD, PREAMBLE, SUPPORTED_VERSIONS, crc32, unpack_header
 
 INTERESTING_U32 = (0, 1, 2, 3, 7, 8, 255, 256, 65535, 65536, 2**31 - 1, 2**31, 2**32 - 1)
 CRC_IN_RECORD = BLOCK_RECORD.fields["crc"][1]
@@ -32,12 +32,13 @@ def refresh_checksums(data: bytes) -> bytes:
         return data
     out = bytearray(data)
     header = bytes(out[PREAMBLE.size: end])
+    version = struct.unpack_from("<H", data, 8)[0]
     try:
-        parsed = unpack_header(header, 1, crc32(header))
+        parsed = unpack_header(header, version if version in SUPPORTED_VERSIONS else 1, crc32(header))
     except SciFormatError:
         parsed = None
     if parsed is not None:
-        records_at = PREAMBLE.size + header_length(parsed.ndim, 0)
+        records_at = end - BLOCK_RECORD.itemsize * len(parsed.blocks)  # the table ends every header
         at = end
         for i, size in enumerate(parsed.blocks["length"].tolist()):
             payload = bytes(out[at: at + size])

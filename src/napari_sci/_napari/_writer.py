@@ -25,13 +25,14 @@ from napari_sci.errors import SciError
 class WriterDefaults:
     """Settings of File ▸ Save (docs/usage.md lists them): 0.1 bits per voxel, at most 1000 steps or
     2 min (shorter than the codec's defaults: napari waits for a writer); device and format are the
-    codec's defaults (auto; format 2, quantised, entropy-coded weights)."""
+    codec's defaults (auto; format 2, quantised, entropy-coded weights; the SIREN model)."""
 
     bpv: float = 0.1
     steps: int = 1000
     time_limit: float = 120.0
     device: str = FitConfig.device
     format: int = CodingConfig.format_version
+    model: str = CompressConfig.model
 
     def config(self) -> CompressConfig:
         return compress_config(**asdict(self))

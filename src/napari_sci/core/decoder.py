@@ -95,17 +95,25 @@ class VolumeDecoder:
         """``box`` grown by one voxel at each end whose border voxel lies beside a block face.
 
         The filter changes a voxel beside a face using both its neighbours along that axis, so such a
-        border voxel needs one more voxel outside the box; voxels away from faces need nothing.
+        border voxel needs one more voxel outside the box; voxels away from faces need nothing. The
+        faces are those of every block the grown box touches, found again until nothing changes: the
+        voxels added along one axis belong to neighbouring blocks whose own faces, along the other
+        axes, the later filter passes read across (the corners where blocks meet).
         """
-        touching = self.blocks_touching(box)
-        grown = []
-        for axis, (start, stop) in enumerate(box):
-            origins = self.origins[touching, axis]
-            faces = set(origins.tolist()) | set((origins + self.sizes[touching, axis]).tolist())
-            grow_start = start > 0 and (start in faces or start + 1 in faces)
-            grow_stop = stop < self.header.shape[axis] and (stop - 1 in faces or stop in faces)
-            grown.append((start - int(grow_start), stop + int(grow_stop)))
-        return tuple(grown)
+        grown = box
+        for _ in range(len(box) + 1):
+            touching = self.blocks_touching(grown)
+            wider = []
+            for axis, (start, stop) in enumerate(box):
+                origins = self.origins[touching, axis]
+                faces = set(origins.tolist()) | set((origins + self.sizes[touching, axis]).tolist())
+                grow_start = start > 0 and (start in faces or start + 1 in faces)
+                grow_stop = stop < self.header.shape[axis] and (stop - 1 in faces or stop in faces)
+                wider.append((start - int(grow_start), stop + int(grow_stop)))
+            if tuple(wider) == grown:
+                break
+            grown = tuple(wider)
+        return grown
 
     def decode_box(self, box: Box, deblocking: bool = True) -> np.ndarray:
         """Float32 values of ``box`` in data units, deblocked unless asked otherwise."""

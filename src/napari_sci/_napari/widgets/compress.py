@@ -40,7 +40,14 @@ from napari_sci._napari.widgets._form import (
 )
 from napari_sci._napari.widgets._plot import FitPlot, theme_colours
 from napari_sci._napari.widgets._progress import describe
-from napari_sci.base.config import CodingConfig, CompressConfig, FitConfig, PartitionConfig, compress_config
+from napari_sci.base.config import (
+    MODEL_FAMILIES,
+    CodingConfig,
+    CompressConfig,
+    FitConfig,
+    PartitionConfig,
+    compress_config,
+)
 from napari_sci.core.codec import EncodeResult
 from napari_sci.core.events import FitProgress, FitStarted, RunState, StageStarted
 from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, QualityTry
@@ -72,6 +79,9 @@ class CompressWidget(QWidget):
         self.time_limit = FloatSpinBox(label="time limit (s, 0 = none)", value=fit.time_limit or 0.0,
                                        min=0.0, max=1e6)
         self.device = ComboBox(label="device", choices=DEVICES, value=fit.device)
+        self.model = ComboBox(label="model", choices=MODEL_FAMILIES, value=CompressConfig.model,
+                              tooltip="siren: the paper's funnel SIRENs (format 2); grid: latent-grid "
+                                      "pyramids trained for rate and distortion (format 3)")
         self.format = ComboBox(label="format", choices=FORMATS, value=CodingConfig().format_version)
         self.threads = SpinBox(label="CPU threads (0 = all)", value=default_threads(), min=0,
                                max=os.cpu_count() or 1)
@@ -83,7 +93,7 @@ class CompressWidget(QWidget):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal",
                             labels=False)
-        self.form = Container(widgets=[self.image, self.budget, self.steps, self.time_limit,
+        self.form = Container(widgets=[self.image, self.budget, self.model, self.steps, self.time_limit,
                                        self.device, self.format, self.threads, self.max_blocks,
                                        self.output, self.overwrite, buttons])
         self.progress = QProgressBar()
@@ -116,7 +126,8 @@ class CompressWidget(QWidget):
             size = {"bpv": FIRST_GUESS_BPV}
         return compress_config(**size, steps=int(self.steps.value),
                                time_limit=limit if limit > 0 else None, device=self.device.value,
-                               max_blocks=int(self.max_blocks.value), format=int(self.format.value))
+                               max_blocks=int(self.max_blocks.value), format=int(self.format.value),
+                               model=self.model.value)
 
     def thread_count(self) -> int | None:
         """PyTorch CPU threads for the fit; None (0 in the form) leaves PyTorch's choice."""
