@@ -170,3 +170,17 @@ def test_cli_defaults_are_the_configs():
     assert (bench.steps, bench.device, bench.seed, bench.samples, tuple(bench.bpv)) == (
         settings.steps, settings.device, settings.seed, settings.samples, settings.bpvs)
     assert (settings.steps, settings.samples) == (fit.steps, fit.samples_per_block)
+
+
+def test_compress_with_the_latent_grid_model(volume_tif, tmp_path):
+    out = tmp_path / "grid.sci"
+    code, text = run(["compress", str(volume_tif), "-o", str(out), "--bpv", "1", "--steps", "30",
+                      "--model", "grid", "-q", "--json"])
+    assert code == 0
+    summary = json.loads(text)
+    assert out.stat().st_size == summary["bytes"] <= summary["target_bytes"]
+    code, text = run(["info", str(out), "--json"])
+    info = json.loads(text)
+    assert info["format_version"] == 3
+    assert info["model"]["family"] == "grid"
+    assert {row["kind"] for row in info["block_table"]} <= {"grid", "constant"}

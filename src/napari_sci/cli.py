@@ -286,12 +286,21 @@ def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
     from napari_sci.base.networks import param_count
     from napari_sci.core.lazy import open_sci
+    from napari_sci.io.format import MODEL_GRID
+    from napari_sci.io.latents import unpack_grid_section
 
     array = open_sci(path)
     h = array.header
     networks = [b for b in h.blocks if b["kind"] == 1]
+    model: dict[str, Any] = {"family": "grid" if h.model == MODEL_GRID else "siren"}
+    if h.model == MODEL_GRID:
+        section = unpack_grid_section(h.section)
+        model.update(levels=section.layout.levels, hidden=section.layout.hidden,
+                     layers=section.layout.layers, latent_step=section.latent_step, lam=section.lam,
+                     synthesis_bytes=len(section.synthesis))
     return {
-        "path": str(path), "format_version": h.version, "shape": list(h.shape), "dtype": str(h.dtype),
+        "path": str(path), "format_version": h.version, "model": model, "shape": list(h.shape),
+        "dtype": str(h.dtype),
         "spacing": list(h.spacing), "value_range": [h.value_min, h.value_max],
         "bytes": array.file_size, "bpv": array.bpv, "ratio": array.ratio, "psnr_data": h.psnr,
         "blocks": len(h.blocks), "networks": len(networks),
@@ -315,7 +324,8 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print(json.dumps(info, indent=2), file=out)
         return EXIT_OK
-    print(f"{info['path']}: .sci v{info['format_version']}, {'x'.join(map(str, info['shape']))} "
+    print(f"{info['path']}: .sci v{info['format_version']} ({info['model']['family']} model), "
+          f"{'x'.join(map(str, info['shape']))} "
           f"{info['dtype']}, spacing {info['spacing']}\n"
           f"  {info['bytes']} bytes | {info['bpv']:.4f} BPV | ratio {info['ratio']:.1f}:1 | "
           f"PSNR {_fmt(info['psnr_data'])} dB (data range)\n"
