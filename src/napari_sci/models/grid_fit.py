@@ -110,7 +110,8 @@ class GridTrainer:
             else:
                 out = self.synthesis(pyramid.features(grids))
                 sse = sse + torch.sum((out - target) ** 2)
-            bits = bits + pyramid.bits(grids)
+            fraction = min(1.0, self.samples / self.n_voxels) if sampled else 1.0
+            bits = bits + pyramid.bits(grids, fraction, self.generator)
         return sse / self.n_voxels, bits
 
     def step(self, lr: float, mode: str, lam: float) -> float:

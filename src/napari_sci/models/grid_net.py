@@ -142,9 +142,25 @@ class TilePyramid(nn.Module):
         """Each level's Laplace scale: the maximum-likelihood one, mean |latent| (not trained)."""
         return [g.detach().abs().mean().clamp(2.0 ** -6, 2.0 ** 9) for g in grids]
 
-    def bits(self, grids: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Estimated coded bits of these latents (each level at its maximum-likelihood scale)."""
-        return sum(laplace_bits(g, s).sum() for g, s in zip(grids, self.scales(grids)))
+    def bits(self, grids: Sequence[torch.Tensor], fraction: float = 1.0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Estimated coded bits of these latents (each level at its maximum-likelihood scale).
+
+        ``fraction`` < 1 estimates them from that share of each level's latents, drawn at random and
+        scaled up (unbiased): a training step then costs in proportion to its voxel sample, not to the
+        millions of latents of a large volume.
+        """
+        total = torch.zeros((), device=grids[0].device)
+        for grid, scale in zip(grids, self.scales(grids)):
+            flat = grid.reshape(-1)
+            n = flat.numel()
+            if fraction < 1.0 and n * fraction >= 1:
+                count = max(1, round(n * fraction))
+                index = torch.randint(0, n, (count,), generator=generator, device=flat.device)
+                total = total + laplace_bits(flat[index], scale).sum() * (n / count)
+            else:
+                total = total + laplace_bits(flat, scale).sum()
+        return total
 
     def clamp_(self) -> None:
         with torch.no_grad():

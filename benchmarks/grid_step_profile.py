@@ -1,0 +1,59 @@
+"""Where a latent-grid training step spends its time (torch profiler, CPU), on a real volume's tiles.
+
+    OMP_NUM_THREADS=2 python benchmarks/grid_step_profile.py ../shared/data/ct_aorta_totalseg.tif --out benchmarks/results/grid/step_profile_ct.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from napari_sci.base.config import GridConfig, PartitionConfig
+from napari_sci.base.volume import normalised_volume, value_range
+from napari_sci.core.grid_encode import layout_of
+from napari_sci.core.partition import partition_volume
+from napari_sci.models.grid_fit import GridTrainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("volume")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    volume = tifffile.imread(args.volume)
+    x = normalised_volume(volume, value_range(volume)).astype(np.float32)
+    config = GridConfig()
+    tiles = partition_volume(x, PartitionConfig(), min(config.max_tiles, x.size >> 15)).blocks
+    from napari_sci.base.config import compress_config
+
+    trainer = GridTrainer(x, [b.slices for b in tiles], layout_of(compress_config(bpv=0.1)), config, 0,
+                          torch.device("cpu"))
+    trainer.step(1e-2, "noise", 1e-2)
+    started = time.perf_counter()
+    for _ in range(args.steps):
+        trainer.step(1e-2, "noise", 1e-2)
+    per_step = (time.perf_counter() - started) / args.steps
+    with torch.profiler.profile() as profile:
+        trainer.step(1e-2, "noise", 1e-2)
+    table = profile.key_averages()
+    total = sum(e.self_cpu_time_total for e in table)
+    top = sorted(table, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
+    record = {"volume": args.volume, "tiles": len(tiles), "voxels": int(x.size),
+              "latents": int(sum(p.numel() for pyr in trainer.pyramids for p in pyr.latents)),
+              "samples_per_step": config.grid_samples, "seconds_per_step": per_step,
+              "top_ops": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count}
+                          for e in top]}
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
