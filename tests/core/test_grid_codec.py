@@ -71,3 +71,13 @@ def test_grid_cancel_leaves_nothing(mri, tmp_path):
 def test_grid_budget_too_small_is_refused_before_fitting(mri):
     with pytest.raises(SciBudgetError, match="too small"):
         encode(mri, grid_config(bpv=0.001))
+
+
+def test_grid_time_limit_ends_the_fit_by_the_clock(mri):
+    import time
+
+    started = time.perf_counter()
+    result = encode(mri, grid_config(steps=1_000_000, time_limit=3.0))
+    assert result.contents.header.steps < 1_000_000
+    assert result.seconds["fit"] < 3.0 + 30  # the fit itself stops at 3 s; coding and margin on top
+    assert time.perf_counter() - started < 60

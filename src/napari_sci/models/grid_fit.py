@@ -166,8 +166,12 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
         loss = trainer.step(lr, mode, 0.0 if warming else lam)
         step += 1
         elapsed = time.perf_counter() - started
-        if time_limit is not None and step == 3:
-            total = max(step + 1, min(total, int(time_limit / (elapsed / step))))
+        if time_limit is not None and (step == 3 or step % CONTROL_EVERY == 0):
+            # the schedule is stretched over the steps that still fit, re-measured as the machine's
+            # load changes; the clock, not a step count fixed at the start, ends the fit
+            total = max(step + 1, min(max(1, steps), int(step * time_limit / elapsed)))
+            if elapsed >= time_limit:
+                total, reason = step, "time"
         if target_bits is not None and step % CONTROL_EVERY == 0 and not warming:
             ratio = trainer.hard_bits() / max(target_bits * RATE_MARGIN, 1.0)
             lam *= math.exp(CONTROL_GAIN * float(np.clip(math.log(max(ratio, 1e-6)), -1, 1)))
