@@ -1,6 +1,7 @@
 """Slice decode times of a .sci file through the lazy array (cold: fresh array; warm: cached tiles).
 
-    python benchmarks/grid_decode_speed.py runs/ct_aorta_totalseg_grid_0.1.sci --out benchmarks/results/grid/decode_ct.json
+    python benchmarks/grid_decode_speed.py runs/ct_aorta_totalseg_grid_0.1.sci \
+        --out benchmarks/results/grid/decode_ct.json
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def main() -> None:
     full = time.perf_counter() - started
     record = {"file": args.sci, "shape": list(array.shape), "plane_shape": list(whole.shape[1:]),
               "cold_plane_s": cold, "warm_plane_s": warm, "whole_volume_s": full,
-              "median_cold_ms": 1000 * float(np.median(cold)), "median_warm_ms": 1000 * float(np.median(warm))}
+              "median_cold_ms": 1000 * float(np.median(cold)),
+              "median_warm_ms": 1000 * float(np.median(warm))}
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 

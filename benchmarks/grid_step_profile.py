@@ -1,6 +1,7 @@
 """Where a latent-grid training step spends its time (torch profiler, CPU), on a real volume's tiles.
 
-    OMP_NUM_THREADS=2 python benchmarks/grid_step_profile.py ../shared/data/ct_aorta_totalseg.tif --out benchmarks/results/grid/step_profile_ct.json
+    OMP_NUM_THREADS=2 python benchmarks/grid_step_profile.py ../shared/data/ct_aorta_totalseg.tif \
+        --out benchmarks/results/grid/step_profile_ct.json
 """
 
 from __future__ import annotations
