@@ -345,3 +345,19 @@ def test_checksum_errors_name_the_damage(small_sci):
     data[-1] ^= 1
     with pytest.raises(SciChecksumError, match="payload of block"):
         parse(bytes(data))
+
+
+def test_an_ans_stream_ending_in_a_zero_word_is_refused_when_read():
+    """Fuzz find (format 3): a tile payload whose last word is zero passed every check and failed only
+    when its tile was decoded; the reader now refuses it, for v2 networks too."""
+    from pathlib import Path
+
+    from mutations import refresh_checksums
+
+    data = (Path(__file__).resolve().parents[1] / "data" / "golden_v3.sci").read_bytes()
+    contents = parse(data)
+    end = len(data) - sum(len(p) for p in contents.payloads[1:])  # the first tile's payload ends here
+    broken = bytearray(data)
+    broken[end - 4: end] = b"\0\0\0\0"
+    with pytest.raises(SciFormatError, match="entropy-coded stream"):
+        parse(refresh_checksums(bytes(broken)))

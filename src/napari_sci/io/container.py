@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_sci.base.grid_geometry import MAX_TILE_VOXELS
+from napari_sci.base.grid_geometry import MAX_TILE_VOXELS, levels_for
 from napari_sci.base.networks import BlockNetwork, layer_dims, param_count
 from napari_sci.base.octree import BlockTree
 from napari_sci.errors import (
@@ -43,7 +43,7 @@ from napari_sci.io.format import (
     validate_fields,
 )
 from napari_sci.io.latents import tile_length_ok, unpack_grid_section
-from napari_sci.io.weights import decode_payload, tensor_sizes
+from napari_sci.io.weights import CODE_BYTES_PER_TENSOR, ans_stream_ok, decode_payload, tensor_sizes
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ def assemble(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree) -> S
         raise ValueError("the tree is not the one the header describes")
     _check_layout(stored, tree)
     _check_weights(stored, payloads)
+    _check_streams(stored, payloads, tree)
     return SciContents(stored, tuple(payloads), tree)
 
 
@@ -200,6 +201,29 @@ def _check_tiles(header: SciHeader, tree: BlockTree) -> None:
                                  f"not fit its latents: the file is corrupt")
 
 
+def _check_streams(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree) -> None:
+    """Every entropy-coded payload (v2 networks, grid tiles, the grid synthesis) is a well-formed ANS
+    stream, so that a file the reader accepts also decodes (found by the fuzzer, 2026-11-27)."""
+    if header.version == 1:
+        return
+    if header.model == MODEL_GRID:
+        section = unpack_grid_section(header.section)
+        if not ans_stream_ok(section.synthesis, 2 * len(section.layout.tensor_sizes())):
+            raise SciFormatError("the synthesis payload's entropy-coded stream is malformed: the file "
+                                 "is corrupt")
+        levels = section.layout.levels
+    for record, payload in zip(header.blocks, payloads):
+        if record["kind"] == KIND_SIREN:
+            offset = 2 * CODE_BYTES_PER_TENSOR * header.layers
+        elif record["kind"] == KIND_GRID:
+            offset = levels_for(tree.nodes[int(record["node"])].size, levels)
+        else:
+            continue
+        if not ans_stream_ok(payload, offset):
+            raise SciFormatError(f"block node {record['node']} has a malformed entropy-coded stream: "
+                                 "the file is corrupt")
+
+
 def _check_layout(header: SciHeader, tree: BlockTree) -> None:
     """The blocks tile the volume exactly once and no network or tile outgrows what it may hold."""
     nodes = [int(n) for n in header.blocks["node"]]
@@ -238,6 +262,7 @@ def parse(data: bytes) -> SciContents:
                                    "the file is corrupt")
         payloads.append(payload)
     _check_weights(header, payloads)
+    _check_streams(header, payloads, tree)
     return SciContents(header, tuple(payloads), tree)
 
 

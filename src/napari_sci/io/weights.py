@@ -93,6 +93,15 @@ def dequantised(flat: np.ndarray, sizes: Sequence[int], codes: Sequence[TensorCo
     return np.concatenate([quantise(t, c) * c.step for t, c in zip(tensors, codes)]).astype(np.float32)
 
 
+def ans_stream_ok(payload: bytes, offset: int) -> bool:
+    """The ANS stream after ``offset`` is whole u32 words and, if not empty, does not end in a zero word
+    (the coder never writes one; such a payload would only fail later, when decoded)."""
+    tail = len(payload) - offset
+    if tail < 0 or tail % 4:
+        return False
+    return tail == 0 or payload[-4:] != b"\0\0\0\0"
+
+
 def decode_payload(payload: bytes, sizes: Sequence[int]) -> np.ndarray:
     """A v2 payload back to float32 parameters; malformed payloads raise ``SciFormatError``."""
     import constriction
