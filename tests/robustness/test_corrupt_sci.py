@@ -361,3 +361,21 @@ def test_an_ans_stream_ending_in_a_zero_word_is_refused_when_read():
     broken[end - 4: end] = b"\0\0\0\0"
     with pytest.raises(SciFormatError, match="entropy-coded stream"):
         parse(refresh_checksums(bytes(broken)))
+
+
+def test_a_tile_too_large_to_decode_quickly_is_refused():
+    """Fuzz find (format 3): a 2 KB file claimed one 67 M-voxel tile; its latents, decoded past the
+    stream's end, took 30 s. Tiles are capped at 2^24 voxels and a larger claim is corrupt."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from napari_sci.base.octree import BlockTree
+    from napari_sci.io.container import assemble
+
+    golden = parse((Path(__file__).resolve().parents[1] / "data" / "golden_v3.sci").read_bytes())
+    blocks = golden.header.blocks[:1].copy()
+    blocks["node"] = 0
+    header = replace(golden.header, shape=(16, 64, 65600), tree_depth=0, blocks=blocks)
+    tree = BlockTree(header.shape, 0, header.min_leaf_side)
+    with pytest.raises(SciFormatError, match="larger than a tile may be"):
+        assemble(header, golden.payloads[:1], tree)

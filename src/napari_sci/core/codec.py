@@ -22,7 +22,12 @@ from napari_sci.core.decoder import decode_contents
 from napari_sci.core.events import FitEvent, PartitionDone, StageStarted
 from napari_sci.core.fit import as_stop_flag
 from napari_sci.core.fit_and_code import FitJob, fit_and_code
-from napari_sci.core.grid_encode import affordable_tiles, fit_and_code_grid, smallest_grid_file
+from napari_sci.core.grid_encode import (
+    affordable_tiles,
+    check_tile_sizes,
+    fit_and_code_grid,
+    smallest_grid_file,
+)
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
 from napari_sci.core.partition import Block, Partition, TreeAnalysis, choose_blocks, partition_volume
 from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
@@ -211,8 +216,12 @@ def partition_for_budget(array: np.ndarray, data: ValueRange, target: int, confi
     else:
         limit = affordable_blocks(target, array.ndim, config)
     if analysis is not None:  # a PSNR search's tries share it: no normalised copy per try
-        return choose_blocks(analysis, config.partition, limit)
-    return partition_volume(normalised_volume(array, data), config.partition, limit)
+        partition = choose_blocks(analysis, config.partition, limit)
+    else:
+        partition = partition_volume(normalised_volume(array, data), config.partition, limit)
+    if config.model == "grid":
+        check_tile_sizes(partition.blocks)
+    return partition
 
 
 def allocate_for_budget(array: np.ndarray, partition: Partition, target: int,

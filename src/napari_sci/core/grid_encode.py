@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from napari_sci.base.config import CompressConfig
-from napari_sci.base.grid_geometry import GridLayout, levels_for
+from napari_sci.base.grid_geometry import MAX_TILE_VOXELS, GridLayout, levels_for
 from napari_sci.base.volume import ValueRange
 from napari_sci.core.events import FitCancelled, FitEvent, FitProgress, FitStarted, StageStarted
 from napari_sci.core.fit import as_stop_flag, resolve_device
 from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
-from napari_sci.errors import SciCancelledError
+from napari_sci.errors import SciCancelledError, SciInputError
 from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_GRID, file_overhead
 from napari_sci.io.latents import GridSection
 from napari_sci.models import grid_quant
@@ -70,6 +70,15 @@ def affordable_tiles(target: int, n_voxels: int, ndim: int, config: CompressConf
     spare = target - file_overhead(ndim, 0, section_overhead(config))
     limit = min(config.partition.max_blocks, config.grid.max_tiles, n_voxels // MIN_TILE_VOXELS)
     return max(1, min(limit, spare // per_tile))
+
+
+def check_tile_sizes(blocks: Sequence[Block]) -> None:
+    """Refuse, before fitting, a partition with a tile larger than format 3 allows."""
+    largest = max(b.voxels for b in blocks)
+    if largest > MAX_TILE_VOXELS:
+        raise SciInputError(
+            f"a latent-grid tile may hold at most {MAX_TILE_VOXELS} voxels but this partition has one of "
+            f"{largest}; allow more tiles (--max-tiles, --max-blocks) or a deeper tree (--depth)")
 
 
 def tile_records(array: np.ndarray, blocks: Sequence[Block]) -> np.ndarray:
