@@ -112,3 +112,12 @@ def test_bad_latent_steps_are_refused(step):
     data = pack_header(make_v3(section=section))
     with pytest.raises(SciFormatError, match="latent step"):
         unpack_header(data, 3, crc_of(data))
+
+
+def test_a_model_section_longer_than_the_header_is_refused():
+    """Fuzz find: a section length reaching past the header (with no blocks) raised a numpy error."""
+    header = make_v3(blocks=np.zeros(0, dtype=BLOCK_RECORD))
+    data = bytearray(pack_header(header))
+    struct.pack_into("<I", data, 81, 10_000)
+    with pytest.raises(SciFormatError, match="model section"):
+        unpack_header(bytes(data), 3, crc_of(bytes(data)))

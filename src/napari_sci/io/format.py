@@ -178,6 +178,9 @@ def unpack_header(data: bytes | memoryview, version: int, expected_crc: int) -> 
         if len(data) < n_blocks_at + _MODEL_HEAD.size:
             raise SciFormatError("header too short for its model id")
         model, section_length = _MODEL_HEAD.unpack_from(data, n_blocks_at)
+        if len(data) != header_length(ndim, n_blocks, section_length):
+            raise SciFormatError(f"header length {len(data)} does not match a {section_length}-byte "
+                                 f"model section and {n_blocks} blocks")
         blocks_at = n_blocks_at + _MODEL_HEAD.size + section_length
         section = data[n_blocks_at + _MODEL_HEAD.size: blocks_at]
     expected = header_length(ndim, n_blocks, len(section) if version >= 3 else None)
