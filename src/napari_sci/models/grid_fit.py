@@ -25,6 +25,7 @@ from napari_sci.models.grid_net import Synthesis, TilePyramid
 CONTROL_EVERY = 10       # steps between λ updates
 CONTROL_GAIN = 0.5       # log-λ change per update at a rate error of e (×e, clipped at ±1)
 RATE_MARGIN = 0.985      # aim this far under the rate target, so coding overheads still fit
+LAMBDA_SPAN = 16.0       # λ stays within ×/÷ this of where it started (no wind-up when the rate lags)
 
 
 @dataclass
@@ -152,6 +153,7 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
     """
     settings = trainer.settings
     lam = starting_lambda(settings, (target_bits or 0.25 * trainer.n_voxels) / trainer.n_voxels)
+    lam_range = (lam / LAMBDA_SPAN, lam * LAMBDA_SPAN)
     total = max(1, steps)
     started = time.perf_counter()
     reason = "steps"
@@ -175,6 +177,8 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
         if target_bits is not None and step % CONTROL_EVERY == 0 and not warming:
             ratio = trainer.hard_bits() / max(target_bits * RATE_MARGIN, 1.0)
             lam *= math.exp(CONTROL_GAIN * float(np.clip(math.log(max(ratio, 1e-6)), -1, 1)))
+            lam = float(np.clip(lam, *lam_range))  # on the MRI an unbounded λ reached 1e6 and the
+            # synthesis, quantised at that slope, collapsed to 12 dB; the latent step Δ fits the rest
         if step % report_every == 0 or step == total:
             with torch.no_grad():
                 mse, bits = trainer.evaluate("hard", sampled=True)
