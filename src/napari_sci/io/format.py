@@ -173,20 +173,19 @@ def unpack_header(data: bytes | memoryview, version: int, expected_crc: int) -> 
     if n_blocks > MAX_TREE_NODES:
         raise SciFormatError(f"{n_blocks} blocks is more than any block tree has nodes "
                              f"({MAX_TREE_NODES})")
-    model, section, blocks_at = MODEL_SIREN, b"", n_blocks_at
+    model, section_length = MODEL_SIREN, None
     if version >= 3:
         if len(data) < n_blocks_at + _MODEL_HEAD.size:
             raise SciFormatError("header too short for its model id")
         model, section_length = _MODEL_HEAD.unpack_from(data, n_blocks_at)
-        if len(data) != header_length(ndim, n_blocks, section_length):
-            raise SciFormatError(f"header length {len(data)} does not match a {section_length}-byte "
-                                 f"model section and {n_blocks} blocks")
-        blocks_at = n_blocks_at + _MODEL_HEAD.size + section_length
-        section = data[n_blocks_at + _MODEL_HEAD.size: blocks_at]
-    expected = header_length(ndim, n_blocks, len(section) if version >= 3 else None)
-    if len(data) != expected:
-        raise SciFormatError(f"header length {len(data)} does not match {n_blocks} blocks "
+    expected = header_length(ndim, n_blocks, section_length)
+    if len(data) != expected:  # checked before the section or block table is sliced
+        what = "" if section_length is None else f"a {section_length}-byte model section and "
+        raise SciFormatError(f"header length {len(data)} does not match {what}{n_blocks} blocks "
                              f"(expected {expected})")
+    section_at = n_blocks_at + (0 if section_length is None else _MODEL_HEAD.size)
+    blocks_at = section_at + (section_length or 0)
+    section = data[section_at:blocks_at]
     if model not in MODEL_IDS.values():
         raise SciVersionError(f"model family id {model} is not known to this reader (known: "
                               f"{sorted(MODEL_IDS.values())}); upgrade napari-sci")

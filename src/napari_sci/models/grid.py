@@ -17,7 +17,7 @@ import numpy as np
 from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.io.container import SciContents
 from napari_sci.io.latents import decode_tile, unpack_grid_section
-from napari_sci.io.weights import decode_payload
+from napari_sci.io.weights import decode_payload, split_tensors
 
 Box = tuple[tuple[int, int], ...]
 
@@ -62,9 +62,7 @@ def synthesise(features: np.ndarray, weights: Sequence[np.ndarray], layout: Grid
 def decode_synthesis(payload: bytes, layout: GridLayout) -> list[np.ndarray]:
     """The synthesis tensors (W₁, b₁, …) from their format-2-style payload."""
     sizes = layout.tensor_sizes()
-    flat = decode_payload(payload, sizes)
-    bounds = np.cumsum([0, *sizes])
-    return [flat[bounds[i]: bounds[i + 1]] for i in range(len(sizes))]
+    return split_tensors(decode_payload(payload, sizes), sizes)
 
 
 def evaluate_tile_box(grids: Sequence[np.ndarray], weights: Sequence[np.ndarray], layout: GridLayout,

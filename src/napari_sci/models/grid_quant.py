@@ -9,7 +9,6 @@ most bits for the least error are set to zero until it fits.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,24 +16,29 @@ import torch
 
 from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.io.latents import LATENT_LIMIT, encode_tile, scale_code_for, scale_of
-from napari_sci.io.weights import TensorCode, encode_payload, quantise, width_code_for
+from napari_sci.io.weights import TensorCode, dequantised, encode_payload, split_tensors, width_code_for
 from napari_sci.models.grid_net import Synthesis
 
 STEP_CODES = range(16 * 4, 16 * 15 + 1, 8)  # weight steps 2^-12 … 2^-1 in half-octaves
 
 
-def laplace_bits_np(symbols: np.ndarray, scale: float) -> float:
-    """Ideal code length (bits) of integer symbols under the zero-mean quantised Laplace of ``scale``."""
+def _bits_each(symbols: np.ndarray, scale: float) -> np.ndarray:
+    """−log2 P of each integer symbol under the zero-mean quantised Laplace of ``scale``."""
     d = np.abs(symbols.astype(np.float64))
     upper = 0.5 - d
     low = 0.5 * np.exp((-0.5 - d) / scale)
     high = np.where(upper <= 0, 0.5 * np.exp(np.minimum(upper, 0) / scale),
                     1 - 0.5 * np.exp(-np.maximum(upper, 0) / scale))
-    return float(-np.log2(np.maximum(high - low, 1e-300)).sum())
+    return -np.log2(np.maximum(high - low, 1e-300))
+
+
+def laplace_bits_np(symbols: np.ndarray, scale: float) -> float:
+    """Ideal code length (bits) of integer symbols under the zero-mean quantised Laplace of ``scale``."""
+    return float(_bits_each(symbols, scale).sum())
 
 
 def _histogram_bits(magnitudes: np.ndarray, counts: np.ndarray, scale: float) -> float:
-    return float(np.dot(counts, [laplace_bits_np(np.array([m]), scale) for m in magnitudes]))
+    return float(np.dot(counts, _bits_each(magnitudes, scale)))
 
 
 def best_scale_code(symbols: np.ndarray) -> int:
@@ -66,7 +70,9 @@ def synthesis_payload(tensors: Sequence[np.ndarray], codes: Sequence[TensorCode]
 
 
 def quantised_tensors(tensors: Sequence[np.ndarray], codes: Sequence[TensorCode]) -> list[np.ndarray]:
-    return [(quantise(t, c) * c.step).astype(np.float32) for t, c in zip(tensors, codes)]
+    """What a decoder will see for each tensor under ``codes`` (format 2's dequantisation)."""
+    sizes = [t.size for t in tensors]
+    return split_tensors(dequantised(np.concatenate(tensors), sizes, codes), sizes)
 
 
 def _code(tensor: np.ndarray, step_code: int) -> TensorCode:
@@ -177,7 +183,3 @@ def fit_step_to_budget(raw: Sequence[Sequence[np.ndarray]], budget_bytes: int, f
 
 def raw_latents(pyramids: Sequence[torch.nn.Module]) -> list[list[np.ndarray]]:
     return [[g.detach().cpu().numpy().copy() for g in p.latents] for p in pyramids]
-
-
-def math_isfinite(value: float) -> bool:
-    return math.isfinite(value)
