@@ -48,7 +48,7 @@ def main() -> None:
     total = sum(e.self_cpu_time_total for e in table)
     top = sorted(table, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
     record = {"volume": args.volume, "tiles": len(tiles), "voxels": int(x.size),
-              "latents": int(sum(p.numel() for pyr in trainer.pyramids for p in pyr.latents)),
+              "latents": trainer.latents.numel(),
               "samples_per_step": config.grid_samples, "seconds_per_step": per_step,
               "top_ops": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count}
                           for e in top]}

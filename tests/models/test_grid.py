@@ -10,46 +10,99 @@ from napari_sci.base.grid_geometry import GridLayout, latent_count, level_shape,
 from napari_sci.errors import SciFormatError
 from napari_sci.io.latents import decode_tile, encode_tile, tile_length_ok
 from napari_sci.models.grid import GridTiles, evaluate_tile_box, interpolate_box
-from napari_sci.models.grid_net import Synthesis, TilePyramid, laplace_bits
+from napari_sci.models.grid_latents import PackedLatents
+from napari_sci.models.grid_net import Synthesis, laplace_bits
 from napari_sci.models.grid_quant import best_scale_code, laplace_bits_np, synthesis_payload
 
 LAYOUT = GridLayout(levels=5, hidden=8, layers=3)
 
 
-def _random_pyramid(shape, seed=0) -> TilePyramid:
+def _random_latents(shapes, seed=0) -> PackedLatents:
     generator = torch.Generator().manual_seed(seed)
-    pyramid = TilePyramid(shape, LAYOUT)
+    latents = PackedLatents(shapes, LAYOUT)
     with torch.no_grad():
-        for latent in pyramid.latents:
-            latent.copy_(torch.randn(latent.shape, generator=generator) * 3)
-    return pyramid
+        latents.flat.copy_(torch.randn(latents.flat.shape, generator=generator) * 3)
+    return latents
 
 
-@pytest.mark.parametrize("shape", [(13, 20, 7), (1, 33, 17), (9, 9, 9)])
-def test_full_sampled_and_numpy_features_agree(shape):
-    pyramid = _random_pyramid(shape)
-    grids = [g.detach() for g in pyramid.quantised("hard")]
-    full = pyramid.features(grids)
-    flat = torch.arange(full.shape[0])[::7]
-    voxels = torch.stack(torch.unravel_index(flat, shape), dim=-1)
-    assert torch.equal(pyramid.sampled_features(grids, voxels), full[flat])
+def _tile_features(latents: PackedLatents, flat: torch.Tensor, tile: int) -> torch.Tensor:
+    return latents.features(flat, latents.whole_tile(tile))
+
+
+def _interpolated(grid: torch.Tensor, level: int, shape) -> torch.Tensor:
+    """torch's own interpolation of one level to the tile (the reference the gather must match)."""
+    mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(shape)]
+    up = torch.nn.functional.interpolate(grid[None, None], scale_factor=float(1 << level), mode=mode,
+                                         align_corners=False, recompute_scale_factor=False)[0, 0]
+    return up[tuple(slice(0, s) for s in shape)].reshape(-1)
+
+
+@pytest.mark.parametrize("shape", [(13, 20, 7), (1, 33, 17), (9, 9, 9), (24, 10)])
+def test_gathered_interpolated_and_numpy_features_agree(shape):
+    latents = _random_latents([(4, 4, 4)[:len(shape)], shape])  # the tile after another one
+    flat = latents.quantised("hard").detach()
+    full = _tile_features(latents, flat, 1)
+    grids = latents.tile_grids(flat, 1)
+    assert full.shape == (np.prod(shape), LAYOUT.levels)
     box = tuple((0, s) for s in shape)
     for level, grid in enumerate(grids):
+        if level:
+            torch.testing.assert_close(full[:, level], _interpolated(grid, level, shape), atol=1e-5,
+                                       rtol=0)
         numpy_level = interpolate_box(grid.numpy(), level, shape, box).reshape(-1)
         np.testing.assert_allclose(numpy_level, full[:, level].numpy(), atol=1e-5)
+    assert torch.all(full[:, len(grids):] == 0)  # levels a small tile lacks are zero features
+
+
+def test_sampled_voxels_see_the_features_of_their_own_tile():
+    shapes = [(5, 6, 7), (8, 3, 9), (2, 2, 2)]
+    latents = _random_latents(shapes, seed=1)
+    flat = latents.quantised("hard").detach()
+    sample = latents.sample(500, torch.Generator().manual_seed(0))
+    assert torch.all(sample.flat[1:] >= sample.flat[:-1])  # drawn in memory order
+    assert set(sample.tile.tolist()) == {0, 1, 2}
+    features = latents.features(flat, sample)
+    wholes = [_tile_features(latents, flat, t) for t in range(len(shapes))]
+    for k in range(0, 500, 17):
+        t = int(sample.tile[k])
+        local = int(np.ravel_multi_index(tuple(sample.voxel[k].tolist()), shapes[t]))
+        assert int(sample.flat[k]) == int(latents.tile_start[t]) + local
+        torch.testing.assert_close(features[k], wholes[t][local])
+
+
+def test_gradients_reach_only_the_latents_a_sample_touches():
+    latents = _random_latents([(8, 8, 8), (8, 8, 8)])
+    sample = latents.whole_tile(1)
+    latents.features(latents.flat, sample).sum().backward()
+    assert all(torch.all(g == 0) for g in latents.tile_grids(latents.flat.grad, 0))
+    assert torch.all(latents.tile_grids(latents.flat.grad, 1)[0] != 0)
+
+
+def test_sampled_rate_estimates_the_whole_rate():
+    latents = _random_latents([(16, 16, 16), (9, 12, 5)])
+    flat = latents.quantised("hard").detach()
+    whole = float(latents.bits(flat))
+    by_level = sum(float(laplace_bits(g.reshape(-1), g.abs().mean()).sum())
+                   for t in range(2) for g in latents.tile_grids(flat, t))
+    assert whole == pytest.approx(by_level, rel=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    estimates = [float(latents.bits(flat, 0.1, generator)) for _ in range(200)]
+    assert np.mean(estimates) == pytest.approx(whole, rel=0.01)
+    assert np.std(estimates) > 0
 
 
 def test_a_box_decodes_as_the_same_part_of_the_whole_tile():
     shape = (12, 20, 16)
-    latents = [np.rint(g.detach().numpy()).astype(np.int32) for g in _random_pyramid(shape).latents]
+    packed = _random_latents([shape])
+    latents = [np.rint(g.detach().numpy()).astype(np.int32) for g in packed.tile_grids(packed.flat, 0)]
     synthesis = Synthesis(LAYOUT)
     weights = [t.astype(np.float32) for t in synthesis.flat_tensors()]
     whole = evaluate_tile_box(latents, weights, LAYOUT, shape, tuple((0, s) for s in shape))
     part = evaluate_tile_box(latents, weights, LAYOUT, shape, ((3, 4), (5, 17), (0, 16)))
     np.testing.assert_allclose(part, whole[3:4, 5:17, 0:16], atol=1e-6)
     with torch.no_grad():
-        grids = [torch.from_numpy(g.astype(np.float32)) for g in latents]
-        torch_values = synthesis(_random_pyramid(shape).features(grids)).numpy().reshape(shape)
+        flat = packed.pack(latents)
+        torch_values = synthesis(_tile_features(packed, flat, 0)).numpy().reshape(shape)
     np.testing.assert_allclose(whole, torch_values, atol=1e-4)
 
 
@@ -86,7 +139,8 @@ def test_rate_estimate_matches_the_numpy_one():
 
 def test_grid_tiles_evaluate_in_data_units():
     shape = (6, 8, 8)
-    latents = [np.rint(g.detach().numpy()).astype(np.int32) for g in _random_pyramid(shape).latents]
+    packed = _random_latents([shape])
+    latents = [np.rint(g.detach().numpy()).astype(np.int32) for g in packed.tile_grids(packed.flat, 0)]
     synthesis = Synthesis(LAYOUT)
     from napari_sci.io.weights import TensorCode
 

@@ -106,19 +106,14 @@ def _progress(event: GridStep) -> FitProgress:
 def _synthesis_distortion(trainer: GridTrainer, latents: list[list[np.ndarray]], step: float,  # type: ignore[no-untyped-def]
                           seed: int):
     """A function scoring dequantised synthesis tensors by their MSE on a fixed voxel sample."""
-    rng = np.random.default_rng(seed)
-    features, targets = [], []
-    total = trainer.n_voxels
+    packed = trainer.latents
+    generator = torch.Generator(device=trainer.device).manual_seed(seed)
+    count = min(DISTORTION_SAMPLES, packed.n_voxels)
     with torch.no_grad():
-        for pyramid, target, grids in zip(trainer.pyramids, trainer.targets, latents):
-            n = max(1, round(DISTORTION_SAMPLES * target.numel() / total))
-            flat = torch.from_numpy(rng.integers(0, target.numel(), n))
-            voxels = torch.stack(torch.unravel_index(flat, pyramid.shape), dim=-1)
-            grid_t = [torch.from_numpy(g.astype(np.float32) * np.float32(step)) for g in grids]
-            features.append(pyramid.sampled_features(grid_t, voxels).numpy())
-            targets.append(target.cpu().numpy()[flat.numpy()])
-    feats = np.concatenate(features)
-    goal = np.concatenate(targets)
+        sample = packed.sample(count, generator)
+        flat = packed.pack([[g.astype(np.float32) * np.float32(step) for g in tile] for tile in latents])
+        feats = packed.features(flat, sample).cpu().numpy()
+        goal = trainer.target[sample.flat].cpu().numpy()
     layout = trainer.layout
     return lambda tensors: float(np.mean((synthesise(feats, tensors, layout) - goal) ** 2))
 
@@ -140,7 +135,7 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     fixed = file_overhead(ndim, len(blocks), section_overhead(config)) + sum(
         levels_for(blocks[i].size, layout.levels) + TILE_TAIL_BYTES for i in tiles)
     latent_bits = max(8.0, (target - fixed) * 8.0)
-    n_latents = sum(p.numel() for pyr in trainer.pyramids for p in pyr.latents)
+    n_latents = trainer.latents.numel()
     yield FitStarted(config.fit.steps, len(blocks), len(tiles), n_latents + layout.params(), 1,
                      str(device), config.fit.time_limit)
     run = fit_grid(trainer, config.fit.steps if tiles else 0, latent_bits, config.fit.time_limit,
@@ -155,7 +150,7 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         yield FitCancelled(state.steps, state.elapsed)
         raise SciCancelledError(f"compression cancelled at step {state.steps}; nothing written")
     yield StageStarted("quantise", "fitting the latent step to the budget, coding the synthesis")
-    raw = grid_quant.raw_latents(state.pyramids)
+    raw = state.latents.tile_arrays()
     fixed = file_overhead(ndim, len(blocks), section_overhead(config))
     step, latents, coded = grid_quant.fit_step_to_budget(raw, target, fixed)
     if stopped():

@@ -20,7 +20,8 @@ import torch
 
 from napari_sci.base.config import GridConfig
 from napari_sci.base.grid_geometry import GridLayout
-from napari_sci.models.grid_net import Synthesis, TilePyramid
+from napari_sci.models.grid_latents import PackedLatents, VoxelSample
+from napari_sci.models.grid_net import Synthesis
 
 CONTROL_EVERY = 10       # steps between λ updates
 CONTROL_GAIN = 0.5       # log-λ change per update at a rate error of e (×e, clipped at ±1)
@@ -32,7 +33,7 @@ LAMBDA_SPAN = 16.0       # λ stays within ×/÷ this of where it started (no wi
 class GridFitState:
     """What a fit leaves: the trained modules, the last λ and how the run went."""
 
-    pyramids: list[TilePyramid]
+    latents: PackedLatents
     synthesis: Synthesis
     lam: float
     steps: int
@@ -68,8 +69,11 @@ def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
     return FINAL_LR, "ste"
 
 
+EVAL_CHUNK = 1 << 17  # voxels per gather when a whole volume is evaluated (bounds its index memory)
+
+
 class GridTrainer:
-    """Holds the tiles, the targets and the optimiser; ``step`` runs one full-volume step."""
+    """Holds the packed latents, the targets and the optimiser; ``step`` runs one training step."""
 
     def __init__(self, volume: np.ndarray, tiles: Sequence[tuple[slice, ...]], layout: GridLayout,
                  settings: GridConfig, seed: int, device: torch.device) -> None:
@@ -79,43 +83,52 @@ class GridTrainer:
         self.layout = layout
         self.settings = settings
         self.n_voxels = int(volume.size)
-        self.targets = [torch.from_numpy(np.ascontiguousarray(volume[s], dtype=np.float32)).reshape(-1)
-                        .to(device) for s in tiles]
-        self.pyramids = [TilePyramid(tuple(t.stop - t.start for t in s), layout).to(device)
-                         for s in tiles]
+        targets = [np.ascontiguousarray(volume[s], dtype=np.float32).reshape(-1) for s in tiles]
+        self.target = torch.from_numpy(np.concatenate(targets) if targets else np.zeros(0, np.float32)
+                                       ).to(device)
+        self.latents = PackedLatents([tuple(t.stop - t.start for t in s) for s in tiles], layout).to(device)
+        self.n_trained = self.latents.n_voxels
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
             self.synthesis = Synthesis(layout).to(device)
-        latents = [p for pyr in self.pyramids for p in pyr.latents]
-        self.optimiser = torch.optim.Adam([{"params": latents, "scale": settings.latent_lr_scale},
-                                           {"params": list(self.synthesis.parameters()), "scale": 1.0}],
-                                          lr=settings.grid_lr)
+        self.optimiser = torch.optim.Adam(
+            [{"params": [self.latents.flat], "scale": settings.latent_lr_scale},
+             {"params": list(self.synthesis.parameters()), "scale": 1.0}], lr=settings.grid_lr)
+
+    def sample_count(self) -> int:
+        """Voxels a sampled step draws: ``samples`` spread over the whole volume, of which the
+        constant tiles (not trained) take their share."""
+        return max(1, round(self.samples * self.n_trained / self.n_voxels))
 
     def evaluate(self, mode: str, sampled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(MSE over the volume, total estimated bits) with latents in ``mode``.
 
-        ``sampled``: the MSE is estimated on ``samples`` random voxels drawn across the tiles in
-        proportion to their size (an unbiased estimate; every latent still pays its rate).
+        ``sampled``: the MSE is estimated on random voxels drawn uniformly over the trained tiles
+        (an unbiased estimate), and the rate on the same share of each level's latents.
         """
-        sse = torch.zeros((), device=self.device)
-        bits = torch.zeros((), device=self.device)
-        sampled = sampled and self.samples < self.n_voxels
-        for pyramid, target in zip(self.pyramids, self.targets):
-            grids = pyramid.quantised(mode, self.generator)
-            if sampled:
-                n = max(1, round(self.samples * target.numel() / self.n_voxels))
-                flat = torch.randint(0, target.numel(), (n,), generator=self.generator, device=self.device)
-                voxels = torch.stack(torch.unravel_index(flat, pyramid.shape), dim=-1)
-                out = self.synthesis(pyramid.sampled_features(grids, voxels))
-                sse = sse + torch.sum((out - target[flat]) ** 2) * (target.numel() / n)
-            else:
-                out = self.synthesis(pyramid.features(grids))
-                sse = sse + torch.sum((out - target) ** 2)
-            fraction = min(1.0, self.samples / self.n_voxels) if sampled else 1.0
-            bits = bits + pyramid.bits(grids, fraction, self.generator)
+        flat = self.latents.quantised(mode, self.generator)
+        sampled = sampled and self.sample_count() < self.n_trained
+        if sampled:
+            sample = self.latents.sample(self.sample_count(), self.generator)
+            out = self.synthesis(self.latents.features(flat, sample))
+            sse = torch.mean((out - self.target[sample.flat]) ** 2) * self.n_trained
+            fraction = self.sample_count() / self.n_trained
+        else:
+            sse = torch.zeros((), device=self.device)
+            for tile in range(len(self.latents.shapes)):
+                whole = self.latents.whole_tile(tile)
+                for start in range(0, whole.flat.numel(), EVAL_CHUNK):
+                    part = VoxelSample(*(t[start:start + EVAL_CHUNK] for t in
+                                         (whole.tile, whole.voxel, whole.flat)))
+                    out = self.synthesis(self.latents.features(flat, part))
+                    sse = sse + torch.sum((out - self.target[part.flat]) ** 2)
+            fraction = 1.0
+        bits = self.latents.bits(flat, fraction, self.generator) if self.n_trained else sse * 0
         return sse / self.n_voxels, bits
 
-    def step(self, lr: float, mode: str, lam: float) -> float:
+    def step(self, lr: float, mode: str, lam: float) -> torch.Tensor:
+        """One optimiser step; the loss comes back as a tensor (read it only when reporting: reading
+        it every step would wait for the device)."""
         for group in self.optimiser.param_groups:
             group["lr"] = lr * group["scale"]
         mse, bits = self.evaluate(mode, sampled=True)
@@ -123,14 +136,15 @@ class GridTrainer:
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
-        for pyramid in self.pyramids:
-            pyramid.clamp_()
-        return float(loss.detach())
+        self.latents.clamp_()
+        return loss.detach()
 
     @torch.no_grad()
     def hard_bits(self) -> float:
         """Estimated bits of the rounded latents: what the controller steers."""
-        return float(sum(p.bits(p.quantised("hard")) for p in self.pyramids))
+        if not self.n_trained:
+            return 0.0
+        return float(self.latents.bits(self.latents.quantised("hard")))
 
 
 def starting_lambda(settings: GridConfig, bits_per_voxel: float) -> float:
@@ -165,7 +179,7 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
             break
         lr, mode = _lr(step, total, settings)
         warming = step < settings.warmup_fraction * total  # MSE only: let the latents grow first
-        loss = trainer.step(lr, mode, 0.0 if warming else lam)
+        loss_tensor = trainer.step(lr, mode, 0.0 if warming else lam)
         step += 1
         elapsed = time.perf_counter() - started
         if time_limit is not None and (step == 3 or step % CONTROL_EVERY == 0):
@@ -182,8 +196,9 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
         if step % report_every == 0 or step == total:
             with torch.no_grad():
                 mse, bits = trainer.evaluate("hard", sampled=True)
+            loss = float(loss_tensor)
             yield GridStep(step, total, loss, float(mse), float(bits), lam, lr, elapsed)
     with torch.no_grad():
         mse, bits = trainer.evaluate("hard")
-    return GridFitState(trainer.pyramids, trainer.synthesis, lam, step, time.perf_counter() - started,
+    return GridFitState(trainer.latents, trainer.synthesis, lam, step, time.perf_counter() - started,
                         float(mse), float(bits), reason)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.io.latents import LATENT_LIMIT, encode_tile, scale_code_for, scale_of
@@ -179,7 +178,3 @@ def fit_step_to_budget(raw: Sequence[Sequence[np.ndarray]], budget_bytes: int, f
         latents, payloads = coded(step)
         best = (step, latents, payloads)
     return best
-
-
-def raw_latents(pyramids: Sequence[torch.nn.Module]) -> list[list[np.ndarray]]:
-    return [[g.detach().cpu().numpy().copy() for g in p.latents] for p in pyramids]

@@ -1,0 +1,217 @@
+"""All tiles' latent pyramids as one flat parameter, so a training step is a few whole-volume kernels.
+
+A step used to loop over tiles and levels (a hundred small gathers, each with its own index
+arithmetic); here every tile and level lives in one vector, a table gives each (tile, level) its
+offset, shape and strides, and the interpolation at a batch of voxels of any tiles is one gather of
+(voxels, levels, corners) entries. Voxel samples are drawn sorted, so the gather and its scatter-add
+backward walk memory in order. The interpolation is the one of ``models.grid.interpolation``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_sci.base.grid_geometry import GridLayout, level_shape, levels_for
+from napari_sci.io.latents import LATENT_LIMIT
+from napari_sci.models.grid_net import laplace_bits
+
+LATENT_MODES = ("noise", "ste", "hard")
+
+
+@dataclass(frozen=True)
+class VoxelSample:
+    """Voxels drawn across the tiles: each one's tile, its index inside the tile and in the targets."""
+
+    tile: torch.Tensor    # (n,) long
+    voxel: torch.Tensor   # (n, ndim) long, inside the tile
+    flat: torch.Tensor    # (n,) long, into the concatenated tile targets
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+class PackedLatents(nn.Module):
+    """The latents of every tile, level after level and tile after tile, initialised at zero (Cool-chic).
+
+    Parameters
+    ----------
+    shapes
+        Each tile's shape in voxels (all of one dimensionality).
+    layout
+        The file's grid layout: ``layout.levels`` is the most levels a tile has; smaller tiles have
+        fewer (``levels_for``) and their missing coarse features are zero.
+    """
+
+    def __init__(self, shapes: Sequence[Sequence[int]], layout: GridLayout) -> None:
+        super().__init__()
+        self.shapes = [tuple(int(s) for s in shape) for shape in shapes]
+        self.layout = layout
+        self.ndim = len(self.shapes[0]) if self.shapes else 3
+        levels = layout.levels
+        n_tiles = len(self.shapes)
+        dims = np.ones((n_tiles, levels, self.ndim), np.int64)
+        offsets = np.zeros((n_tiles, levels), np.int64)
+        present = np.zeros((n_tiles, levels), np.float32)
+        self.segments: list[tuple[int, int, tuple[int, ...]]] = []  # (offset, size, shape) per tile level
+        self.tile_levels: list[int] = []
+        offset = 0
+        for t, shape in enumerate(self.shapes):
+            n_levels = levels_for(shape, levels)
+            self.tile_levels.append(n_levels)
+            for level in range(n_levels):
+                level_dims = level_shape(shape, level)
+                size = int(np.prod(level_dims))
+                dims[t, level], offsets[t, level], present[t, level] = level_dims, offset, 1.0
+                self.segments.append((offset, size, level_dims))
+                offset += size
+        strides = np.ones_like(dims)
+        for a in range(self.ndim - 2, -1, -1):
+            strides[..., a] = strides[..., a + 1] * dims[..., a + 1]
+        self.flat = nn.Parameter(torch.zeros(offset))
+        self.register_buffer("dims", torch.from_numpy(dims), persistent=False)
+        self.register_buffer("strides", torch.from_numpy(strides), persistent=False)
+        self.register_buffer("offsets", torch.from_numpy(offsets), persistent=False)
+        self.register_buffer("present", torch.from_numpy(present), persistent=False)
+        self.register_buffer("inverse_scale", 0.5 ** torch.arange(levels, dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("seg_start", torch.tensor([s[0] for s in self.segments], dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("seg_size", torch.tensor([s[1] for s in self.segments], dtype=torch.long),
+                             persistent=False)
+        tile_sizes = torch.tensor([int(np.prod(s)) for s in self.shapes], dtype=torch.long)
+        self.register_buffer("tile_start", torch.cat([torch.zeros(1, dtype=torch.long),
+                                                      tile_sizes.cumsum(0)]), persistent=False)
+        self.register_buffer("tile_dims", torch.tensor(self.shapes, dtype=torch.long).reshape(
+            n_tiles, self.ndim), persistent=False)
+        self._rate_plan: tuple[float, torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.tile_start[-1])
+
+    def numel(self) -> int:
+        return self.flat.numel()
+
+    # -- quantisation ---------------------------------------------------------------------------
+    def quantised(self, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The flat latents as the synthesis sees them: uniform ``noise`` (training), ``ste`` or
+        ``hard`` rounding."""
+        if mode == "noise":
+            noise = torch.rand(self.flat.shape, generator=generator, device=self.flat.device) - 0.5
+            return self.flat + noise
+        if mode == "ste":
+            return _round_ste(self.flat)
+        if mode == "hard":
+            return torch.round(self.flat)
+        raise ValueError(f"latent mode must be one of {LATENT_MODES}, got {mode!r}")
+
+    def clamp_(self) -> None:
+        with torch.no_grad():
+            self.flat.clamp_(-LATENT_LIMIT, LATENT_LIMIT)
+
+    def tile_grids(self, flat: torch.Tensor, tile: int) -> list[torch.Tensor]:
+        """Views of one tile's levels in ``flat`` (a tensor laid out like the parameter)."""
+        first = sum(self.tile_levels[:tile])
+        own = self.segments[first:first + self.tile_levels[tile]]
+        return [flat[o:o + n].view(shape) for o, n, shape in own]
+
+    def tile_arrays(self) -> list[list[np.ndarray]]:
+        """Each tile's trained (unrounded) levels as float32 arrays, copies."""
+        flat = self.flat.detach().cpu()
+        return [[g.numpy().copy() for g in self.tile_grids(flat, t)] for t in range(len(self.shapes))]
+
+    def pack(self, tiles: Sequence[Sequence[np.ndarray]]) -> torch.Tensor:
+        """A flat tensor laid out like the parameter from per-tile level arrays."""
+        parts = [torch.from_numpy(np.asarray(g, np.float32).reshape(-1)) for tile in tiles for g in tile]
+        flat = torch.cat(parts) if parts else torch.zeros(0)
+        if flat.numel() != self.numel():
+            raise ValueError(f"{flat.numel()} latents given, the tiles hold {self.numel()}")
+        return flat.to(self.flat.device)
+
+    # -- sampling and features ------------------------------------------------------------------
+    def sample(self, count: int, generator: torch.Generator | None = None) -> VoxelSample:
+        """``count`` voxels drawn uniformly over all tiles' voxels, in memory order."""
+        device = self.flat.device
+        flat = torch.randint(0, self.n_voxels, (count,), generator=generator, device=device).sort().values
+        tile = torch.searchsorted(self.tile_start, flat, right=True) - 1
+        local = flat - self.tile_start[tile]
+        dims = self.tile_dims[tile]
+        coords = []
+        for a in range(self.ndim - 1, -1, -1):
+            coords.append(local % dims[:, a])
+            local = local // dims[:, a]
+        return VoxelSample(tile, torch.stack(coords[::-1], dim=-1), flat)
+
+    def whole_tile(self, tile: int) -> VoxelSample:
+        """Every voxel of one tile, in raster order."""
+        device = self.flat.device
+        shape = self.shapes[tile]
+        local = torch.arange(int(np.prod(shape)), device=device)
+        voxel = torch.stack(torch.unravel_index(local, shape), dim=-1)
+        return VoxelSample(torch.full_like(local, tile), voxel, local + self.tile_start[tile])
+
+    def features(self, flat: torch.Tensor, sample: VoxelSample) -> torch.Tensor:
+        """(n, layout.levels) features of the sampled voxels from the latents ``flat``.
+
+        Voxel ``i`` of a tile sits at ``(i + 0.5) / 2**l − 0.5`` on level ``l``, clamped to the grid:
+        the map of ``models.grid.interpolation`` (``align_corners=False``).
+        """
+        tile = sample.tile
+        position = sample.voxel.to(torch.float32) + 0.5
+        p = position[:, None, :] * self.inverse_scale[None, :, None] - 0.5    # (n, levels, ndim)
+        dims = self.dims[tile]
+        p = torch.minimum(p.clamp_min(0), (dims - 1).to(torch.float32))
+        lower_f = p.floor()
+        weight = p - lower_f
+        lower = lower_f.long()
+        upper = torch.minimum(lower + 1, dims - 1)
+        strides = self.strides[tile]
+        lower, upper = lower * strides, upper * strides
+        index = self.offsets[tile][..., None]                                # (n, levels, 1)
+        weights = self.present[tile][..., None]
+        for a in range(self.ndim):
+            pair_index = torch.stack((lower[..., a], upper[..., a]), dim=-1)
+            pair_weight = torch.stack((1 - weight[..., a], weight[..., a]), dim=-1)
+            index = (index[..., :, None] + pair_index[..., None, :]).flatten(-2)
+            weights = (weights[..., :, None] * pair_weight[..., None, :]).flatten(-2)
+        return (flat[index] * weights).sum(-1)
+
+    # -- rate -----------------------------------------------------------------------------------
+    def scales(self, flat: torch.Tensor) -> torch.Tensor:
+        """Each tile level's Laplace scale: the maximum-likelihood one, mean |latent| (not trained)."""
+        mean = torch.segment_reduce(flat.detach().abs(), "mean", lengths=self.seg_size)
+        return mean.clamp(2.0 ** -6, 2.0 ** 9)
+
+    def _plan(self, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a rate sampled at ``fraction``: each draw's segment and the weight that unbiases it."""
+        if self._rate_plan is None or self._rate_plan[0] != fraction:
+            counts = (self.seg_size.to(torch.float64) * fraction).round().clamp_min(1).long()
+            counts = torch.minimum(counts, self.seg_size)
+            segment = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+            weight = (self.seg_size.to(torch.float32) / counts.to(torch.float32))[segment]
+            self._rate_plan = (fraction, segment, weight)
+        return self._rate_plan[1], self._rate_plan[2]
+
+    def bits(self, flat: torch.Tensor, fraction: float = 1.0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Estimated coded bits of the latents ``flat``, each tile level at its own scale.
+
+        ``fraction`` < 1 estimates them from that share of each level's latents (at least one),
+        drawn at random and weighted up (unbiased): a step then costs in proportion to its voxel
+        sample, not to the millions of latents of a large volume.
+        """
+        scales = self.scales(flat)
+        if fraction >= 1.0:
+            per_latent = torch.repeat_interleave(scales, self.seg_size)
+            return laplace_bits(flat, per_latent).sum()
+        segment, weight = self._plan(fraction)
+        draw = torch.rand(segment.shape, generator=generator, device=flat.device)
+        index = self.seg_start[segment] + (draw * self.seg_size[segment]).long().clamp_max(
+            self.seg_size[segment] - 1)
+        return (laplace_bits(flat[index], scales[segment]) * weight).sum()
