@@ -151,3 +151,28 @@ def test_grid_tiles_evaluate_in_data_units():
     normalised = GridTiles(LAYOUT, section, [payload], [shape]).evaluate(0, ((0, 6), (0, 8), (0, 8)))
     np.testing.assert_allclose(tiles.evaluate(0, ((0, 6), (0, 8), (0, 8))), 100 + 50 * normalised,
                                rtol=1e-5)
+
+
+def test_the_compiled_step_computes_the_eager_loss_and_gradients():
+    from napari_sci.base.config import GridConfig
+    from napari_sci.models.grid_fit import GridTrainer
+
+    volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
+    tiles = [(slice(0, 8), slice(0, 20), slice(0, 12)), (slice(8, 16), slice(0, 20), slice(0, 12))]
+    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=1024), 0, torch.device("cpu"))
+    with torch.no_grad():
+        trainer.latents.flat.copy_(torch.randn(trainer.latents.numel(), generator=trainer.generator))
+    flat = trainer.latents.quantised("noise", trainer.generator)
+    sample = trainer.latents.sample(700, trainer.generator)
+    rate = trainer.latents.rate_draw(flat, 0.3, trainer.generator)
+    args = (flat, sample.tile, sample.voxel, trainer.target[sample.flat], *rate)
+    results = []
+    for compiled in (False, True):
+        if compiled:
+            trainer.enable_compile()
+        sse, bits = trainer._terms(*args)
+        grad = torch.autograd.grad(sse + bits, trainer.latents.flat, retain_graph=True)[0]
+        results.append((sse.detach(), bits.detach(), grad))
+    assert trainer.compile_error is None
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)

@@ -228,6 +228,9 @@ class GridConfig:
     initial_lambda
         λ (MSE per bit per voxel) when the rate term starts, for a 0.25 BPV target (scaled by
         0.25/BPV for others); a controller then steers it to the budget.
+    compile_step
+        ``torch.compile`` the training step: ``auto`` (when the fit is projected to outlast the
+        compile), ``on`` or ``off``. Eager and compiled steps compute the same loss.
     """
 
     levels: int = 7
@@ -240,8 +243,11 @@ class GridConfig:
     warmup_fraction: float = 0.05
     ste_fraction: float = 0.2
     initial_lambda: float = 1e-2
+    compile_step: str = "auto"
 
     def __post_init__(self) -> None:
+        _require(self.compile_step in ("auto", "on", "off"),
+                 f"compile_step must be auto, on or off, got {self.compile_step!r}")
         _require(1 <= self.levels <= 16, f"levels must be 1..16, got {self.levels}")
         _require(1 <= self.grid_hidden <= 255, f"grid_hidden must be 1..255, got {self.grid_hidden}")
         _require(2 <= self.grid_layers <= 8, f"grid_layers must be 2..8, got {self.grid_layers}")

@@ -157,13 +157,17 @@ class PackedLatents(nn.Module):
         return VoxelSample(torch.full_like(local, tile), voxel, local + self.tile_start[tile])
 
     def features(self, flat: torch.Tensor, sample: VoxelSample) -> torch.Tensor:
-        """(n, layout.levels) features of the sampled voxels from the latents ``flat``.
+        """(n, layout.levels) features of the sampled voxels from the latents ``flat``."""
+        return self.features_at(flat, sample.tile, sample.voxel)
+
+    def features_at(self, flat: torch.Tensor, tile: torch.Tensor, voxel: torch.Tensor) -> torch.Tensor:
+        """(n, layout.levels) features of voxels ``voxel`` (n, ndim) of tiles ``tile`` (n,).
 
         Voxel ``i`` of a tile sits at ``(i + 0.5) / 2**l − 0.5`` on level ``l``, clamped to the grid:
-        the map of ``models.grid.interpolation`` (``align_corners=False``).
+        the map of ``models.grid.interpolation`` (``align_corners=False``). Plain tensors in and out,
+        so that the step around it can be compiled.
         """
-        tile = sample.tile
-        position = sample.voxel.to(torch.float32) + 0.5
+        position = voxel.to(torch.float32) + 0.5
         p = position[:, None, :] * self.inverse_scale[None, :, None] - 0.5    # (n, levels, ndim)
         dims = self.dims[tile]
         p = torch.minimum(p.clamp_min(0), (dims - 1).to(torch.float32))
@@ -198,20 +202,31 @@ class PackedLatents(nn.Module):
             self._rate_plan = (fraction, segment, weight)
         return self._rate_plan[1], self._rate_plan[2]
 
-    def bits(self, flat: torch.Tensor, fraction: float = 1.0,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """Estimated coded bits of the latents ``flat``, each tile level at its own scale.
-
-        ``fraction`` < 1 estimates them from that share of each level's latents (at least one),
-        drawn at random and weighted up (unbiased): a step then costs in proportion to its voxel
-        sample, not to the millions of latents of a large volume.
-        """
+    def rate_draw(self, flat: torch.Tensor, fraction: float = 1.0, generator: torch.Generator | None = None,
+                  ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """(latent indices or None for all, their Laplace scales, their weights or None) of a rate
+        estimate: ``fraction`` < 1 draws that share of each level's latents (at least one) at random
+        and weights them up (unbiased), so a step costs in proportion to its voxel sample, not to the
+        millions of latents of a large volume."""
         scales = self.scales(flat)
         if fraction >= 1.0:
-            per_latent = torch.repeat_interleave(scales, self.seg_size)
-            return laplace_bits(flat, per_latent).sum()
+            return None, torch.repeat_interleave(scales, self.seg_size), None
         segment, weight = self._plan(fraction)
         draw = torch.rand(segment.shape, generator=generator, device=flat.device)
-        index = self.seg_start[segment] + (draw * self.seg_size[segment]).long().clamp_max(
-            self.seg_size[segment] - 1)
-        return (laplace_bits(flat[index], scales[segment]) * weight).sum()
+        size = self.seg_size[segment]
+        index = self.seg_start[segment] + (draw * size).long().clamp_max(size - 1)
+        return index, scales[segment], weight
+
+    def bits(self, flat: torch.Tensor, fraction: float = 1.0,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Estimated coded bits of the latents ``flat``, each tile level at its own scale
+        (estimated from a ``fraction`` of them, see :meth:`rate_draw`)."""
+        return drawn_bits(flat, *self.rate_draw(flat, fraction, generator))
+
+
+def drawn_bits(flat: torch.Tensor, index: torch.Tensor | None, scale: torch.Tensor,
+               weight: torch.Tensor | None) -> torch.Tensor:
+    """The bits of a :meth:`PackedLatents.rate_draw`."""
+    values = flat if index is None else flat[index]
+    bits = laplace_bits(values, scale)
+    return bits.sum() if weight is None else (bits * weight).sum()
