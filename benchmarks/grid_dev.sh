@@ -1,6 +1,7 @@
 #!/bin/bash
-# The latent-grid model at 0.1 BPV on the development volumes, each fit bounded by wall-clock seconds
-# (CPU, 2 threads). Arguments: "VOLUME.tif SECONDS" pairs; none: all four, as in docs/benchmarks.md §7.
+# The latent-grid model on the development volumes, each fit bounded by wall-clock seconds (CPU, 2
+# threads). Arguments: "VOLUME.tif SECONDS [BPV]" triples (BPV defaults to 0.1); none: the four volumes
+# at 0.1 BPV, as in docs/benchmarks.md §7. Results: benchmarks/results/grid/NAME_bpvB_Ss.json.
 cd "$(dirname "$0")/.."
 mkdir -p runs benchmarks/results/grid
 specs=("$@")
@@ -11,8 +12,10 @@ fi
 for spec in "${specs[@]}"; do
   set -- $spec
   name=${1%.tif}
+  bpv=${3:-0.1}
+  echo "$(date -u +%H:%M:%S) $name bpv $bpv ${2}s load $(cut -d' ' -f1-3 /proc/loadavg)" >> runs/grid_bench.log
   OMP_NUM_THREADS=2 ${PYTHON_BIN:-.venv/bin}/napari-sci --threads 2 compress \
-    "${NAPARI_SCI_DATA:-../shared/data}/$1" -o "runs/${name}_grid_0.1.sci" --bpv 0.1 --model grid \
+    "${NAPARI_SCI_DATA:-../shared/data}/$1" -o "runs/${name}_grid_${bpv}.sci" --bpv "$bpv" --model grid \
     --steps 100000 --time-limit "$2" --overwrite --json -q \
-    > "benchmarks/results/grid/${name}_bpv0.1_${2}s.json" 2>> runs/grid_bench.err
+    > "benchmarks/results/grid/${name}_bpv${bpv}_${2}s.json" 2>> runs/grid_bench.err
 done
