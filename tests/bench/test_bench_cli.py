@@ -63,4 +63,4 @@ def test_codec_groups_expand(tmp_path):
     from napari_sci.bench.cli import _codecs
 
     assert _codecs(["classical", "zfp", "sci"]) == (
-        "hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3", "sci")
+        "hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3", "sperr", "sci")

@@ -16,7 +16,7 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg
 # How close below the target each knob gets on so small a volume: video rate control is coarse, and
 # SZ3's size jumps by ~10 % between neighbouring error bounds here (it is not monotone).
 CLOSENESS = {"jpeg2000": 0.97, "zfp": 0.95, "sz3": 0.85, "jpegxl": 0.95, "jpeg": 0.9, "hevc": 0.85,
-             "h264": 0.85}
+             "h264": 0.85, "sperr": 0.95}
 
 
 def mean_image_psnr(volume):
@@ -46,7 +46,7 @@ def test_search_meets_the_target_and_decodes_from_the_bytes_alone(name, lsm64):
     assert packed.evaluations >= 1
 
 
-@pytest.mark.parametrize("name", [classical(n) for n in ("jpeg2000", "zfp", "hevc")])
+@pytest.mark.parametrize("name", [classical(n) for n in ("jpeg2000", "zfp", "hevc", "sperr")])
 def test_uint8_volume_and_several_targets_share_encodings(name, mri64):
     codec = make_codec(name, SETTINGS)
     cache = TrialCache(keep_bytes=Target(1.0, mri64.size).bytes)
@@ -75,4 +75,4 @@ def test_value_mapping_is_stated(name, bits, lsm64):
 
 def test_every_codec_name_is_registered():
     assert set(CODECS) == {"sci", "sci-v1", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl",
-                           "zfp", "sz3"}
+                           "zfp", "sz3", "sperr"}

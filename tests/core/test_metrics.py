@@ -51,3 +51,16 @@ def test_max_abs_error():
     b = np.array([[1, 10], [15, 30]], dtype=np.uint8)
     assert max_abs_error(a, b) == 5.0  # no uint8 wrap-around
     assert max_abs_error(a[:0], b[:0]) == 0.0
+
+
+def test_bd_rate_of_a_curve_that_needs_half_the_bits_is_minus_fifty_percent():
+    from napari_sci.core.metrics import bd_rate
+
+    rates = [0.02, 0.05, 0.1, 0.25]
+    psnrs = [28.0, 31.0, 33.5, 36.0]
+    assert bd_rate(rates, psnrs, rates, psnrs) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate([r / 2 for r in rates], psnrs, rates, psnrs) == pytest.approx(-50.0, abs=1e-6)
+    assert bd_rate([r * 1.1 for r in rates], psnrs, rates, psnrs) == pytest.approx(10.0, abs=1e-6)
+    # a curve 1 dB better everywhere costs fewer bits over the shared interval
+    assert bd_rate(rates, [p + 1 for p in psnrs], rates, psnrs) < 0
+    assert math.isnan(bd_rate(rates, [p + 20 for p in psnrs], rates, psnrs))  # no shared interval

@@ -120,3 +120,32 @@ def evaluate(original: np.ndarray, reconstruction: np.ndarray,
         mse=error,
         accuracy={float(t): binarised_accuracy(original, reconstruction, t) for t in thresholds},
     )
+
+
+def bd_rate(rates: Sequence[float], psnrs: Sequence[float], reference_rates: Sequence[float],
+            reference_psnrs: Sequence[float]) -> float:
+    """Bjøntegaard delta rate (VCEG-M33) in percent: the average rate change of a codec against a
+    reference at equal PSNR, over the PSNR interval both curves cover (negative: fewer bits).
+
+    log(rate) is interpolated as a function of PSNR by monotone piecewise-cubic (PCHIP) curves, the
+    variant later VCEG/JVET practice adopted over the original cubic fit because it does not
+    overshoot between points. NaN when the curves share no PSNR interval or have fewer than two points.
+    """
+    from scipy.interpolate import PchipInterpolator
+
+    def curve(r: Sequence[float], p: Sequence[float]) -> tuple[PchipInterpolator, float, float] | None:
+        points = sorted((float(q), math.log(float(x))) for x, q in zip(r, p)
+                        if x > 0 and math.isfinite(q))
+        qs = [q for q, _ in points]
+        if len(points) < 2 or len(set(qs)) < len(qs):
+            return None
+        return PchipInterpolator(qs, [lr for _, lr in points]), qs[0], qs[-1]
+
+    ours, theirs = curve(rates, psnrs), curve(reference_rates, reference_psnrs)
+    if ours is None or theirs is None:
+        return math.nan
+    low, high = max(ours[1], theirs[1]), min(ours[2], theirs[2])
+    if high <= low:
+        return math.nan
+    mean_log_ratio = (ours[0].integrate(low, high) - theirs[0].integrate(low, high)) / (high - low)
+    return (math.exp(mean_log_ratio) - 1.0) * 100.0

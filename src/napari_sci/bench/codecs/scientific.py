@@ -6,6 +6,9 @@
   The knob is the rate in bits per value; zfp's own header (~8 bytes) stays in the stream.
 - ``sz3``: the values as float32 (exact for ≤ 24-bit integers), relative error bound
   (bound = rel × (max - min)) searched in log space.
+- ``sperr``: SPERR (wavelets + SPECK, Li et al. 2023) on float64 values in its fixed-rate mode; the
+  rate it is asked for is searched so that stream and side header meet the byte target (SPERR's own
+  3-D header stays in the stream).
 """
 
 from __future__ import annotations
@@ -53,3 +56,20 @@ class Sz3Codec(KnobCodec):
         values = _imagecodecs().sz3_decode(payload, shape=side.shape, dtype=np.float32)
         return to_dtype(np.asarray(values, dtype=np.float64), side.dtype,
                         ValueRange(side.low, side.high))
+
+
+class SperrCodec(KnobCodec):
+    name = "sperr"
+    summary = "SPERR fixed-rate on float64 values, rate searched"
+    knob = Knob("rate_bits_per_value", 0.002, 16.0, grows=True, log=True, start=0.1, resolution=0.003)
+
+    def missing(self) -> str | None:
+        return _missing_imagecodecs("SPERR")
+
+    def encode_payload(self, volume: np.ndarray, side: SideInfo, value: float) -> bytes:
+        values = np.ascontiguousarray(volume, dtype=np.float64)
+        return bytes(_imagecodecs().sperr_encode(values, level=value, mode="bpp", header=True))
+
+    def decode_payload(self, payload: bytes, side: SideInfo) -> np.ndarray:
+        values = np.asarray(_imagecodecs().sperr_decode(payload), dtype=np.float64).reshape(side.shape)
+        return to_dtype(values, side.dtype, ValueRange(side.low, side.high))
