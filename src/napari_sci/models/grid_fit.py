@@ -109,13 +109,12 @@ class GridTrainer:
             self._compiled = torch.compile(self._sampled_terms, dynamic=False)
 
     def _sampled_terms(self, flat: torch.Tensor, tile: torch.Tensor, voxel: torch.Tensor,
-                       target: torch.Tensor, rate_index: torch.Tensor | None, rate_scale: torch.Tensor,
-                       rate_weight: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                       target: torch.Tensor, rate_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.synthesis(self.latents.features_at(flat, tile, voxel))
         sse = torch.mean((out - target) ** 2) * self.n_trained
-        return sse, drawn_bits(flat, rate_index, rate_scale, rate_weight)
+        return sse, drawn_bits(flat, rate_scale)
 
-    def _terms(self, *args: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _terms(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._compiled is not None:
             try:
                 return self._compiled(*args)
@@ -129,7 +128,7 @@ class GridTrainer:
         """(MSE over the volume, total estimated bits) with latents in ``mode``.
 
         ``sampled``: the MSE is estimated on random voxels drawn uniformly over the trained tiles
-        (an unbiased estimate), and the rate on the same share of each level's latents.
+        (an unbiased estimate); the rate is always that of every latent.
         """
         flat = self.latents.quantised(mode, self.generator)
         sampled = sampled and self.sample_count() < self.n_trained
@@ -138,9 +137,9 @@ class GridTrainer:
             return zero, zero
         if sampled:
             sample = self.latents.sample(self.sample_count(), self.generator)
-            rate = self.latents.rate_draw(flat, self.sample_count() / self.n_trained, self.generator)
             terms = self._terms if compiled else self._sampled_terms
-            sse, bits = terms(flat, sample.tile, sample.voxel, self.target[sample.flat], *rate)
+            sse, bits = terms(flat, sample.tile, sample.voxel, self.target[sample.flat],
+                              self.latents.rate_terms(flat))
             return sse / self.n_voxels, bits
         sse = torch.zeros((), device=self.device)
         for tile in range(len(self.latents.shapes)):
