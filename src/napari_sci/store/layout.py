@@ -24,7 +24,7 @@ STORE_VERSION = 1
 ARRAY_NAME = "0"
 ATTRS_KEY = "napari_sci"
 CODEC_NAME = "napari-sci"
-MIN_LEVEL_SIDE = 64
+MIN_LEVEL_SIDE = 32
 MAX_LEVELS = 8
 
 
