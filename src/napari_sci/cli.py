@@ -91,7 +91,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                        help=f"side of the cubic chunks, each fitted as one Dask task "
                             f"(default {StoreConfig.chunks})")
     store.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="worker processes of the LocalCluster (default: cores - 1, at least 1)")
+                       help="worker processes of the LocalCluster (default: cores - 1, at least 1); "
+                            "0 fits the chunks in this process, without Dask")
     store.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="send the chunks to the dask.distributed scheduler at ADDRESS instead")
 

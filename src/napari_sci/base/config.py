@@ -355,7 +355,8 @@ class StoreConfig:
         chunks need less memory per worker (about 320 bytes per voxel while fitting, docs/robustness.md).
     workers
         Worker processes of the LocalCluster started when no ``scheduler`` is given; ``None``: the
-        machine's cores − 1, at least 1. Each worker runs one task with one torch thread.
+        machine's cores − 1, at least 1. Each worker runs one task with one torch thread. 0 fits the
+        chunks one after another in this process, without Dask (small stores, tests, debugging).
     scheduler
         Address of an existing ``dask.distributed`` scheduler (``tcp://host:8786``); its workers are
         used as they are and nothing is started.
@@ -370,8 +371,8 @@ class StoreConfig:
 
     def __post_init__(self) -> None:
         _require(8 <= self.chunks <= 4096, f"chunks must be 8..4096 voxels, got {self.chunks}")
-        _require(self.workers is None or 1 <= self.workers <= 1024,
-                 f"workers must be 1..1024, got {self.workers}")
+        _require(self.workers is None or 0 <= self.workers <= 1024,
+                 f"workers must be 0..1024, got {self.workers}")
         _require(self.scheduler is None or bool(self.scheduler.strip()),
                  "scheduler must be an address such as tcp://127.0.0.1:8786")
         _require(self.scheduler is None or self.workers is None,

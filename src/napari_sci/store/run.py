@@ -257,7 +257,11 @@ def compress_store(input_path: str | os.PathLike[str], output: str | os.PathLike
     if on_plan is not None:
         on_plan(len(jobs), len(jobs) - len(pending))
     cluster = "nothing to fit"
-    if pending:
+    if pending and settings.workers == 0:
+        cluster = "this process (no Dask)"
+        for job in pending:
+            (on_report or (lambda report: None))(fit_chunk(job))
+    elif pending:
         with dask_client(settings) as (client, cluster):
             run_jobs(client, pending, settings.retries, lambda job: _task_key(target, params, job.index),
                      on_report or (lambda report: None))
