@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from store_helpers import CHUNK  # type: ignore[import-not-found]
 
 from napari_sci.base.config import StoreConfig, compress_config
-
-CHUNK = 32
 
 
 @pytest.fixture(scope="session")
@@ -37,12 +36,6 @@ def ct_zarr(tmp_path_factory: pytest.TempPathFactory, ct_volume: np.ndarray) -> 
 def store_config():
     """Few steps, a shallow tree: fast chunks (the point here is the store, not the quality)."""
     return compress_config(bpv=1.0, steps=60, max_depth=1, seed=7)
-
-
-def store_files(store: Path) -> dict[str, bytes]:
-    """Every chunk file of a store, by its key."""
-    return {str(p.relative_to(store)): p.read_bytes()
-            for p in sorted((store / "0" / "c").rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="session")
