@@ -1,5 +1,6 @@
-"""Chunks as Dask tasks: a LocalCluster of 2 workers, Ctrl-C and resume, a worker killed mid-run, and a
-separately started ``dask scheduler`` + ``dask worker`` — every run gives the reference store's bytes."""
+"""Chunks as Dask tasks: a LocalCluster of 2 workers with a worker killed mid-run and Ctrl-C then a
+resume, and (slow) a cluster given by address and a separately started ``dask scheduler`` + ``dask
+worker``; every run gives the reference store's bytes, which were fitted in one process without Dask."""
 
 from __future__ import annotations
 
@@ -18,21 +19,32 @@ from napari_sci.store.run import compress_store
 pytest.importorskip("distributed")
 
 
-def test_local_cluster_interrupted_then_resumed(reference_store, ct_zarr, store_config, tmp_path):
-    out = tmp_path / "local.sci.zarr"
-    seen = []
+def test_local_cluster_survives_a_killed_worker_and_resumes_after_ctrl_c(reference_store, ct_zarr,
+                                                                         store_config, tmp_path):
+    """A LocalCluster of 2 workers: one worker is killed mid-chunk, then Ctrl-C; a rerun completes."""
+    from distributed import default_client
 
-    def interrupt_after_two(report):
+    out = tmp_path / "local.sci.zarr"
+    seen, killed = [], []
+
+    def kill_then_interrupt(report):
         seen.append(report)
-        if len(seen) == 2:
+        if len(seen) == 1:
+            pids = set(default_client().run(os.getpid).values())
+            victim = next(pid for pid in pids if pid != report.pid)  # busy with another chunk
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+        if len(seen) == 3:
             raise KeyboardInterrupt  # what Ctrl-C raises in the client
 
     with pytest.raises(KeyboardInterrupt):
         compress_store(ct_zarr, out, store_config, StoreConfig(chunks=CHUNK, workers=2),
-                       on_report=interrupt_after_two)
+                       on_report=kill_then_interrupt)
+    assert killed
     written = store_files(out)
-    assert 2 <= len(written) < 8
-    assert all(written[key] == data for key, data in store_files(reference_store).items() if key in written)
+    assert 3 <= len(written) < 8
+    reference = store_files(reference_store)
+    assert all(written[key] == reference[key] for key in written)
     resumed = []
     summary = compress_store(ct_zarr, out, store_config, StoreConfig(chunks=CHUNK, workers=2),
                              on_report=resumed.append)
@@ -40,11 +52,13 @@ def test_local_cluster_interrupted_then_resumed(reference_store, ct_zarr, store_
     assert summary.skipped == len(written)
     assert len(resumed) == 8 - len(written)
     assert not any(r.skipped for r in resumed)  # nothing fitted twice
-    assert store_files(out) == store_files(reference_store)
+    assert store_files(out) == reference
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_killed_worker_s_chunk_is_fitted_elsewhere(reference_store, ct_zarr, store_config, tmp_path):
+    """The same against a cluster started outside (``--scheduler``): the lost chunk is refitted."""
     from distributed import Client, LocalCluster
 
     out = tmp_path / "killed.sci.zarr"
