@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TILES = (4, 8, 7)  # 164·4 × 126·8 × 120·7 voxels, cropped to multiples of the chunk
+TILES = (4, 9, 7)  # 164·4 × 126·9 × 120·7 voxels, cropped to multiples of the chunk: 1.08 GiB
 GiB = 2**30
 
 
@@ -66,7 +66,8 @@ def build_input(path: Path, chunk: int) -> tuple[tuple[int, ...], float]:
 
 
 class PeakRss:
-    """Samples the summed RSS of this process and its descendants until stopped; keeps the peak."""
+    """Samples the summed RSS (and PSS: shared pages such as torch's libraries counted once) of this
+    process and its descendants until stopped; keeps the peaks."""
 
     def __init__(self, every: float = 0.2) -> None:
         import psutil
@@ -74,6 +75,7 @@ class PeakRss:
         self.me = psutil.Process()
         self.every = every
         self.peak = 0
+        self.peak_pss = 0
         self.peak_processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -81,15 +83,18 @@ class PeakRss:
     def _sample(self) -> None:
         import psutil
 
-        total, count = 0, 0
+        total, pss, count = 0, 0, 0
         for process in [self.me, *self.me.children(recursive=True)]:
             try:
-                total += process.memory_info().rss
-                count += 1
+                info = process.memory_full_info()
             except psutil.Error:
                 continue
+            total += info.rss
+            pss += getattr(info, "pss", info.rss)
+            count += 1
         if total > self.peak:
             self.peak, self.peak_processes = total, count
+        self.peak_pss = max(self.peak_pss, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -152,6 +157,7 @@ def run_subset(source: Path, output: Path, workers: int, config, chunk: int, reg
         "chunks_per_minute": steady,
         "chunks_per_minute_with_start": len(jobs) / (finished[-1] - started) * 60,
         "peak_rss_bytes": rss.peak, "peak_rss_gib": rss.peak / GiB, "processes_at_peak": rss.peak_processes,
+        "peak_pss_gib": rss.peak_pss / GiB,
         "chunk_bytes": int(sum(r.n_bytes for r in reports)),
         "chunk_voxels": int(sum(r.n_voxels for r in reports)),
         "mean_chunk_psnr": float(np.mean([r.psnr for r in reports if math.isfinite(r.psnr)])),
@@ -220,7 +226,9 @@ def main() -> None:
     stores = {}
     for workers in (1, 2):
         stores[workers] = args.work / f"out_{workers}w.sci.zarr"
+        load = os.getloadavg()[0]
         run = run_subset(source, stores[workers], workers, config, c, region_chunks, args.subset)
+        run["load_1min_before_after"] = [load, os.getloadavg()[0]]
         result["runs"].append(run)
         print(json.dumps({k: v for k, v in run.items() if k != "indices"}), flush=True)
     one, two = (store_bytes(stores[w]) for w in (1, 2))
