@@ -124,7 +124,7 @@ def run_subset(source: Path, output: Path, workers: int, config, chunk: int, reg
     from napari_sci.base.config import StoreConfig
     from napari_sci.store.layout import ChunkGrid
     from napari_sci.store.run import (
-        check_before_work,
+        check_in_a_subprocess,
         chunk_jobs,
         dask_client,
         open_or_create,
@@ -137,7 +137,7 @@ def run_subset(source: Path, output: Path, workers: int, config, chunk: int, reg
     config = store_config_for(config)
     info = describe_source(source)
     grid = ChunkGrid.cubic(info.shape, chunk)
-    check_before_work(info, grid, config)
+    check_in_a_subprocess(info, grid, config)  # as the CLI does: no torch in this process
     open_or_create(output, info, grid, config)
     jobs = subset_jobs(chunk_jobs(output, info, grid, config), grid, region_chunks, count)
     finished: list[float] = []
@@ -219,7 +219,8 @@ def main() -> None:
                     "load_before": os.getloadavg()},
         "input": {"shape": list(shape), "dtype": "uint16", "bytes": int(np.prod(shape)) * 2,
                   "gib": int(np.prod(shape)) * 2 / GiB, "built_s": build_s,
-                  "from": "ct_aorta_totalseg.tif tiled 4×8×7, every other copy mirrored"},
+                  "from": f"ct_aorta_totalseg.tif tiled {'×'.join(map(str, TILES))}, every other copy "
+                          "mirrored, cropped to whole chunks"},
         "settings": {"chunks": c, "bpv": args.bpv, "steps": args.steps, "subset": args.subset},
         "runs": [],
     }

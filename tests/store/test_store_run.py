@@ -84,3 +84,16 @@ def test_store_options_need_a_store_output(ct_zarr, tmp_path, capsys):
     code = main(["compress", str(ct_zarr), "-o", str(tmp_path / "x.sci"), "--bpv", "1", "--chunks", "32"])
     assert code == 1
     assert "*.sci.zarr" in capsys.readouterr().err
+
+
+def test_the_check_before_work_runs_in_a_subprocess_too(ct_zarr):
+    """The scheduling process keeps torch out of its memory by checking in a short-lived process."""
+    from napari_sci.store.layout import ChunkGrid
+    from napari_sci.store.run import check_in_a_subprocess
+    from napari_sci.store.source import describe_source
+
+    info = describe_source(ct_zarr)
+    grid = ChunkGrid.cubic(info.shape, CHUNK)
+    check_in_a_subprocess(info, grid, compress_config(bpv=1.0))
+    with pytest.raises(SciBudgetError, match=r"chunks of shape \(32, 16, 8\)"):
+        check_in_a_subprocess(info, grid, compress_config(bpv=0.05))

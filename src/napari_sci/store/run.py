@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -112,6 +113,17 @@ def check_before_work(info: SourceInfo, grid: ChunkGrid, config: CompressConfig)
             raise SciBudgetError(f"chunks of shape {shape} cannot be compressed at this budget: {error}"
                                  "; choose --chunks so that the edge chunks are larger, or a larger "
                                  "budget") from error
+
+
+def check_in_a_subprocess(info: SourceInfo, grid: ChunkGrid, config: CompressConfig) -> None:
+    """:func:`check_before_work` in a short-lived process: the budget arithmetic lives beside the
+    encoder, which imports torch, and the process that only schedules chunks should not hold torch's
+    ~250 MB while the workers fit (the store's peak memory is summed over all processes)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(check_before_work, info, grid, config).result()
 
 
 def _create_store(output: Path, info: SourceInfo, grid: ChunkGrid, attrs: dict[str, Any]) -> None:
@@ -249,7 +261,10 @@ def compress_store(input_path: str | os.PathLike[str], output: str | os.PathLike
     info = describe_source(source)
     config = store_config_for(config)
     grid = ChunkGrid.cubic(info.shape, settings.chunks)
-    check_before_work(info, grid, config)
+    if settings.workers == 0 or "torch" in sys.modules:
+        check_before_work(info, grid, config)
+    else:
+        check_in_a_subprocess(info, grid, config)
     open_or_create(target, info, grid, config)
     params = store_params(info, grid, config)
     jobs = chunk_jobs(target, info, grid, config)
