@@ -10,8 +10,7 @@ from store_helpers import CHUNK, store_files  # type: ignore[import-not-found]
 
 from napari_sci.base.config import StoreConfig, compress_config
 from napari_sci.cli import main
-from napari_sci.errors import SciBudgetError
-from napari_sci.store.layout import SciStoreMismatchError
+from napari_sci.errors import SciBudgetError, SciStoreMismatchError
 from napari_sci.store.run import compress_store
 
 

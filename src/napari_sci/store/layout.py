@@ -28,10 +28,6 @@ MIN_LEVEL_SIDE = 32
 MAX_LEVELS = 8
 
 
-class SciStoreMismatchError(SciError):
-    """A store exists with other parameters than this run's: resuming would mix two encodings."""
-
-
 @dataclass(frozen=True)
 class ChunkGrid:
     """The regular grid of chunks over a volume: shape, chunk shape, and each chunk's region."""

@@ -26,13 +26,12 @@ import numpy as np
 
 from napari_sci.base.config import CompressConfig, StoreConfig
 from napari_sci.base.volume import check_layout
-from napari_sci.errors import SciConfigError, SciFormatError, SciPathError
+from napari_sci.errors import SciConfigError, SciFormatError, SciPathError, SciStoreMismatchError
 from napari_sci.store.layout import (
     ARRAY_NAME,
     ATTRS_KEY,
     STORE_VERSION,
     ChunkGrid,
-    SciStoreMismatchError,
     check_store_output,
     chunk_seed,
     chunk_written,
