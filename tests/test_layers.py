@@ -1,7 +1,8 @@
 """Layers point one way: no module imports a package above its own, at top level or inside a function.
 
 Lowest first: ``errors`` → ``base`` (configs, geometry, network shapes; no torch) → ``io`` (the byte
-format) → ``models`` (model families) → ``core`` (the pipeline) → the applications (``cli``, ``bench``,
+format) → ``models`` (model families) → ``core`` (the pipeline) → ``store`` (chunked ``.sci.zarr``
+stores, Dask) → the applications (``cli``, ``bench``,
 the ``napari_sci`` API) → ``_napari`` (the only package that may import napari or Qt).
 """
 
@@ -24,8 +25,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("io", ("napari_sci.io",)),
     ("models", ("napari_sci.models",)),
     ("core", ("napari_sci.core",)),
-    ("apps", ("napari_sci.cli", "napari_sci.cli_progress", "napari_sci.bench", "napari_sci.__main__",
-              "napari_sci")),
+    ("store", ("napari_sci.store",)),
+    ("apps", ("napari_sci.cli", "napari_sci.cli_progress", "napari_sci.cli_store", "napari_sci.bench",
+              "napari_sci.__main__", "napari_sci")),
     ("napari", ("napari_sci._napari",)),
 )
 # third-party packages a low layer may import besides the standard library (None: any)

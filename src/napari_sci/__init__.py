@@ -1,7 +1,8 @@
 """napari-sci: SCI (Spectrum Concentrated Implicit neural) compression of biomedical volumes.
 
 The public API is small: :func:`compress` an array to ``.sci`` bytes (and optionally a file),
-:func:`open_sci` a file as a lazily decoded array, :func:`decode` a file (or a region of it) to numpy.
+:func:`open_sci` a file (or a chunked ``.sci.zarr`` store) as a lazily decoded array, :func:`decode` a
+file (or a region of it) to numpy.
 Importing this package loads neither Qt nor torch; they load on first use.
 """
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
     from napari_sci.core.codec import EncodeResult
     from napari_sci.core.lazy import SciArray
+    from napari_sci.store.multiscale import SciStoreLevel
 
 __all__ = ["__version__", "compress", "decode", "open_sci"]
 
@@ -56,8 +58,20 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
     return result
 
 
-def open_sci(path: str | os.PathLike[str], deblocking: bool = True, device: str = "cpu") -> SciArray:
-    """Open a ``.sci`` file as a lazily decoded, array-like :class:`~napari_sci.core.lazy.SciArray`."""
+def open_sci(path: str | os.PathLike[str], deblocking: bool = True,
+             device: str = "cpu") -> SciArray | SciStoreLevel:
+    """Open a ``.sci`` file as a lazily decoded, array-like :class:`~napari_sci.core.lazy.SciArray`.
+
+    A chunked ``.sci.zarr`` store opens as its full-resolution
+    :class:`~napari_sci.store.multiscale.SciStoreLevel`, whose ``levels`` are the whole multiscale
+    pyramid (coarser levels decoded at coarser coordinates; ``deblocking`` applies to single files).
+    """
+    from napari_sci.store.layout import is_store_path
+
+    if is_store_path(path):
+        from napari_sci.store.multiscale import open_store
+
+        return open_store(path, device=device).levels[0]
     from napari_sci.core.lazy import open_sci as _open
 
     return _open(path, deblocking=deblocking, device=device)

@@ -4,4 +4,5 @@ import sys
 
 from napari_sci.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes (Dask, multiprocessing spawn) re-import this module
+    sys.exit(main())

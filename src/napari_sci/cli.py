@@ -27,6 +27,7 @@ from napari_sci.base.config import (
     GridConfig,
     NetworkSpec,
     PartitionConfig,
+    StoreConfig,
 )
 from napari_sci.errors import SciConfigError, SciError, SciPathError
 
@@ -85,6 +86,15 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    store = p.add_argument_group("chunked stores (OUTPUT named *.sci.zarr: volumes larger than memory)")
+    store.add_argument("--chunks", type=int, default=None, metavar="VOXELS",
+                       help=f"side of the cubic chunks, each fitted as one Dask task "
+                            f"(default {StoreConfig.chunks})")
+    store.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes of the LocalCluster (default: cores - 1, at least 1); "
+                            "0 fits the chunks in this process, without Dask")
+    store.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="send the chunks to the dask.distributed scheduler at ADDRESS instead")
 
 
 def _add_others(sub: argparse._SubParsersAction) -> None:
@@ -205,7 +215,13 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
     from napari_sci.core.codec import encode
     from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr
     from napari_sci.core.volume_files import read_volume
+    from napari_sci.store.layout import is_store_path
 
+    if is_store_path(args.output) or any(v is not None for v in (args.chunks, args.workers,
+                                                                   args.scheduler)):
+        from napari_sci.cli_store import compress_to_store
+
+        return compress_to_store(args, out)
     if args.channel_axis is None:
         _check_output(args.input, args.output, args.overwrite)
     config = compress_config(

@@ -47,5 +47,9 @@ class SciFileExistsError(SciPathError):
     """The output file exists and overwriting was not asked for."""
 
 
+class SciStoreMismatchError(SciError):
+    """A ``.sci.zarr`` store exists with other parameters than this run's: resuming would mix encodings."""
+
+
 class SciCancelledError(SciError):
     """Work was stopped on request; nothing was written."""

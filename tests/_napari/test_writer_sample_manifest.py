@@ -150,7 +150,7 @@ def test_manifest_is_discovered_from_the_editable_install():
     assert manifest == npe2.PluginManifest.from_file(REPO / "napari.yaml")
     assert manifest.name == "napari-sci"
     contributions = manifest.contributions
-    assert [r.filename_patterns for r in contributions.readers] == [["*.sci"]]
+    assert [r.filename_patterns for r in contributions.readers] == [["*.sci", "*.sci.zarr"]]
     assert [w.filename_extensions for w in contributions.writers] == [[".sci"]]
     assert [s.key for s in contributions.sample_data] == ["colin27"]
     assert len(contributions.widgets) == 3

@@ -177,3 +177,27 @@ def sci_layer_data(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], s
         "metadata": {**sci_metadata(array), "path": os.fspath(path)},
     }
     return data, kwargs, "image"
+
+
+def sci_store_layer_data(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], str]:
+    """``([dask array per level], add_image kwargs, "image")`` for a ``.sci.zarr`` store: a multiscale
+    layer whose coarser levels are decoded at coarser coordinates (none is stored)."""
+    from napari_sci.store.multiscale import open_store
+
+    store = open_store(path)
+    levels = store.levels
+    coarsest = np.asarray(levels[-1][...])  # a few voxels: the contrast without touching level 0
+    low, high = (float(coarsest.min()), float(coarsest.max())) if coarsest.size else (0.0, 1.0)
+    name = Path(os.fspath(path).rstrip("/\\")).name.removesuffix(".sci.zarr")
+    kwargs = {
+        "name": name,
+        "multiscale": True,
+        "scale": tuple(float(s) for s in store.spacing),
+        "contrast_limits": (low, high) if high > low else (low, low + 1.0),
+        "metadata": {"sci_store": {"report": store.report, "levels": [lv.shape for lv in levels],
+                                   "chunks": store.grid.chunks}, "path": os.fspath(path)},
+    }
+    data = [level.to_dask() for level in levels] if len(levels) > 1 else levels[0].to_dask()
+    if len(levels) == 1:
+        kwargs["multiscale"] = False
+    return data, kwargs, "image"

@@ -1,4 +1,5 @@
-"""npe2 reader for ``.sci`` files: sniffs the suffix and the magic bytes, never raises."""
+"""npe2 reader for ``.sci`` files and ``.sci.zarr`` stores: sniffs suffix and magic bytes (or the store's
+zarr.json), never raises."""
 
 from __future__ import annotations
 
@@ -26,24 +27,34 @@ def _is_sci(path: Any) -> bool:
         return False
 
 
+def _is_store(path: Any) -> bool:
+    """True for an existing folder named ``*.sci.zarr`` holding a zarr.json (a chunked store)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    name = os.fspath(path).rstrip("/\\")
+    return name.lower().endswith(".sci.zarr") and os.path.isfile(os.path.join(name, "zarr.json"))
+
+
 def get_reader(path: Any) -> ReaderFunction | None:
-    """Return :func:`read_sci` when every path is a ``.sci`` file, else None (napari tries others)."""
+    """Return :func:`read_sci` when every path is a ``.sci`` file or ``.sci.zarr`` store, else None
+    (napari tries others)."""
     paths = path if isinstance(path, (list, tuple)) else [path]
-    if not paths or not all(_is_sci(p) for p in paths):
+    if not paths or not all(_is_sci(p) or _is_store(p) for p in paths):
         return None
     return read_sci
 
 
 def read_sci(path: Any) -> list[LayerData]:
-    """One lazily decoded image layer per file, named after it, scaled by its stored spacing."""
-    from napari_sci._napari._layer import sci_layer_data
+    """One lazily decoded image layer per file, named after it, scaled by its stored spacing; a store
+    gives a multiscale layer."""
+    from napari_sci._napari._layer import sci_layer_data, sci_store_layer_data
     from napari_sci.errors import SciError
 
     paths = path if isinstance(path, (list, tuple)) else [path]
     layers = []
     for one in paths:
         try:
-            layers.append(sci_layer_data(one))
+            layers.append(sci_store_layer_data(one) if _is_store(one) else sci_layer_data(one))
         except (SciError, OSError) as error:
             # napari would show "Tried to read … with plugin napari-sci … Try associating a different
             # plugin" and hide the reason under View Traceback: say it, and add nothing

@@ -345,3 +345,48 @@ def compress_config(bpv: float | None = None, ratio: float | None = None,
         per_stage[stage][field_name] = value
     return CompressConfig(budget=Budget(bpv=bpv, ratio=ratio), model=model,
                           **{stage: _STAGES[stage](**kw) for stage, kw in per_stage.items()})
+
+
+STORE_SUFFIX = ".sci.zarr"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How a volume larger than memory is cut into chunks and fitted as Dask tasks (``.sci.zarr``).
+
+    Parameters
+    ----------
+    chunks
+        Side of the cubic zarr chunks (voxels); each chunk is one independent SCI bitstream. Smaller
+        chunks need less memory per worker (about 320 bytes per voxel while fitting, docs/robustness.md).
+    workers
+        Worker processes of the LocalCluster started when no ``scheduler`` is given; ``None``: the
+        machine's cores − 1, at least 1. Each worker runs one task with one torch thread. 0 fits the
+        chunks one after another in this process, without Dask (small stores, tests, debugging).
+    scheduler
+        Address of an existing ``dask.distributed`` scheduler (``tcp://host:8786``); its workers are
+        used as they are and nothing is started.
+    retries
+        How often a chunk whose task failed (not a lost worker: dask reschedules those) is tried again.
+    """
+
+    chunks: int = 128
+    workers: int | None = None
+    scheduler: str | None = None
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        _require(8 <= self.chunks <= 4096, f"chunks must be 8..4096 voxels, got {self.chunks}")
+        _require(self.workers is None or 0 <= self.workers <= 1024,
+                 f"workers must be 0..1024, got {self.workers}")
+        _require(self.scheduler is None or bool(self.scheduler.strip()),
+                 "scheduler must be an address such as tcp://127.0.0.1:8786")
+        _require(self.scheduler is None or self.workers is None,
+                 "give --workers or --scheduler, not both: an existing cluster keeps its own workers")
+        _require(0 <= self.retries <= 100, f"retries must be 0..100, got {self.retries}")
+
+    def worker_count(self, cores: int | None) -> int:
+        """The LocalCluster's workers: as asked, else cores − 1 and at least 1."""
+        if self.workers is not None:
+            return self.workers
+        return max(1, (cores or 1) - 1)

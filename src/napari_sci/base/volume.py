@@ -146,3 +146,10 @@ def axis_coordinates(size: int, start: int = 0, stop: int | None = None) -> np.n
     stop = size if stop is None else stop
     index = np.arange(start, stop, dtype=np.float32)
     return index * np.float32(coordinate_scale(size)) - np.float32(1.0 if size > 1 else 0.0)
+
+
+def coordinates_at(size: int, indices: np.ndarray) -> np.ndarray:
+    """Float32 coordinates of the voxels ``indices`` (any ints) along an axis of ``size`` voxels;
+    equal to :func:`axis_coordinates` wherever both are defined."""
+    index = np.asarray(indices).astype(np.float32)
+    return index * np.float32(coordinate_scale(size)) - np.float32(1.0 if size > 1 else 0.0)

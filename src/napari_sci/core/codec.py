@@ -144,6 +144,16 @@ def _check_budget(target: int, raw_bytes: int, n_voxels: int, ndim: int,
             f"{bits_per_voxel(smallest, n_voxels):.4g} BPV (ratio {raw_bytes / smallest:.4g})")
 
 
+def check_budget_for(shape: Sequence[int], dtype: np.dtype, config: CompressConfig) -> int:
+    """The target bytes of a (non-constant) volume of this shape, or ``SciBudgetError``, before any of
+    its voxels are read: a chunked store checks each of its chunk shapes so first."""
+    n_voxels = math.prod(int(s) for s in shape)
+    itemsize = np.dtype(dtype).itemsize
+    target = config.budget.target_bytes(n_voxels, itemsize)
+    _check_budget(target, n_voxels * itemsize, n_voxels, len(shape), config, constant=False)
+    return target
+
+
 def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], partition: Partition,
             records: np.ndarray, config: CompressConfig, steps: int, psnr: float,
             section: bytes | None = None) -> SciHeader:

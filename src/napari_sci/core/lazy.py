@@ -26,7 +26,7 @@ _names = itertools.count()
 SMALL_REQUEST_BYTES = 64 * 2**20
 
 
-def _normalise_key(key: Any, shape: tuple[int, ...]) -> list[range | int]:
+def normalise_key(key: Any, shape: tuple[int, ...]) -> list[range | int]:
     """Basic indexing only: ints, slices and one Ellipsis; returns an int or a range per axis."""
     if not isinstance(key, tuple):
         key = (key,)
@@ -126,7 +126,7 @@ class SciArray:
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        items = _normalise_key(key, self.shape)
+        items = normalise_key(key, self.shape)
         box: list[tuple[int, int]] = []
         local: list[slice | int] = []
         for item in items:

@@ -41,6 +41,14 @@ def _tiff_spacing(tif: object, ndim: int) -> tuple[float, ...] | None:
     return tuple(spacing)
 
 
+def tiff_spacing(path: str | os.PathLike[str], ndim: int) -> tuple[float, ...] | None:
+    """The voxel spacing in a TIFF's tags (ImageJ z spacing, resolution y/x), read without its pixels."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return _tiff_spacing(tif, ndim) if ndim in (2, 3) else None
+
+
 class _LogProblems(logging.Handler):
     """Collects what tifffile logs at ERROR level: it reports damaged files there and returns partial
     data (e.g. one page of a truncated stack) instead of raising."""

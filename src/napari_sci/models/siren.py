@@ -17,7 +17,7 @@ import torch
 
 from napari_sci.base.config import NetworkSpec
 from napari_sci.base.networks import BlockNetwork, layer_dims
-from napari_sci.base.volume import axis_coordinates
+from napari_sci.base.volume import axis_coordinates, coordinates_at
 from napari_sci.io.container import SciContents
 
 
@@ -224,10 +224,19 @@ class SirenBlocks:
 
     def evaluate(self, index: int, local: tuple[tuple[int, int], ...]) -> np.ndarray:
         """Values (float32, data units) of block ``index`` on the block-local box ``local``."""
-        record = self.contents.header.blocks[index]
-        shape = tuple(stop - start for start, stop in local)
         size = self.sizes[index]
         axes = [axis_coordinates(int(size[a]), start, stop) for a, (start, stop) in enumerate(local)]
+        return self._evaluate_axes(index, axes)
+
+    def evaluate_at(self, index: int, picks: Sequence[np.ndarray]) -> np.ndarray:
+        """Values of block ``index`` on the grid of block-local voxel indices ``picks`` (one array per
+        axis, e.g. every second voxel): only those coordinates are evaluated (multiscale reading)."""
+        size = self.sizes[index]
+        return self._evaluate_axes(index, [coordinates_at(int(size[a]), p) for a, p in enumerate(picks)])
+
+    def _evaluate_axes(self, index: int, axes: Sequence[np.ndarray]) -> np.ndarray:
+        record = self.contents.header.blocks[index]
+        shape = tuple(len(a) for a in axes)
         grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
         module = self._module(index)
         out = np.empty(grid.shape[0], dtype=np.float32)

@@ -1,0 +1,111 @@
+"""Multiscale reading: level k evaluates the networks at every 2^k-th voxel only, and is fast warm."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import napari_sci
+from napari_sci.models.siren import SirenBlocks
+from napari_sci.store.multiscale import SciStoreLevel, open_store
+
+
+def _undeblocked(store_path, shape, chunk=32) -> np.ndarray:
+    """The whole volume assembled from each chunk's file decoded without deblocking."""
+    from napari_sci.core.decoder import VolumeDecoder, full_box
+    from napari_sci.io.container import parse
+    from napari_sci.store.layout import ChunkGrid, chunk_path
+
+    grid = ChunkGrid.cubic(shape, chunk)
+    out = np.empty(shape, dtype=np.uint16)
+    for index in grid.indices():
+        contents = parse(chunk_path(store_path, index).read_bytes())
+        decoder = VolumeDecoder(contents)
+        with np.errstate(all="ignore"):
+            out[grid.slices(index)] = decoder.decode(full_box(contents.header.shape), deblocking=False)
+    return out
+
+
+def test_open_sci_gives_level_zero_with_the_pyramid(reference_store, ct_volume):
+    level0 = napari_sci.open_sci(reference_store)
+    assert isinstance(level0, SciStoreLevel)
+    assert [lv.shape for lv in level0.levels] == [(64, 48, 40), (32, 24, 20)]
+    assert level0.levels[0] is level0
+    assert level0.levels[1].spacing == (2.0, 2.0, 2.0)
+    assert level0[5].shape == (48, 40)
+    assert level0[5, ::-1, 3].shape == (48,)
+    assert np.array_equal(level0[5, ::-1, 3], level0[5, :, 3][::-1])
+
+
+def test_a_coarser_level_samples_the_networks_at_coarser_coordinates(reference_store, ct_volume):
+    level1 = open_store(reference_store).levels[1]
+    expected = _undeblocked(reference_store, ct_volume.shape)[::2, ::2, ::2]
+    got = level1[...]
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected).max() <= 1  # the same networks at the same coordinates
+    assert np.array_equal(level1[7], got[7])
+    assert np.array_equal(level1[3:9, 5, ::3], got[3:9, 5, ::3])
+
+
+def test_a_coarser_level_evaluates_only_its_own_voxels(reference_store, monkeypatch):
+    evaluated = []
+    original_at, original_box = SirenBlocks.evaluate_at, SirenBlocks.evaluate
+
+    def counting_at(self, index, picks):
+        evaluated.append(int(np.prod([len(p) for p in picks])))
+        return original_at(self, index, picks)
+
+    def no_box(self, index, local):
+        raise AssertionError("a coarse level decoded a full-resolution box")
+
+    monkeypatch.setattr(SirenBlocks, "evaluate_at", counting_at)
+    monkeypatch.setattr(SirenBlocks, "evaluate", no_box)
+    level1 = open_store(reference_store).levels[1]
+    level1[...]
+    assert 0 < sum(evaluated) <= 32 * 24 * 20
+    del original_box
+
+
+def test_point_evaluation_equals_box_evaluation(reference_store):
+    from napari_sci.core.decoder import VolumeDecoder
+    from napari_sci.io.container import parse
+    from napari_sci.store.layout import chunk_path
+
+    contents = parse(chunk_path(reference_store, (0, 0, 0)).read_bytes())
+    decoder = VolumeDecoder(contents)
+    models = decoder.models
+    index = next(i for i, b in enumerate(contents.header.blocks) if b["kind"] == 1)
+    size = decoder.sizes[index]
+    box = tuple((0, int(s)) for s in size)
+    picks = [np.arange(int(s)) for s in size]
+    assert np.array_equal(models.evaluate_at(index, picks), models.evaluate(index, box))
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_a_slice_at_any_level_is_fast_warm(reference_store, level):
+    array = open_store(reference_store).levels[level]
+    middle = array.shape[0] // 2
+    array[middle]  # cold: parses the chunks and builds their networks
+    started = time.perf_counter()
+    array[middle]
+    array[middle, :, :]
+    assert time.perf_counter() - started < 0.1
+    other = open_store(reference_store).levels[level]
+    other[middle - 1]  # warm decoders, a plane not decoded yet
+    started = time.perf_counter()
+    other[middle + 1]
+    assert time.perf_counter() - started < 0.1
+
+
+def test_a_missing_chunk_reads_as_fill_value(reference_store, tmp_path):
+    import shutil
+
+    copy = tmp_path / "partial.sci.zarr"
+    shutil.copytree(reference_store, copy)
+    (copy / "0" / "c" / "0" / "0" / "0").unlink()
+    level0 = napari_sci.open_sci(copy)
+    assert not level0[0:32, 0:32, 0:32].any()
+    full = napari_sci.open_sci(reference_store)
+    assert np.array_equal(level0[40:50, 40:48, 0:40], full[40:50, 40:48, 0:40])
