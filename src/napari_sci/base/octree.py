@@ -17,16 +17,12 @@ from napari_sci.errors import SciConfigError
 MAX_TREE_NODES = 400_000
 
 
-@dataclass(frozen=True)
-class Node:
-    """One box of the tree: where it starts, how big it is, and how it relates to the others."""
+class BoxGeometry:
+    """What a box with an ``origin`` and a ``size`` (voxels per axis) offers: a tree node, a chosen
+    block. A mixin without fields, so each dataclass keeps its own field order."""
 
-    id: int
-    level: int
     origin: tuple[int, ...]
     size: tuple[int, ...]
-    parent: int
-    children: tuple[int, ...] = ()
 
     @property
     def voxels(self) -> int:
@@ -35,6 +31,18 @@ class Node:
     @property
     def slices(self) -> tuple[slice, ...]:
         return tuple(slice(o, o + s) for o, s in zip(self.origin, self.size))
+
+
+@dataclass(frozen=True)
+class Node(BoxGeometry):
+    """One box of the tree: where it starts, how big it is, and how it relates to the others."""
+
+    id: int
+    level: int
+    origin: tuple[int, ...]
+    size: tuple[int, ...]
+    parent: int
+    children: tuple[int, ...] = ()
 
 
 def _split_axis(origin: int, size: int, split: bool) -> list[tuple[int, int]]:

@@ -28,7 +28,8 @@ from napari_sci.models import grid_quant
 from napari_sci.models.grid import synthesise
 from napari_sci.models.grid_fit import GridStep, GridTrainer, fit_grid
 
-SYNTHESIS_BYTES_GUESS = 8 * 24 + 64  # what the coded synthesis is expected to cost, before it exists
+SECTION_FIXED_BYTES = 7               # the model section's fields before the coded synthesis
+SYNTHESIS_BITS_GUESS = 5              # bits a synthesis parameter is expected to cost, before it is coded
 TILE_TAIL_BYTES = 4                   # an ANS stream's last word, at most
 DISTORTION_SAMPLES = 1 << 16          # voxels that score the synthesis' quantisation steps
 
@@ -52,8 +53,9 @@ def layout_of(config: CompressConfig) -> GridLayout:
 
 
 def section_overhead(config: CompressConfig) -> int:
-    """Expected bytes of the model section (fixed fields and the coded synthesis)."""
-    return 7 + SYNTHESIS_BYTES_GUESS
+    """Expected bytes of the model section: its fixed fields and the synthesis, coded at about
+    ``SYNTHESIS_BITS_GUESS`` bits a parameter (the real figure exists only after training)."""
+    return SECTION_FIXED_BYTES + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16
 
 
 def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
@@ -132,9 +134,11 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     trainer = GridTrainer(normalised, [blocks[i].slices for i in tiles], layout, config.grid,
                           config.fit.seed, device)
     ndim = array.ndim
-    fixed = file_overhead(ndim, len(blocks), section_overhead(config)) + sum(
+    # the λ controller steers the latents' entropy: everything else the file will hold comes off first
+    # (container, expected model section, each tile's scale codes and ANS tail)
+    not_latents = file_overhead(ndim, len(blocks), section_overhead(config)) + sum(
         levels_for(blocks[i].size, layout.levels) + TILE_TAIL_BYTES for i in tiles)
-    latent_bits = max(8.0, (target - fixed) * 8.0)
+    latent_bits = max(8.0, (target - not_latents) * 8.0)
     n_latents = trainer.latents.numel()
     yield FitStarted(config.fit.steps, len(blocks), len(tiles), n_latents + layout.params(), 1,
                      str(device), config.fit.time_limit)
@@ -151,8 +155,9 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         raise SciCancelledError(f"compression cancelled at step {state.steps}; nothing written")
     yield StageStarted("quantise", "fitting the latent step to the budget, coding the synthesis")
     raw = state.latents.tile_arrays()
-    fixed = file_overhead(ndim, len(blocks), section_overhead(config))
-    step, latents, coded = grid_quant.fit_step_to_budget(raw, target, fixed)
+    # the coded tile payloads (scale codes and tails included) must fit beside container and section
+    container = file_overhead(ndim, len(blocks), section_overhead(config))
+    step, latents, coded = grid_quant.fit_step_to_budget(raw, target, container)
     if stopped():
         raise SciCancelledError("compression cancelled while coding; nothing written")
     distortion = _synthesis_distortion(trainer, latents, step, config.fit.seed)

@@ -21,7 +21,7 @@ import numpy as np
 import pulp
 
 from napari_sci.base.config import PartitionConfig
-from napari_sci.base.octree import BlockTree
+from napari_sci.base.octree import BlockTree, BoxGeometry
 from napari_sci.core.ilp_solver import SolverFactory, default_solver
 from napari_sci.core.spectrum import tree_concentrations
 from napari_sci.errors import SciConfigError
@@ -29,7 +29,7 @@ from napari_sci.errors import SciConfigError
 TIE_BREAK = 1e-7
 
 @dataclass(frozen=True)
-class Block:
+class Block(BoxGeometry):
     """A chosen leaf: its node id, geometry and spectrum concentration."""
 
     node: int
@@ -37,14 +37,6 @@ class Block:
     origin: tuple[int, ...]
     size: tuple[int, ...]
     concentration: float
-
-    @property
-    def voxels(self) -> int:
-        return int(np.prod(self.size, dtype=np.int64))
-
-    @property
-    def slices(self) -> tuple[slice, ...]:
-        return tuple(slice(o, o + s) for o, s in zip(self.origin, self.size))
 
 
 @dataclass(frozen=True)
