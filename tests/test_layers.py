@@ -24,8 +24,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("io", ("napari_sci.io",)),
     ("models", ("napari_sci.models",)),
     ("core", ("napari_sci.core",)),
-    ("apps", ("napari_sci.cli", "napari_sci.cli_progress", "napari_sci.bench", "napari_sci.__main__",
-              "napari_sci")),
+    ("apps", ("napari_sci.cli", "napari_sci.cli_progress", "napari_sci.cli_batch", "napari_sci.bench",
+              "napari_sci.__main__", "napari_sci")),
     ("napari", ("napari_sci._napari",)),
 )
 # third-party packages a low layer may import besides the standard library (None: any)
