@@ -229,7 +229,10 @@ def fit_blocks(volume: np.ndarray, blocks: Sequence[Block], networks: Sequence[B
     raw_scale = [torch.tensor([((highs[i] - lows[i]) / 2.0) ** 2 * blocks[i].voxels / n_total
                                for i in g.members], dtype=torch.float32, device=device)
                  for g in groups]
-    optimiser = torch.optim.Adamax([p for g in groups for p in g.module.parameters()], lr=config.lr)
+    # foreach: one kernel per update op for all tensors instead of one per tensor (the same numbers;
+    # on the CPU the per-tensor loop was 12 % of a step, mostly call overhead)
+    optimiser = torch.optim.Adamax([p for g in groups for p in g.module.parameters()], lr=config.lr,
+                                   foreach=True)
     schedule = LearningSchedule(optimiser, config)  # started before compiling: compile time counts
     step_function = StepFunction(groups, targets, strides, raw_scale,
                                  resolve_compile(config.compile, device))
