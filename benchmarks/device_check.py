@@ -5,8 +5,9 @@
 
 For each dev volume at 0.1 BPV the SIREN fit (``fit_blocks``, the float phase of an encode; the
 partition and allocation are planned once per volume) runs with ``compile=off`` (the engine before
-this issue: eager, one kernel per op) and ``compile=auto`` (``reduce-overhead`` CUDA graphs on a GPU),
-and on CUDA once more with TF32 matmuls. Reported: steps/s over the whole fit (compile time included)
+this issue: eager, one kernel per op) and ``compile=auto`` (``reduce-overhead`` CUDA graphs on a GPU;
+``--after`` names another mode), and on CUDA once more with TF32 matmuls. Reported: steps/s over
+the whole fit (compile time included)
 and after the first report (steady), the time to a fixed PSNR (the eager run's final training PSNR
 minus ``--ttq-margin`` dB: the same target for every variant of a volume), and the final training
 PSNR at the same step count. Then ``--concurrent`` fits of the CT at once, one process each (eager,
@@ -96,13 +97,13 @@ def time_to_psnr(run: dict[str, Any], target: float) -> float | None:
     return next((t for _, t, p in run["trajectory"] if p >= target), None)
 
 
-def _variants(device: str) -> list[tuple[str, bool]]:
-    return [("off", False), ("auto", False)] + ([("auto", True)] if device.startswith("cuda") else [])
+def _variants(device: str, after: str) -> list[tuple[str, bool]]:
+    return [("off", False), (after, False)] + ([(after, True)] if device.startswith("cuda") else [])
 
 
-def siren_volume(name: str, inputs: FitInputs, device: str, margin: float) -> dict[str, Any]:
+def siren_volume(name: str, inputs: FitInputs, device: str, margin: float, after: str) -> dict[str, Any]:
     runs = []
-    for mode, tf32 in _variants(device):
+    for mode, tf32 in _variants(device, after):
         torch.backends.cuda.matmul.allow_tf32 = tf32  # the benchmark's own process: a global is fine
         run = fit_run(inputs, mode)
         run["tf32"] = tf32
@@ -149,9 +150,10 @@ def concurrent(inputs: FitInputs, count: int, mode: str) -> dict[str, Any]:
             "final_psnr": [r["final_psnr"] for r in runs]}
 
 
-def grid_volume(name: str, volume: np.ndarray, device: str, steps: int, limit: float) -> dict[str, Any]:
+def grid_volume(name: str, volume: np.ndarray, device: str, steps: int, limit: float,
+                after: str) -> dict[str, Any]:
     out = []
-    for mode in ("off", "auto"):
+    for mode in ("off", after):
         config = compress_config(bpv=0.1, model="grid", steps=steps, device=device, compile=mode,
                                  ilp_time_limit=limit)
         started = time.perf_counter()
@@ -182,6 +184,7 @@ def run(argv: list[str] | None = None) -> int:
     p.add_argument("--grid-steps", type=int, default=200, help="grid encode steps (0: skip)")
     p.add_argument("--concurrent", type=int, default=8, help="simultaneous fits of the first volume")
     p.add_argument("--concurrent-steps", type=int, default=300)
+    p.add_argument("--after", default="auto", help="the compile mode measured against eager")
     p.add_argument("--ttq-margin", type=float, default=0.5)
     p.add_argument("--ilp-time-limit", type=float, default=10.0)
     p.add_argument("--out", type=Path, required=True)
@@ -203,14 +206,15 @@ def run(argv: list[str] | None = None) -> int:
         config = compress_config(bpv=0.1, steps=args.steps, device=args.device,
                                  ilp_time_limit=args.ilp_time_limit)
         plans[name] = plan(volume, config)
-        report["siren"].append(siren_volume(name, plans[name], args.device, args.ttq_margin))
+        report["siren"].append(siren_volume(name, plans[name], args.device, args.ttq_margin,
+                                                args.after))
         save()
         if index == 0 and args.concurrent > 1:
             first = dataclasses.replace(plans[name], config=compress_config(
                 bpv=0.1, steps=args.concurrent_steps, device=args.device,
                 ilp_time_limit=args.ilp_time_limit))
             report["concurrent"] = {"volume": name, "runs": [concurrent(first, args.concurrent, mode)
-                                                             for mode in ("off", "auto")]}
+                                                             for mode in ("off", args.after)]}
             for r in report["concurrent"]["runs"]:
                 print(f"  {args.concurrent} concurrent fits, compile={r['compile']}: "
                       f"{r['total_steps_per_s']} steps/s in total", flush=True)
@@ -218,7 +222,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.grid_steps > 0:
         for name, volume in volumes.items():
             report["grid"].append(grid_volume(name, volume, args.device, args.grid_steps,
-                                              args.ilp_time_limit))
+                                              args.ilp_time_limit, args.after))
             save()
     save()
     print(f"wrote {path} after {report['wall_seconds']} s", flush=True)

@@ -9,7 +9,8 @@
 #   DEVICE=cpu benchmarks/device_check.sh benchmarks/results/device_check/cpu
 #
 # Environment: DEVICE (cuda), PYTHON (python3), DATA (.devdata, else ../shared/data), STEPS,
-# GRID_STEPS, CONCURRENT, CONCURRENT_STEPS, VOLUMES (space-separated names), LIMIT (seconds, 470).
+# GRID_STEPS, CONCURRENT, CONCURRENT_STEPS, AFTER (compile mode against eager), VOLUMES (space-separated
+# names), LIMIT (seconds, 470).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-benchmarks/results/device_check/gpu}}
@@ -19,11 +20,12 @@ if [ -z "${DATA:-}" ]; then
   if [ -d .devdata ]; then DATA=.devdata; else DATA=../shared/data; fi
 fi
 if [ "$DEVICE" = cpu ]; then
-  : "${STEPS:=20}" "${GRID_STEPS:=10}" "${CONCURRENT:=2}" "${CONCURRENT_STEPS:=10}"
-  : "${VOLUMES:=lsm_mousebrain_cells_cellfinder_crop16x256x256.tif ct_aorta_totalseg.tif}"
+  # tiny, and compiled with inductor's default mode (auto is eager on a CPU) so that path runs too
+  : "${STEPS:=20}" "${GRID_STEPS:=4}" "${CONCURRENT:=2}" "${CONCURRENT_STEPS:=10}" "${AFTER:=default}"
+  : "${VOLUMES:=lsm_mousebrain_cells_cellfinder_crop16x256x256.tif}"
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 else
-  : "${STEPS:=500}" "${GRID_STEPS:=200}" "${CONCURRENT:=8}" "${CONCURRENT_STEPS:=300}"
+  : "${STEPS:=500}" "${GRID_STEPS:=200}" "${CONCURRENT:=8}" "${CONCURRENT_STEPS:=300}" "${AFTER:=auto}"
   : "${VOLUMES:=ct_aorta_totalseg.tif mri_t1_colin27.tif lsm_mousebrain_cells_cellfinder_crop16x256x256.tif neuron_sparse_rivulet_crop64x256x256.tif}"
 fi
 # what the GPU image lacks travels as wheels in .whl/ (git-ignored), installed into a scratch folder
@@ -42,4 +44,4 @@ torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 # shellcheck disable=SC2086  # VOLUMES is a list
 timeout "${LIMIT:-470}" "$PYTHON" benchmarks/device_check.py --device "$DEVICE" --data "$DATA" \
   --volumes $VOLUMES --steps "$STEPS" --grid-steps "$GRID_STEPS" --concurrent "$CONCURRENT" \
-  --concurrent-steps "$CONCURRENT_STEPS" --out "$OUT"
+  --concurrent-steps "$CONCURRENT_STEPS" --after "$AFTER" --out "$OUT"

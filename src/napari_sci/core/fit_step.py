@@ -27,6 +27,7 @@ from napari_sci.base.config import COMPILE_MODES
 
 logger = logging.getLogger(__name__)
 
+RECOMPILE_LIMIT = 1024  # fits (graphs) one process may compile before dynamo gives up
 CPU_AUTO = "off"  # measured on the 2-core CPU: see docs/benchmarks.md §5
 
 __all__ = ["COMPILE_MODES", "CPU_AUTO", "StepFunction", "block_mse", "resolve_compile"]
@@ -117,7 +118,10 @@ class StepFunction:
             loss.backward()
             return loss, raw_mse
         try:  # the first call compiles the forward, the first backward compiles the backward
-            loss, raw_mse = self._compiled(draws)
+            # every fit is a new graph for the same code object: without a higher limit, dynamo
+            # would quietly run the ninth fit of a process (a GUI session, a batch) eagerly
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+                loss, raw_mse = self._compiled(draws)
             loss.backward()
         except Exception as error:  # any compiler failure means: run eagerly
             logger.info("torch.compile(mode=%r) failed, fitting eagerly: %s", self.mode, error)
