@@ -6,13 +6,13 @@
 For each dev volume at 0.1 BPV the SIREN fit (``fit_blocks``, the float phase of an encode; the
 partition and allocation are planned once per volume) runs with ``compile=off`` (the engine before
 this issue: eager, one kernel per op) and ``compile=auto`` (``reduce-overhead`` CUDA graphs on a GPU;
-``--after`` names another mode), and on CUDA once more with TF32 matmuls. Reported: steps/s over
-the whole fit (compile time included)
-and after the first report (steady), the time to a fixed PSNR (the eager run's final training PSNR
-minus ``--ttq-margin`` dB: the same target for every variant of a volume), and the final training
-PSNR at the same step count. Then ``--concurrent`` fits of the CT at once, one process each (eager,
-then compiled): total steps/s. Then ``--model grid`` encodes of each volume (whole encodes; decoded
-PSNR). The JSON is rewritten after every section, so a run cut short keeps what it measured.
+``--after`` names another mode), and on CUDA once more with TF32 matmuls. Reported: steps/s over the
+whole fit (compile time included) and after the first report (steady), the time to a fixed PSNR (the
+eager run's final training PSNR minus ``--ttq-margin`` dB: the same target for every variant of a
+volume), and the final training PSNR at the same step count. Then ``--concurrent`` fits of the first
+volume at once, one process each (eager, then compiled): total steps/s. Then ``--model grid`` encodes
+of each volume (whole encodes; decoded PSNR). The JSON is rewritten after every section, so a run cut
+short keeps what it measured.
 """
 
 from __future__ import annotations
@@ -84,9 +84,11 @@ def fit_run(inputs: FitInputs, compile_mode: str) -> dict[str, Any]:
         elif isinstance(event, FitFinished):
             seconds = time.perf_counter() - started
             first_step, first_seconds = trajectory[0][:2]
-            steady = (event.steps - first_step) / max(seconds - first_seconds, 1e-9)
+            # steady: after the first report (compiling done); None when that was the last step
+            steady = (round((event.steps - first_step) / max(seconds - first_seconds, 1e-9), 2)
+                      if event.steps > first_step else None)
             return {"compile": compile_mode, "steps": event.steps, "seconds": round(seconds, 3),
-                    "steps_per_s": round(event.steps / seconds, 2), "steady_steps_per_s": round(steady, 2),
+                    "steps_per_s": round(event.steps / seconds, 2), "steady_steps_per_s": steady,
                     "first_report_seconds": round(first_seconds, 2), "final_psnr": round(event.psnr, 3),
                     "trajectory": [(s, round(t, 3), round(p, 3)) for s, t, p in trajectory]}
     raise AssertionError("fit_blocks ended without FitFinished")
@@ -116,8 +118,9 @@ def siren_volume(name: str, inputs: FitInputs, device: str, margin: float, after
         run["seconds_to_target"] = time_to_psnr(run, target)
         run["psnr_change_vs_eager"] = round(run["final_psnr"] - runs[0]["final_psnr"], 3)
         run["speedup_vs_eager"] = round(run["steps_per_s"] / runs[0]["steps_per_s"], 2)
-        run["steady_speedup_vs_eager"] = round(run["steady_steps_per_s"] / runs[0]["steady_steps_per_s"],
-                                               2)
+        if run["steady_steps_per_s"] and runs[0]["steady_steps_per_s"]:
+            run["steady_speedup_vs_eager"] = round(run["steady_steps_per_s"] / runs[0]["steady_steps_per_s"],
+                                                   2)
     return {"volume": name, "shape": list(inputs.volume.shape), "blocks": len(inputs.blocks),
             "networks": sum(not n.is_constant for n in inputs.networks), "parameters": inputs.parameters,
             "target_psnr": round(target, 3), "runs": runs}
