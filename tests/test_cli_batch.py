@@ -97,6 +97,13 @@ def test_batch_with_two_worker_processes(inputs):
     assert [(out / f"{n}.sci").exists() for n in ("ct", "mri")] == [True, True]
 
 
+def test_default_workers():
+    from napari_sci.cli_batch import _default_workers
+
+    assert _default_workers("cpu", 8) == 1
+    assert _default_workers("auto", 1) == 1
+
+
 def test_batch_refuses_channel_axis_and_bad_workers(inputs, capsys):
     paths, out = inputs
     assert run(["compress", *map(str, paths), "-o", str(out), "--channel-axis", "0", *FAST])[0] == 1

@@ -90,9 +90,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="with several inputs: compress N at once, in separate processes (on a GPU, "
-                        "several fits share the card; default %(default)s)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with several inputs: compress N at once, in separate processes (default: up to "
+                        "4 on a GPU, where several fits share the card; 1 on a CPU)")
 
 
 def _add_others(sub: argparse._SubParsersAction) -> None:

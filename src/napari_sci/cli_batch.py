@@ -7,9 +7,10 @@ file a single run writes. One failure is reported and the others go on; a summar
 ``--json`` a list, failures included with an ``error``) ends the run, and the exit status is 1 if
 any input failed.
 
-``--workers N`` runs N compressions at once in separate processes: on a GPU several fits share the
-card (each alone leaves it idle between small kernels); on a CPU the default is one at a time, so the
-threads set by ``--threads`` (the GUI's free core) are all a batch uses.
+``--workers N`` runs N compressions at once in separate processes (each its own CUDA context, so a
+failure or a crash stays in its process): on a GPU, by default up to 4, so that several fits keep the
+card busy (one alone leaves it idle between small kernels); on a CPU one at a time, so the threads set
+by ``--threads`` (one core left to the GUI) are all a batch uses.
 """
 
 from __future__ import annotations
@@ -94,25 +95,35 @@ def _in_worker(args: argparse.Namespace) -> dict[str, Any]:
     return _one(args, _compress)
 
 
+def _default_workers(device: str, count: int) -> int:
+    """Up to 4 fits at once on a GPU (one alone leaves it mostly idle); one at a time on a CPU."""
+    if device == "cpu":
+        return 1
+    import torch
+
+    return min(count, 4) if torch.cuda.is_available() else 1
+
+
 def compress_many(args: argparse.Namespace, out: TextIO, compress: Compress) -> int:
     """Run the batch: check all, compress each (``args.workers`` at a time), summarise."""
     if args.channel_axis is not None:
         raise SciConfigError("--channel-axis takes one input; compress multi-channel files one by one")
-    if args.workers < 1:
-        raise SciConfigError(f"--workers must be at least 1, got {args.workers}")
     inputs = list(args.input)
+    workers = _default_workers(args.device, len(inputs)) if args.workers is None else args.workers
+    if workers < 1:
+        raise SciConfigError(f"--workers must be at least 1, got {workers}")
     outputs = batch_outputs(inputs, args.output, args.overwrite)
     jobs = []
     for name, output in zip(inputs, outputs):
         job = argparse.Namespace(**vars(args))
         job.input, job.output, job.json = name, str(output), True
-        job.quiet = args.quiet or args.workers > 1  # one progress bar at a time on the terminal
+        job.quiet = args.quiet or workers > 1  # one progress bar at a time on the terminal
         jobs.append(job)
-    if args.workers == 1:
+    if workers == 1:
         results = [_one(job, compress) for job in jobs]
     else:
         context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             results = list(pool.map(_in_worker, jobs))
     failed = [r for r in results if "error" in r]
     if args.json:
