@@ -97,6 +97,13 @@ def test_batch_with_two_worker_processes(inputs):
     assert [(out / f"{n}.sci").exists() for n in ("ct", "mri")] == [True, True]
 
 
+def test_output_names():
+    from napari_sci.cli_batch import _stem
+
+    assert [_stem(n) for n in ("a.tif", "d/a.ome.tiff", "scan.2.npy", "v.zarr/", "x.TIF")] == [
+        "a", "a", "scan.2", "v", "x"]
+
+
 def test_default_workers():
     from napari_sci.cli_batch import _default_workers
 

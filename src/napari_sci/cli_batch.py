@@ -62,9 +62,12 @@ def batch_outputs(inputs: Sequence[str], folder: str, overwrite: bool) -> list[P
 
 
 def _stem(name: str) -> str:
-    """``a.tif`` → ``a``; ``a.ome.tif`` → ``a``; a ``.zarr`` folder → its name without the suffix."""
-    path = Path(name.rstrip("/"))
-    return path.name.split(".")[0] or path.stem
+    """``a.tif`` → ``a``, ``a.ome.tif`` → ``a``, ``scan.2.npy`` → ``scan.2``, ``a.zarr/`` → ``a``."""
+    stem = Path(name.rstrip("/")).name
+    for suffix in (".tiff", ".tif", ".npy", ".zarr", ".ome"):
+        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+            stem = stem[: -len(suffix)]
+    return stem
 
 
 def _one(args: argparse.Namespace, compress: Compress) -> dict[str, Any]:
