@@ -24,6 +24,7 @@ after each section.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -74,10 +75,12 @@ def matmul_flops(size: int = 2048, repeats: int = 5) -> float:
 
 
 def _fit_seconds(volume: np.ndarray, blocks: Sequence[Any], networks: Sequence[Any], lows: np.ndarray,
-                 highs: np.ndarray, span: float, spec: Any, fit: FitConfig) -> tuple[float, int]:
+                 highs: np.ndarray, span: float, spec: Any, fit: FitConfig) -> tuple[float, int, float]:
+    """Seconds from before the networks are built (a compile counts) to the end; steps; final PSNR."""
+    started = time.perf_counter()
     for event in fit_blocks(volume, blocks, networks, lows, highs, span, spec, fit):
         if isinstance(event, FitFinished):
-            return event.elapsed, event.steps
+            return time.perf_counter() - started, event.steps, event.psnr
     raise AssertionError("fit_blocks ended without FitFinished")
 
 
@@ -86,8 +89,10 @@ def _mults_per_sample(ndim: int, net: BlockNetwork, layers: int) -> int:
     return sum(fan_in * fan_out for fan_in, fan_out in layer_dims(ndim, net, layers))
 
 
-def trainer(volume: np.ndarray, bpv: float, steps: int, rounds: int = 2) -> dict[str, Any]:
-    """Batched trainer vs a per-block loop over the same networks, same steps, same samples."""
+def trainer(volume: np.ndarray, bpv: float, steps: int, rounds: int = 2,
+            compiled: Sequence[str] = ()) -> dict[str, Any]:
+    """Batched trainer (eager, and each ``compiled`` mode) vs a per-block loop over the same networks,
+    same steps, same samples."""
     config = compress_config(bpv=bpv, steps=steps, device="cpu")
     plan = plan_blocks(volume, config)
     blocks, networks = plan.partition.blocks, plan.networks
@@ -106,17 +111,28 @@ def trainer(volume: np.ndarray, bpv: float, steps: int, rounds: int = 2) -> dict
     flops = 3 * 2 * mults * steps  # forward, and backward ≈ twice the forward
     # Alternate the two and keep each one's best round: on a shared machine the load drifts, and a
     # single batched-then-loop pair measured the drift as much as the trainers.
+    eager = dataclasses.replace(fit, compile="off")
     batched = naive = math.inf
+    best = {mode: math.inf for mode in compiled}
+    psnr: dict[str, float] = {}
     for _ in range(rounds):
-        seconds, done = _fit_seconds(volume, blocks, networks, lows, highs, span, spec, fit)
+        seconds, done, psnr["off"] = _fit_seconds(volume, blocks, networks, lows, highs, span, spec, eager)
         batched = min(batched, seconds)
+        for mode in compiled:  # interleaved with eager: the load drifts between rounds, not within
+            seconds, _, psnr[mode] = _fit_seconds(volume, blocks, networks, lows, highs, span, spec,
+                                                  dataclasses.replace(fit, compile=mode))
+            best[mode] = min(best[mode], seconds)
         naive = min(naive, sum(_fit_seconds(volume, [blocks[i]], [networks[i]], lows[i:i + 1],
-                                            highs[i:i + 1], span, spec, fit)[0] for i in trained))
+                                            highs[i:i + 1], span, spec, eager)[0] for i in trained))
     return {"bpv": bpv, "blocks": len(blocks), "networks": len(trained), "parameters": sum(plan.params),
             "steps": done, "rounds": rounds, "evaluations": evaluations, "batched_seconds": batched,
             "naive_seconds": naive, "batched_evals_per_s": evaluations / batched,
             "naive_evals_per_s": evaluations / naive, "speedup": naive / batched,
-            "useful_flops": flops, "batched_flops_per_s": flops / batched}
+            "useful_flops": flops, "batched_flops_per_s": flops / batched,
+            "batched_steps_per_s": done / batched, "final_psnr": psnr["off"],
+            "compiled": [{"mode": mode, "seconds": best[mode], "steps_per_s": done / best[mode],
+                          "flops_per_s": flops / best[mode], "speedup_vs_eager": batched / best[mode],
+                          "final_psnr": psnr[mode]} for mode in compiled]}
 
 
 def _encode_events(volume: np.ndarray, config: Any) -> tuple[Any, list[tuple[float, float]]]:
@@ -258,6 +274,16 @@ def speed_markdown(report: dict[str, Any]) -> str:
                          f"| {r['speedup']:.2f}× | {r['batched_flops_per_s'] / 1e9:.2f} | {share} "
                          f"| {r['load_1min']} |")
         lines.append("")
+        compiled = [(r, c) for r in report["trainer"] for c in r.get("compiled", [])]
+        if compiled:
+            lines += ["| volume | BPV | steps | eager steps/s | compile mode | compiled steps/s (compile "
+                      "included) | vs eager | eager PSNR | compiled PSNR |", "|" + "---|" * 9]
+            for r, c in compiled:
+                lines.append(f"| {Path(r['volume']).stem} | {r['bpv']:g} | {r['steps']} "
+                             f"| {r['batched_steps_per_s']:.2f} | {c['mode']} | {c['steps_per_s']:.2f} "
+                             f"| {c['speedup_vs_eager']:.2f}× | {r['final_psnr']:.3f} "
+                             f"| {c['final_psnr']:.3f} |")
+            lines.append("")
     if "ttq" in report:
         t = report["ttq"]
         hevc = "not measured" if t["hevc_psnr_data"] is None else f"{t['hevc_psnr_data']:.2f} dB"
@@ -312,6 +338,8 @@ def run(argv: list[str] | None = None) -> int:
     p.add_argument("--trainer-steps", type=int, default=50)
     p.add_argument("--trainer-rounds", type=int, default=2, help="alternating rounds, best of each")
     p.add_argument("--trainer-bpv", type=float, nargs="+", default=[0.1, 0.25])
+    p.add_argument("--trainer-compile", nargs="*", default=["default"],
+                   help="torch.compile modes timed against the eager trainer (compile time included)")
     p.add_argument("--ttq-volume", default="ct_aorta_totalseg.tif")
     p.add_argument("--ttq-limits", type=float, nargs="+", default=[60.0, 300.0])
     p.add_argument("--decode-steps", type=int, default=50, help="fit steps of the files decoded")
@@ -334,7 +362,8 @@ def run(argv: list[str] | None = None) -> int:
         rows = []
         for name, volume in volumes.items():
             for bpv in args.trainer_bpv:
-                measured = trainer(volume, bpv, args.trainer_steps, args.trainer_rounds)
+                measured = trainer(volume, bpv, args.trainer_steps, args.trainer_rounds,
+                                   args.trainer_compile)
                 rows.append({"volume": name, **measured, **load()})
                 save("trainer", rows)
         save("matmul_after", {"flops_per_s": matmul_flops(), **load()})

@@ -26,7 +26,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("napari_sci.models",)),
     ("core", ("napari_sci.core",)),
     ("store", ("napari_sci.store",)),
-    ("apps", ("napari_sci.cli", "napari_sci.cli_progress", "napari_sci.cli_store", "napari_sci.bench",
+    ("apps", ("napari_sci.cli", "napari_sci.cli_progress", "napari_sci.cli_store", "napari_sci.cli_batch",
+               "napari_sci.bench",
               "napari_sci.__main__", "napari_sci")),
     ("napari", ("napari_sci._napari",)),
 )

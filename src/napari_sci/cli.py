@@ -18,6 +18,7 @@ from napari_sci import __version__
 from napari_sci.base.config import (
     ACCURACY_THRESHOLDS,
     ALLOCATION_RULES,
+    COMPILE_MODES,
     MODEL_FAMILIES,
     PARTITION_METHODS,
     AllocationConfig,
@@ -39,8 +40,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compress", help="compress a volume to a .sci file",
                        description="Compress a TIFF, .npy or zarr volume to a .sci file of at most "
                                    "the requested size (every byte of the file counts).")
-    p.add_argument("input", help="volume to compress (.tif/.tiff, .npy, .zarr)")
-    p.add_argument("-o", "--output", required=True, help="the .sci file to write")
+    p.add_argument("input", nargs="+", help="volume(s) to compress (.tif/.tiff, .npy, .zarr)")
+    p.add_argument("-o", "--output", required=True,
+                   help="the .sci file to write; with several inputs, a directory for <stem>.sci each")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--bpv", type=float, help="target bits per voxel")
     size.add_argument("--ratio", type=float, help="target compression ratio (raw bytes / file bytes)")
@@ -54,6 +56,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-limit", type=float, default=fit.time_limit, help="stop fitting after SECONDS")
     p.add_argument("--device", default=fit.device, help="auto, cpu or cuda[:N] (default %(default)s)")
     p.add_argument("--seed", type=int, default=fit.seed, help="random seed (default %(default)s)")
+    p.add_argument("--compile", choices=COMPILE_MODES, default=fit.compile,
+                   help="how a training step runs: off (eager), a torch.compile mode, or auto "
+                        "(CUDA graphs on a GPU, the measured best on a CPU) (default %(default)s)")
     p.add_argument("--max-blocks", type=int, default=part.max_blocks,
                    help="a_max, most blocks (default %(default)s)")
     p.add_argument("--top-m", type=int, default=part.top_m,
@@ -86,13 +91,15 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with several inputs: compress N at once, in separate processes (default: up to "
+                        "4 on a GPU, where several fits share the card; 1 on a CPU); with a *.sci.zarr "
+                        "OUTPUT: worker processes of the LocalCluster (default: cores - 1, at least 1; "
+                        "0 fits the chunks in this process, without Dask)")
     store = p.add_argument_group("chunked stores (OUTPUT named *.sci.zarr: volumes larger than memory)")
     store.add_argument("--chunks", type=int, default=None, metavar="VOXELS",
                        help=f"side of the cubic chunks, each fitted as one Dask task "
                             f"(default {StoreConfig.chunks})")
-    store.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="worker processes of the LocalCluster (default: cores - 1, at least 1); "
-                            "0 fits the chunks in this process, without Dask")
     store.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="send the chunks to the dask.distributed scheduler at ADDRESS instead")
 
@@ -209,6 +216,12 @@ def _print_summary(summary: dict[str, Any], result: Any, out: TextIO) -> None:
 
 
 def _compress(args: argparse.Namespace, out: TextIO) -> int:
+    if isinstance(args.input, list):  # from the parser: one input, or a batch into a directory
+        if len(args.input) > 1:
+            from napari_sci.cli_batch import compress_many
+
+            return compress_many(args, out, _compress)
+        args.input = args.input[0]
     from napari_sci.base.config import compress_config
     from napari_sci.base.volume import check_layout
     from napari_sci.cli_progress import EncodeProgress
@@ -226,7 +239,7 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         _check_output(args.input, args.output, args.overwrite)
     config = compress_config(
         bpv=FIRST_GUESS_BPV if args.psnr is not None else args.bpv, ratio=args.ratio, steps=args.steps,
-        time_limit=args.time_limit,
+        time_limit=args.time_limit, compile=args.compile,
         device=args.device, seed=args.seed, max_blocks=args.max_blocks, top_m=args.top_m,
         max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
         rule=args.allocation, samples_per_block=args.samples, format=args.format,

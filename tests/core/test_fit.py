@@ -1,10 +1,13 @@
+import logging
 import threading
 
 import numpy as np
 import pytest
+import torch
 
 from napari_sci.base.config import FitConfig, NetworkSpec
 from napari_sci.base.networks import BlockNetwork
+from napari_sci.core import fit_step
 from napari_sci.core.events import FitCancelled, FitFinished, FitProgress, FitStarted
 from napari_sci.core.fit import fit_blocks, resolve_device
 from napari_sci.core.partition import Block
@@ -76,3 +79,48 @@ def test_cuda_without_cuda_is_a_clear_error():
         pytest.skip("CUDA present")
     with pytest.raises(SciConfigError, match="CUDA is not available"):
         resolve_device("cuda")
+
+
+# the step function (core/fit_step.py): eager, compiled, and the fall-back when compiling fails
+
+
+def finished(events) -> FitFinished:
+    assert isinstance(events[-1], FitFinished)
+    return events[-1]
+
+
+def test_compiled_step_same_psnr_and_reproducible(mri):
+    eager = finished(run(mri, steps=60, compile="off"))
+    compiled = finished(run(mri, steps=60, compile="default"))
+    again = finished(run(mri, steps=60, compile="default"))
+    assert compiled.psnr == pytest.approx(eager.psnr, abs=0.1)  # fused kernels round differently
+    for x, y in zip(compiled.weights, again.weights):
+        np.testing.assert_array_equal(x, y)  # same seed → same weights, compiled too
+
+
+def test_compile_failure_falls_back_to_eager(mri, monkeypatch, caplog):
+    def broken(function, **options):
+        def fail(*args):
+            raise RuntimeError("no compiler here")
+        return fail
+
+    eager = finished(run(mri, steps=20, compile="off"))
+    monkeypatch.setattr(torch, "compile", broken)
+    with caplog.at_level(logging.INFO, logger="napari_sci.core.fit_step"):
+        fallen = finished(run(mri, steps=20, compile="default"))
+    assert "fitting eagerly" in caplog.text
+    for x, y in zip(eager.weights, fallen.weights):
+        np.testing.assert_array_equal(x, y)  # the draws were not consumed twice
+
+
+def test_resolve_compile():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fit_step.resolve_compile("auto", cuda) == "reduce-overhead"
+    assert fit_step.resolve_compile("auto", cpu) == fit_step.CPU_AUTO
+    assert fit_step.resolve_compile("reduce-overhead", cpu) == "default"  # no CUDA graphs on a CPU
+    assert fit_step.resolve_compile("off", cuda) == "off"
+
+
+def test_config_refuses_unknown_mode():
+    with pytest.raises(SciConfigError, match="compile"):
+        FitConfig(compile="fast")

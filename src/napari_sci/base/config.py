@@ -21,6 +21,8 @@ ACCURACY_THRESHOLDS: tuple[float, ...] = (200.0, 500.0)
 
 PARTITION_METHODS: tuple[str, ...] = ("adaptive", "equal", "none")
 ALLOCATION_RULES: tuple[str, ...] = ("size-over-d", "size", "inverse-d", "equal")
+COMPILE_MODES: tuple[str, ...] = ("auto", "off", "default", "max-autotune-no-cudagraphs",
+                                  "reduce-overhead")
 
 
 def _require(condition: bool, message: str) -> None:
@@ -141,7 +143,11 @@ class FitConfig:
     device
         ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
     report_every
-        Steps between progress events.
+        Steps between progress events (the only points where a step's loss is read back).
+    compile
+        How one training step is run (``core/fit_step.py``): ``off`` (eager; bit-identical to the
+        loop of earlier releases), ``default`` or ``max-autotune-no-cudagraphs`` (``torch.compile``),
+        ``reduce-overhead`` (CUDA graphs; CUDA only), ``auto`` (each device's measured best).
     """
 
     steps: int = 2000
@@ -153,6 +159,7 @@ class FitConfig:
     seed: int = 0
     device: str = "auto"
     report_every: int = 10
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         _require(0 <= self.steps <= 10_000_000, f"steps must be 0..10000000, got {self.steps}")
@@ -167,6 +174,8 @@ class FitConfig:
         _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                  f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         _require(self.report_every >= 1, f"report_every must be >= 1, got {self.report_every}")
+        _require(self.compile in COMPILE_MODES,
+                 f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
 
 
 @dataclass(frozen=True)
