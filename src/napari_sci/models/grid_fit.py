@@ -22,10 +22,12 @@ from napari_sci.base.config import GridConfig
 from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.models.grid_latents import PackedLatents, VoxelSample, drawn_bits
 from napari_sci.models.grid_net import Synthesis
+from napari_sci.models.grid_quant import tile_payload
 
 CONTROL_EVERY = 10       # steps between λ updates
 CONTROL_GAIN = 0.5       # log-λ change per update at a rate error of e (×e, clipped at ±1)
 RATE_MARGIN = 0.985      # aim this far under the rate target, so coding overheads still fit
+CALIBRATE_EVERY = 100    # steps between measurements of the real coded size against the estimate
 LAMBDA_SPAN = 16.0       # λ stays within ×/÷ this of where it started (no wind-up when the rate lags)
 
 
@@ -165,6 +167,15 @@ class GridTrainer:
         return loss.detach()
 
     @torch.no_grad()
+    def coded_bits(self) -> float:
+        """Bits the rounded latents take once coded as the file codes them (each level's best scale,
+        ANS): what the Laplace estimate of :meth:`hard_bits` approximates, often well above it (the
+        mean-|latent| scale fits mostly-zero levels poorly: on the neuron crop the file held a third
+        of the budget when the estimate said it was full)."""
+        tiles = [[np.rint(g).astype(np.int32) for g in tile] for tile in self.latents.tile_arrays()]
+        return 8.0 * sum(len(tile_payload(t)) for t in tiles)
+
+    @torch.no_grad()
     def hard_bits(self) -> float:
         """Estimated bits of the rounded latents: what the controller steers."""
         if not self.n_trained:
@@ -212,6 +223,7 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
     reason = "steps"
     step = 0
     last_check = (0, 0.0)  # (step, seconds) at the last pace measurement
+    calibration: float | None = None  # coded bits / estimated bits, re-measured every CALIBRATE_EVERY
     while step < total:
         if stop():
             reason = "cancelled"
@@ -233,7 +245,11 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
             if elapsed >= time_limit:
                 total, reason = step, "time"
         if target_bits is not None and step % CONTROL_EVERY == 0 and not warming:
-            ratio = trainer.hard_bits() / max(target_bits * RATE_MARGIN, 1.0)
+            estimate = trainer.hard_bits()
+            if calibration is None or step % CALIBRATE_EVERY == 0:
+                # the controller steers the size the file will have, not the estimate's
+                calibration = float(np.clip(trainer.coded_bits() / max(estimate, 1.0), 0.25, 4.0))
+            ratio = estimate * calibration / max(target_bits * RATE_MARGIN, 1.0)
             lam *= math.exp(CONTROL_GAIN * float(np.clip(math.log(max(ratio, 1e-6)), -1, 1)))
             lam = float(np.clip(lam, *lam_range))  # on the MRI an unbounded λ reached 1e6 and the
             # synthesis, quantised at that slope, collapsed to 12 dB; the latent step Δ fits the rest
