@@ -196,7 +196,7 @@ COMPILE_PAYBACK_S = 60.0  # compile a step when the fit is projected to run long
 
 
 def _should_compile(setting: str, step_seconds: float, steps_left: int, time_limit: float | None) -> bool:
-    """``auto``: compile when the rest of the fit would take long enough for the compile (tens of
+    """``auto``: compile when the rest of the fit would take long enough for the compiling (tens of
     seconds here) to pay back; short fits (tests, previews) stay eager."""
     if setting != "auto":
         return setting == "on"
