@@ -191,3 +191,25 @@ def test_a_wheel_carries_the_manifest_and_npe2_finds_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
     assert out.stdout.split() == ["napari-sci", "3", "napari-sci.get_reader"]
+
+
+@pytest.mark.timeout(120)
+def test_a_save_that_fails_before_the_dialog_waits_does_not_hang(saving, tmp_path, monkeypatch):
+    """The worker may finish before the writer starts waiting (a fast machine, an instant failure):
+    the wait must still end. Forced here by letting the worker run to its end inside ``start``."""
+    from qtpy.QtCore import QThreadPool
+
+    viewer, _ = saving
+    real_start = _writer.start
+
+    def start_then_let_it_finish(*args, **kwargs):
+        job = real_start(*args, **kwargs)
+        assert QThreadPool.globalInstance().waitForDone(60_000)  # finished is emitted, not yet delivered
+        return job
+
+    monkeypatch.setattr(_writer, "start", start_then_let_it_finish)
+    viewer.add_image(np.zeros((2, 3, 8, 8), np.uint8), name="4d")
+    viewer.layers.selection = {viewer.layers["4d"]}
+    with pytest.raises(OSError, match=r"could not save 4d\.sci: expected a 2D image or 3D volume"):
+        viewer.layers.save(str(tmp_path / "4d.sci"), selected=True, plugin="napari-sci")
+    assert list(tmp_path.iterdir()) == []

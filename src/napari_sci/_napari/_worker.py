@@ -151,11 +151,13 @@ class Job:
 
 def start(function: Callable[..., Any], *args: Any, on_outcome: Callable[[Outcome[Any]], None],
           on_event: Callable[[object], None] | None = None,
-          stop: threading.Event | None = None) -> Job:
+          stop: threading.Event | None = None,
+          on_finished: Callable[[], None] | None = None) -> Job:
     """Run ``function(*args)`` (and ``stop=`` when given) in a napari worker thread.
 
     ``on_event`` receives what a generator function yields, ``on_outcome`` what it returns; both run
-    in the GUI thread.
+    in the GUI thread. ``on_finished`` is connected before the thread starts, so a worker that ends at
+    once (an instant failure on a fast machine) still calls it.
     """
     from napari.qt.threading import create_worker
 
@@ -166,5 +168,7 @@ def start(function: Callable[..., Any], *args: Any, on_outcome: Callable[[Outcom
         connect["yielded"] = on_event
     worker = create_worker(function, *args, _start_thread=False, _connect=connect, **kwargs)
     job = Job(worker, flag)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
     worker.start()
     return job

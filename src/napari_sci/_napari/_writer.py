@@ -76,11 +76,13 @@ def _save_in_background(job: CompressJob) -> Outcome[EncodeResult]:
 
     dialog = SaveProgress(Path(job.path).name, job.config.fit.time_limit)
     outcomes: list[Outcome[EncodeResult]] = []
-    running = start(compress_events, job, on_event=dialog.show_event, on_outcome=outcomes.append,
-                    stop=threading.Event())
-    dialog.canceled.connect(running.cancel)
     loop = QEventLoop()
-    running.worker.finished.connect(loop.quit)  # queued from the worker: delivered inside exec()
+    # loop.quit is connected before the thread starts (a worker that fails at once would otherwise
+    # finish unheard and exec() wait for ever); queued from the worker, it is delivered inside exec(),
+    # or, with ``finished`` before it, already seen by ``running.running``.
+    running = start(compress_events, job, on_event=dialog.show_event, on_outcome=outcomes.append,
+                    stop=threading.Event(), on_finished=loop.quit)
+    dialog.canceled.connect(running.cancel)
     dialog.show()
     if running.running:
         loop.exec()
