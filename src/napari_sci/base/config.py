@@ -227,8 +227,8 @@ class GridConfig:
         The most tiles (leaves of the partition) the volume is cut into; fewer, larger tiles cost
         less side information, more tiles decode a slice with less work.
     grid_samples
-        Voxels drawn across the tiles for each step's distortion (all of them when the volume is
-        smaller); every latent pays its rate every step.
+        Voxels drawn across the tiles for each step's distortion; 0: every voxel every step (each
+        level upsampled whole, Cool-chic's full-signal step). Every latent pays its rate every step.
     grid_lr, latent_lr_scale
         Adam's learning rate (cosine-decayed, C3/Cool-chic 1e-2) and its multiplier for the latents.
     warmup_fraction, ste_fraction
@@ -261,7 +261,7 @@ class GridConfig:
         _require(1 <= self.grid_hidden <= 255, f"grid_hidden must be 1..255, got {self.grid_hidden}")
         _require(2 <= self.grid_layers <= 8, f"grid_layers must be 2..8, got {self.grid_layers}")
         _require(1 <= self.max_tiles <= 65535, f"max_tiles must be 1..65535, got {self.max_tiles}")
-        _require(1 <= self.grid_samples <= 2**26, f"grid_samples must be 1..2^26, got {self.grid_samples}")
+        _require(0 <= self.grid_samples <= 2**26, f"grid_samples must be 0..2^26, got {self.grid_samples}")
         _require(0 < self.grid_lr < 1, f"grid_lr must be in (0, 1), got {self.grid_lr}")
         _require(0 < self.latent_lr_scale <= 100,
                  f"latent_lr_scale must be in (0, 100], got {self.latent_lr_scale}")

@@ -20,7 +20,7 @@ import torch
 
 from napari_sci.base.config import GridConfig
 from napari_sci.base.grid_geometry import GridLayout
-from napari_sci.models.grid_latents import PackedLatents, VoxelSample, drawn_bits
+from napari_sci.models.grid_latents import PackedLatents, drawn_bits
 from napari_sci.models.grid_net import Synthesis
 from napari_sci.models.grid_quant import tile_payload
 
@@ -71,7 +71,8 @@ def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
     return FINAL_LR, "ste"
 
 
-EVAL_CHUNK = 1 << 17  # voxels per gather when a whole volume is evaluated (bounds its index memory)
+EVAL_CHUNK = 1 << 20  # voxels per synthesis call when whole tiles are evaluated (bounds activations)
+REPORT_SAMPLES = 1 << 17  # voxels of a progress estimate when every step takes every voxel
 
 
 class GridTrainer:
@@ -80,6 +81,7 @@ class GridTrainer:
     def __init__(self, volume: np.ndarray, tiles: Sequence[tuple[slice, ...]], layout: GridLayout,
                  settings: GridConfig, seed: int, device: torch.device) -> None:
         self.samples = settings.grid_samples
+        self.dense = settings.grid_samples == 0  # every voxel every step (Cool-chic's full-signal step)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.device = device
         self.layout = layout
@@ -100,9 +102,9 @@ class GridTrainer:
         self.compile_error: str | None = None
 
     def sample_count(self) -> int:
-        """Voxels a sampled step draws: ``samples`` spread over the whole volume, of which the
-        constant tiles (not trained) take their share."""
-        return max(1, round(self.samples * self.n_trained / self.n_voxels))
+        """Voxels a sampled step (or a progress estimate) draws: ``samples`` spread over the whole
+        volume, of which the constant tiles (not trained) take their share."""
+        return max(1, round((self.samples or REPORT_SAMPLES) * self.n_trained / self.n_voxels))
 
     def enable_compile(self) -> None:
         """Run the sampled step's tensor work through ``torch.compile`` (one fused graph for the
@@ -143,28 +145,66 @@ class GridTrainer:
             sse, bits = terms(flat, sample.tile, sample.voxel, self.target[sample.flat],
                               self.latents.rate_terms(flat))
             return sse / self.n_voxels, bits
-        sse = torch.zeros((), device=self.device)
-        for tile in range(len(self.latents.shapes)):
-            whole = self.latents.whole_tile(tile)
-            for start in range(0, whole.flat.numel(), EVAL_CHUNK):
-                part = VoxelSample(*(t[start:start + EVAL_CHUNK] for t in
-                                     (whole.tile, whole.voxel, whole.flat)))
-                out = self.synthesis(self.latents.features(flat, part))
-                sse = sse + torch.sum((out - self.target[part.flat]) ** 2)
+        sse = sum((self._tile_sse(flat, tile) for tile in range(len(self.latents.shapes))),
+                  torch.zeros((), device=self.device))
         return sse / self.n_voxels, self.latents.bits(flat)
+
+    def _tile_sse(self, flat: torch.Tensor, tile: int, backward_scale: float | None = None) -> torch.Tensor:
+        """Squared error summed over every voxel of one tile (levels upsampled whole, the synthesis
+        run in chunks of ``EVAL_CHUNK`` voxels).
+
+        With ``backward_scale`` the gradients of ``backward_scale · sse`` are accumulated here, chunk
+        by chunk, so the memory a step holds is one tile's features and one chunk's activations.
+        """
+        start, stop = int(self.latents.tile_start[tile]), int(self.latents.tile_start[tile + 1])
+        features = self.latents.dense_features(flat, tile)
+        features = features.reshape(features.shape[0], -1)
+        training = backward_scale is not None
+        leaf = features.detach().requires_grad_() if training else features
+        sse = torch.zeros((), device=self.device)
+        for first in range(0, stop - start, EVAL_CHUNK):
+            last = min(first + EVAL_CHUNK, stop - start)
+            out = self.synthesis(leaf[:, first:last].T)
+            part = torch.sum((out - self.target[start + first:start + last]) ** 2)
+            if training:
+                (part * backward_scale).backward()
+                part = part.detach()
+            sse = sse + part
+        if training and leaf.grad is not None:
+            features.backward(leaf.grad)
+        return sse
 
     def step(self, lr: float, mode: str, lam: float) -> torch.Tensor:
         """One optimiser step; the loss comes back as a tensor (read it only when reporting: reading
         it every step would wait for the device)."""
         for group in self.optimiser.param_groups:
             group["lr"] = lr * group["scale"]
-        mse, bits = self.evaluate(mode, sampled=True)
-        loss = mse + lam * bits / self.n_voxels
         self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.dense:
+            loss = self._dense_backward(mode, lam)
+        else:
+            mse, bits = self.evaluate(mode, sampled=True)
+            loss = mse + lam * bits / self.n_voxels
+            loss.backward()
         self.optimiser.step()
         self.latents.clamp_()
         return loss.detach()
+
+    def _dense_backward(self, mode: str, lam: float) -> torch.Tensor:
+        """Every voxel's error and every latent's rate, back-propagated tile by tile; the loss.
+
+        The quantised latents are cut from the graph once, gradients gathered on that copy across
+        the tiles, then passed through the quantisation (noise or straight-through) to the parameter.
+        """
+        quantised = self.latents.quantised(mode, self.generator)
+        leaf = quantised.detach().requires_grad_()
+        sse = torch.zeros((), device=self.device)
+        for tile in range(len(self.latents.shapes)):
+            sse = sse + self._tile_sse(leaf, tile, backward_scale=1.0 / self.n_voxels)
+        rate = lam * drawn_bits(leaf, self.latents.rate_terms(leaf)) / self.n_voxels
+        rate.backward()
+        quantised.backward(leaf.grad)
+        return sse / self.n_voxels + rate.detach()
 
     @torch.no_grad()
     def coded_bits(self) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from napari_sci.base.grid_geometry import GridLayout, level_shape, levels_for
@@ -184,6 +185,30 @@ class PackedLatents(nn.Module):
             index = (index[..., :, None] + pair_index[..., None, :]).flatten(-2)
             weights = (weights[..., :, None] * pair_weight[..., None, :]).flatten(-2)
         return (flat[index] * weights).sum(-1)
+
+    def dense_features(self, flat: torch.Tensor, tile: int) -> torch.Tensor:
+        """(levels, *tile shape) features of every voxel of one tile: each level upsampled whole.
+
+        ``F.interpolate`` at a scale of 2^l with ``align_corners=False`` is the map of
+        :meth:`features_at` (tests check both against the numpy decoder); a tile's levels are
+        ⌈s/2^l⌉ samples, so the upsampled grid is cropped to the tile. Whole-grid kernels cost a small
+        fraction per voxel of the gather, which is what makes every-voxel steps affordable.
+        """
+        shape = self.shapes[tile]
+        mode = ("linear", "bilinear", "trilinear")[self.ndim - 1]
+        crop = (0, 0, *(slice(0, s) for s in shape))
+        out = []
+        for level, grid in enumerate(self.tile_grids(flat, tile)):
+            if level == 0:
+                out.append(grid)
+                continue
+            up = F.interpolate(grid[None, None], scale_factor=float(1 << level), mode=mode,
+                               align_corners=False)
+            out.append(up[crop])
+        missing = self.layout.levels - len(out)
+        if missing:
+            out += [flat.new_zeros(shape)] * missing
+        return torch.stack(out)
 
     # -- rate -----------------------------------------------------------------------------------
     def scales(self, flat: torch.Tensor) -> torch.Tensor:
