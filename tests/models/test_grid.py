@@ -204,3 +204,24 @@ def test_the_every_voxel_step_has_the_gradient_of_the_gather_over_every_voxel(sh
     torch.testing.assert_close(loss, reference.detach(), rtol=1e-5, atol=1e-7)
     for got, want in zip(dense, (p.grad for p in (trainer.latents.flat, *trainer.synthesis.parameters()))):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_the_compiled_every_voxel_step_has_the_eager_gradient():
+    from napari_sci.base.config import GridConfig
+    from napari_sci.models.grid_fit import GridTrainer
+
+    volume = np.random.default_rng(1).random((12, 20, 16)).astype(np.float32)
+    tiles = [(slice(0, 12), slice(0, 20), slice(0, 9)), (slice(0, 12), slice(0, 20), slice(9, 16))]
+    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=0), 0, torch.device("cpu"))
+    with torch.no_grad():
+        trainer.latents.flat.copy_(torch.randn(trainer.latents.numel(), generator=trainer.generator))
+    results = []
+    for compiled in (False, True):
+        if compiled:
+            trainer.enable_compile()
+        trainer.optimiser.zero_grad(set_to_none=True)
+        loss = trainer._dense_backward("ste", 0.2)
+        results.append([loss, *(p.grad.clone() for p in (trainer.latents.flat, *trainer.synthesis.parameters()))])
+    assert trainer.compile_error is None and trainer._compiled is not None
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
     return FINAL_LR, "ste"
 
 
-EVAL_CHUNK = 1 << 20  # voxels per synthesis call when whole tiles are evaluated (bounds activations)
+EVAL_CHUNK = 1 << 22  # voxels per synthesis call when whole tiles are evaluated (bounds activations)
 REPORT_SAMPLES = 1 << 17  # voxels of a progress estimate when every step takes every voxel
 
 
@@ -98,7 +99,7 @@ class GridTrainer:
         self.optimiser = torch.optim.Adam(
             [{"params": [self.latents.flat], "scale": settings.latent_lr_scale},
              {"params": list(self.synthesis.parameters()), "scale": 1.0}], lr=settings.grid_lr)
-        self._compiled: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._compiled: Callable[..., Any] | None = None
         self.compile_error: str | None = None
 
     def sample_count(self) -> int:
@@ -110,7 +111,15 @@ class GridTrainer:
         """Run the sampled step's tensor work through ``torch.compile`` (one fused graph for the
         gathers, the synthesis, the loss and their backward; about 1.9× on the 2-core CPU)."""
         if self._compiled is None:
-            self._compiled = torch.compile(self._sampled_terms, dynamic=False)
+            if self.dense:  # one graph for any chunk length (tiles differ): no recompile per tile
+                self._compiled = torch.compile(self._chunk_sse, dynamic=True)
+            else:
+                self._compiled = torch.compile(self._sampled_terms, dynamic=False)
+
+    def _chunk_sse(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Squared error of the synthesis on (levels, voxels) features: the dense step's compiled
+        part (bias, ReLU and the loss fused into the matrix products' passes)."""
+        return torch.sum((self.synthesis.forward_channels_first(features) - target) ** 2)
 
     def _sampled_terms(self, flat: torch.Tensor, tile: torch.Tensor, voxel: torch.Tensor,
                        target: torch.Tensor, rate_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,13 +128,18 @@ class GridTrainer:
         return sse, drawn_bits(flat, rate_scale)
 
     def _terms(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dense:  # the compiled function is the dense step's chunk, not this one
+            return self._sampled_terms(*args)
+        return self._run_compiled(self._sampled_terms, *args)
+
+    def _run_compiled(self, eager: Callable[..., Any], *args: torch.Tensor) -> Any:
         if self._compiled is not None:
             try:
                 return self._compiled(*args)
             except Exception as error:  # e.g. no C++ compiler for inductor: the eager step is the same
                 self._compiled = None
                 self.compile_error = f"{type(error).__name__}: {error}"
-        return self._sampled_terms(*args)
+        return eager(*args)
 
     def evaluate(self, mode: str, sampled: bool = False, compiled: bool = True,
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,20 +172,24 @@ class GridTrainer:
         """
         start, stop = int(self.latents.tile_start[tile]), int(self.latents.tile_start[tile + 1])
         features = self.latents.dense_features(flat, tile)
-        features = features.reshape(features.shape[0], -1)
         training = backward_scale is not None
-        leaf = features.detach().requires_grad_() if training else features
+        grad = torch.empty_like(features) if training else None
         sse = torch.zeros((), device=self.device)
         for first in range(0, stop - start, EVAL_CHUNK):
             last = min(first + EVAL_CHUNK, stop - start)
-            out = self.synthesis(leaf[:, first:last].T)
-            part = torch.sum((out - self.target[start + first:start + last]) ** 2)
+            chunk = features[:, first:last]
+            if training:  # a leaf per chunk: its gradient lands in place, no full-size zeros a chunk
+                chunk = chunk.detach().requires_grad_()
+            target = self.target[start + first:start + last]
+            part = (self._run_compiled(self._chunk_sse, chunk, target) if training
+                    else self._chunk_sse(chunk, target))
             if training:
                 (part * backward_scale).backward()
+                grad[:, first:last] = chunk.grad
                 part = part.detach()
             sse = sse + part
-        if training and leaf.grad is not None:
-            features.backward(leaf.grad)
+        if training:
+            features.backward(grad)
         return sse
 
     def step(self, lr: float, mode: str, lam: float) -> torch.Tensor:

@@ -31,6 +31,15 @@ class Synthesis(nn.Module):
                 x = torch.relu(x)
         return x.squeeze(-1)
 
+    def forward_channels_first(self, x: torch.Tensor) -> torch.Tensor:
+        """The same MLP on (levels, voxels) features: W·X products whose long side is the voxels, so
+        whole tiles need no transposed copy."""
+        for i, linear in enumerate(self.linears):
+            x = torch.addmm(linear.bias[:, None], linear.weight, x)
+            if i < len(self.linears) - 1:
+                x = torch.relu(x)
+        return x[0]
+
     def flat_tensors(self) -> list[np.ndarray]:
         """W₁, b₁, W₂, … as float64 arrays in file order (W row-major, out × in)."""
         return [t.detach().double().cpu().numpy().reshape(-1)
