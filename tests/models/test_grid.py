@@ -221,7 +221,9 @@ def test_the_compiled_every_voxel_step_has_the_eager_gradient():
             trainer.enable_compile()
         trainer.optimiser.zero_grad(set_to_none=True)
         loss = trainer._dense_backward("ste", 0.2)
-        results.append([loss, *(p.grad.clone() for p in (trainer.latents.flat, *trainer.synthesis.parameters()))])
-    assert trainer.compile_error is None and trainer._compiled is not None
+        params = (trainer.latents.flat, *trainer.synthesis.parameters())
+        results.append([loss, *(p.grad.clone() for p in params)])
+    assert trainer.compile_error is None
+    assert trainer._compiled is not None
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)

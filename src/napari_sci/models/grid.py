@@ -24,8 +24,14 @@ Box = tuple[tuple[int, int], ...]
 
 def interpolation(size: int, level: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lower index, upper index, upper weight) that interpolate ``level`` at voxels ``start..stop-1``."""
+    return interpolation_at(size, level, np.arange(start, stop))
+
+
+def interpolation_at(size: int, level: int, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower index, upper index, upper weight) that interpolate ``level`` at the voxel indices
+    ``voxels`` of an axis of ``size`` voxels."""
     n = -(-size // (1 << level))
-    position = (np.arange(start, stop, dtype=np.float64) + 0.5) / (1 << level) - 0.5
+    position = (np.asarray(voxels, dtype=np.float64) + 0.5) / (1 << level) - 0.5
     position = np.clip(position, 0.0, n - 1.0)
     lower = np.floor(position).astype(np.int64)
     upper = np.minimum(lower + 1, n - 1)
@@ -34,9 +40,16 @@ def interpolation(size: int, level: int, start: int, stop: int) -> tuple[np.ndar
 
 def interpolate_box(grid: np.ndarray, level: int, tile_shape: Sequence[int], box: Box) -> np.ndarray:
     """Level ``level`` of a tile, linearly interpolated on the voxels of ``box`` (tile coordinates)."""
+    return interpolate_at(grid, level, tile_shape, [np.arange(start, stop) for start, stop in box])
+
+
+def interpolate_at(grid: np.ndarray, level: int, tile_shape: Sequence[int],
+                   picks: Sequence[np.ndarray]) -> np.ndarray:
+    """Level ``level`` of a tile, linearly interpolated on the grid of voxel indices ``picks`` (one
+    array per axis: a box's ranges, or every 2^k-th voxel for a coarser view)."""
     out = grid.astype(np.float32)
-    for axis, (size, (start, stop)) in enumerate(zip(tile_shape, box)):
-        lower, upper, weight = interpolation(int(size), level, start, stop)
+    for axis, (size, voxels) in enumerate(zip(tile_shape, picks)):
+        lower, upper, weight = interpolation_at(int(size), level, voxels)
         a = np.take(out, lower, axis=axis)
         b = np.take(out, upper, axis=axis)
         shape = [1] * out.ndim
@@ -69,15 +82,23 @@ def evaluate_tile_box(grids: Sequence[np.ndarray], weights: Sequence[np.ndarray]
                       tile_shape: Sequence[int], box: Box, latent_step: float = 1.0) -> np.ndarray:
     """Normalised values (0 = value_min, 1 = value_max) of a tile on ``box`` (tile coordinates);
     the stored integer latents count ``latent_step`` each."""
-    box_shape = tuple(stop - start for start, stop in box)
-    count = int(np.prod(box_shape))
+    return evaluate_tile_at(grids, weights, layout, tile_shape,
+                            [np.arange(start, stop) for start, stop in box], latent_step)
+
+
+def evaluate_tile_at(grids: Sequence[np.ndarray], weights: Sequence[np.ndarray], layout: GridLayout,
+                     tile_shape: Sequence[int], picks: Sequence[np.ndarray],
+                     latent_step: float = 1.0) -> np.ndarray:
+    """Normalised values of a tile on the grid of voxel indices ``picks`` (one array per axis)."""
+    out_shape = tuple(len(p) for p in picks)
+    count = int(np.prod(out_shape))
     features = np.zeros((count, layout.levels), dtype=np.float32)
     for level, grid in enumerate(grids):
         if grid.any():
-            features[:, level] = interpolate_box(grid, level, tile_shape, box).reshape(-1)
+            features[:, level] = interpolate_at(grid, level, tile_shape, picks).reshape(-1)
     if latent_step != 1.0:
         features *= np.float32(latent_step)
-    return synthesise(features, weights, layout).reshape(box_shape)
+    return synthesise(features, weights, layout).reshape(out_shape)
 
 
 class GridTiles:
@@ -119,4 +140,11 @@ class GridTiles:
         """Values (float32, data units) of tile ``index`` on the tile-local box ``local``."""
         y = evaluate_tile_box(self.latents(index), self.weights, self.layout, self.sizes[index], local,
                               self.step)
+        return self.low + y * self.span
+
+    def evaluate_at(self, index: int, picks: Sequence[np.ndarray]) -> np.ndarray:
+        """Values of tile ``index`` on the grid of tile-local voxel indices ``picks`` (one sorted array
+        per axis): only those voxels are interpolated and synthesised (multiscale reading)."""
+        y = evaluate_tile_at(self.latents(index), self.weights, self.layout, self.sizes[index],
+                             picks, self.step)
         return self.low + y * self.span
