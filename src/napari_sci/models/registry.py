@@ -17,9 +17,12 @@ Box = tuple[tuple[int, int], ...]
 
 
 class BlockModels(Protocol):
-    """The coded blocks of one file: evaluate block ``index`` (not a constant) on a local box."""
+    """The coded blocks of one file: evaluate block ``index`` (not a constant) on a local box, or on
+    a grid of local voxel indices (one sorted array per axis: a store's coarser levels)."""
 
     def evaluate(self, index: int, local: Box) -> np.ndarray: ...
+
+    def evaluate_at(self, index: int, picks: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
 def block_models(contents: SciContents, sizes: Sequence[Sequence[int]], device: str = "cpu") -> BlockModels:

@@ -56,11 +56,8 @@ def sample_decoder(decoder: VolumeDecoder, picks: Sequence[np.ndarray]) -> np.nd
         record = decoder.header.blocks[index]
         if record["kind"] in VALUE_KINDS:
             values = np.full(tuple(len(a) for a in local), record["lo"], dtype=np.float32)
-        elif hasattr(models, "evaluate_at"):
+        else:
             values = models.evaluate_at(index, local)
-        else:  # a family without point evaluation: its box around the picks, then the picks
-            span = tuple((int(a[0]), int(a[-1]) + 1) for a in local)
-            values = models.evaluate(index, span)[np.ix_(*[a - a[0] for a in local])]
         out[np.ix_(*masks)] = values
     return out
 
