@@ -11,15 +11,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-import tifffile
 import torch
 
-from napari_sci.base.config import GridConfig, PartitionConfig
-from napari_sci.base.volume import normalised_volume, value_range
-from napari_sci.core.grid_encode import layout_of
-from napari_sci.core.partition import partition_volume
-from napari_sci.models.grid_fit import GridTrainer
+from grid_step_speed import trainer_for  # type: ignore[import-not-found]  (benchmarks/ is on the path)
+from napari_sci.base.config import GridConfig
 
 
 def main() -> None:
@@ -28,16 +23,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    volume = tifffile.imread(args.volume)
-    x = normalised_volume(volume, value_range(volume)).astype(np.float32)
     config = GridConfig()
-    tiles = partition_volume(x, PartitionConfig(), min(config.max_tiles, x.size >> 15)).blocks
-    from napari_sci.base.config import compress_config
-
-    trainer = GridTrainer(x, [b.slices for b in tiles], layout_of(compress_config(bpv=0.1)), config, 0,
-                          torch.device("cpu"))
-    trainer.step(1e-2, "noise", 1e-2)
+    trainer, n_tiles = trainer_for(args.volume, config)
     started = time.perf_counter()
     for _ in range(args.steps):
         trainer.step(1e-2, "noise", 1e-2)
@@ -47,7 +34,7 @@ def main() -> None:
     table = profile.key_averages()
     total = sum(e.self_cpu_time_total for e in table)
     top = sorted(table, key=lambda e: e.self_cpu_time_total, reverse=True)[:12]
-    record = {"volume": args.volume, "tiles": len(tiles), "voxels": int(x.size),
+    record = {"volume": args.volume, "tiles": n_tiles, "voxels": trainer.n_voxels,
               "latents": trainer.latents.numel(),
               "samples_per_step": config.grid_samples, "seconds_per_step": per_step,
               "top_ops": [{"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count}

@@ -26,6 +26,20 @@ from napari_sci.core.partition import partition_volume
 from napari_sci.models.grid_fit import GridTrainer
 
 
+def trainer_for(path: str, config: GridConfig | None = None) -> tuple[GridTrainer, int]:
+    """A trainer on a development volume's tiles as ``compress --model grid --bpv 0.1`` cuts them (2
+    torch threads), with one step taken; and the tile count."""
+    torch.set_num_threads(2)
+    volume = tifffile.imread(path)
+    x = normalised_volume(volume, value_range(volume)).astype(np.float32)
+    config = config or GridConfig()
+    tiles = partition_volume(x, PartitionConfig(), min(config.max_tiles, x.size >> 15)).blocks
+    trainer = GridTrainer(x, [b.slices for b in tiles], layout_of(compress_config(bpv=0.1)), config, 0,
+                          torch.device("cpu"))
+    trainer.step(1e-2, "noise", 1e-2)
+    return trainer, len(tiles)
+
+
 def _seconds_per_step(trainer: GridTrainer, steps: int) -> float:
     started = time.perf_counter()
     for _ in range(steps):
@@ -40,14 +54,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    volume = tifffile.imread(args.volume)
-    x = normalised_volume(volume, value_range(volume)).astype(np.float32)
     config = GridConfig()
-    tiles = partition_volume(x, PartitionConfig(), min(config.max_tiles, x.size >> 15)).blocks
-    trainer = GridTrainer(x, [b.slices for b in tiles], layout_of(compress_config(bpv=0.1)), config, 0,
-                          torch.device("cpu"))
-    trainer.step(1e-2, "noise", 1e-2)
+    trainer, n_tiles = trainer_for(args.volume, config)
     load = [os.getloadavg()[0]]
     started = time.perf_counter()
     trainer.enable_compile()
@@ -60,7 +68,7 @@ def main() -> None:
             trainer._compiled = compiled if mode == "compiled" else None
             rows.append({"mode": mode, "seconds_per_step": _seconds_per_step(trainer, args.steps)})
     load.append(os.getloadavg()[0])
-    record = {"volume": args.volume, "tiles": len(tiles), "voxels": int(x.size),
+    record = {"volume": args.volume, "tiles": n_tiles, "voxels": trainer.n_voxels,
               "latents": trainer.latents.numel(), "samples_per_step": config.grid_samples,
               "compile_seconds_with_one_step": compile_seconds, "compile_error": trainer.compile_error,
               "load_average_before_after": load, "runs": rows}
