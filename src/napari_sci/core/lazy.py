@@ -51,7 +51,37 @@ def normalise_key(key: Any, shape: tuple[int, ...]) -> list[range | int]:
     return items
 
 
-class SciArray:
+class LazyVolume:
+    """What the lazily decoded arrays share (a ``.sci`` file, a store's level): ``numpy.asarray``
+    decodes the whole array, ``to_dask`` one plane per task. Subclasses give ``shape``, ``dtype``,
+    ``ndim`` and ``__getitem__``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    ndim: int
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def _dask_name(self) -> str:
+        """The dask graph's name: unique per array, so two arrays never share cached tasks."""
+        return f"sci-{id(self)}-{next(_names)}"
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        full = self[...]
+        return full if dtype is None else full.astype(dtype)
+
+    def to_dask(self, chunks: tuple[int, ...] | None = None) -> Any:
+        """A dask array computed plane by plane (or by ``chunks``)."""
+        import dask.array as da
+
+        if chunks is None:
+            chunks = (1, *self.shape[1:]) if self.ndim == 3 else self.shape
+        return da.from_array(self, chunks=chunks, name=self._dask_name(), asarray=False, fancy=False,
+                             meta=np.empty((0,) * self.ndim, self.dtype))
+
+
+class SciArray(LazyVolume):
     """Array-like over a ``.sci`` file: ``shape``, ``dtype``, ``ndim``, ``__getitem__``, ``to_dask``.
 
     Parameters
@@ -162,18 +192,6 @@ class SciArray:
                 f"{describe_bytes(needed)} but {describe_bytes(limit)} is available; decode a "
                 "smaller region (--roi, or slice the array), or use to_dask()")
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        full = self[...]
-        return full if dtype is None else full.astype(dtype)
-
-    def to_dask(self, chunks: tuple[int, ...] | None = None) -> Any:
-        """A dask array computed plane by plane (or by ``chunks``) from this file."""
-        import dask.array as da
-
-        if chunks is None:
-            chunks = (1, *self.shape[1:]) if self.ndim == 3 else self.shape
-        return da.from_array(self, chunks=chunks, name=f"sci-{id(self)}-{next(_names)}",
-                             asarray=False, fancy=False, meta=np.empty((0,) * self.ndim, self.dtype))
 
 
 def open_sci(path: str | os.PathLike[str], deblocking: bool = True, device: str = "cpu") -> SciArray:

@@ -22,7 +22,7 @@ import numpy as np
 from napari_sci.base.memory import available_memory, decoder_peak_bytes, describe_bytes
 from napari_sci.base.volume import ValueRange, to_dtype
 from napari_sci.core.decoder import VolumeDecoder
-from napari_sci.core.lazy import normalise_key
+from napari_sci.core.lazy import LazyVolume, normalise_key
 from napari_sci.errors import SciFormatError, SciMemoryError
 from napari_sci.io.container import parse
 from napari_sci.io.format import VALUE_KINDS
@@ -129,7 +129,7 @@ class SciStore:
         return to_dtype(values, header.dtype, ValueRange(header.value_min, header.value_max))
 
 
-class SciStoreLevel:
+class SciStoreLevel(LazyVolume):
     """Level ``level`` of a store as a lazily decoded array (voxel i is full-resolution voxel i·2^level).
 
     ``levels`` lists all levels (the same objects), so ``open_sci(store)`` can return level 0 and still
@@ -205,19 +205,8 @@ class SciStoreLevel:
             out[np.ix_(*masks)] = values[np.ix_(*inverse)]
         return out
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        full = self[...]
-        return full if dtype is None else full.astype(dtype)
-
-    def to_dask(self, chunks: tuple[int, ...] | None = None) -> Any:
-        """A dask array of this level, one plane per chunk by default (what napari draws)."""
-        import dask.array as da
-
-        if chunks is None:
-            chunks = (1, *self.shape[1:]) if self.ndim == 3 else self.shape
-        name = f"sci-store-{id(self.store)}-{self.level}"
-        return da.from_array(self, chunks=chunks, name=name, asarray=False, fancy=False,
-                             meta=np.empty((0,) * self.ndim, self.dtype))
+    def _dask_name(self) -> str:
+        return f"sci-store-{id(self.store)}-{self.level}"
 
 
 def open_store(path: str | os.PathLike[str], device: str = "cpu") -> SciStore:
