@@ -148,15 +148,21 @@ def test_grid_tiles_evaluate_in_data_units():
                                rtol=1e-5)
 
 
-def test_the_compiled_step_computes_the_eager_loss_and_gradients():
+def _random_trainer(volume: np.ndarray, tiles, samples: int):
+    """A trainer on ``volume``'s ``tiles`` whose latents are random (not the zeros of a new fit)."""
     from napari_sci.base.config import GridConfig
     from napari_sci.models.grid_fit import GridTrainer
 
-    volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
-    tiles = [(slice(0, 8), slice(0, 20), slice(0, 12)), (slice(8, 16), slice(0, 20), slice(0, 12))]
-    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=1024), 0, torch.device("cpu"))
+    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=samples), 0, torch.device("cpu"))
     with torch.no_grad():
         trainer.latents.flat.copy_(torch.randn(trainer.latents.numel(), generator=trainer.generator))
+    return trainer
+
+
+def test_the_compiled_step_computes_the_eager_loss_and_gradients():
+    volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
+    tiles = [(slice(0, 8), slice(0, 20), slice(0, 12)), (slice(8, 16), slice(0, 20), slice(0, 12))]
+    trainer = _random_trainer(volume, tiles, samples=1024)
     flat = trainer.latents.quantised("noise", trainer.generator)
     sample = trainer.latents.sample(700, trainer.generator)
     args = (flat, sample.tile, sample.voxel, trainer.target[sample.flat], trainer.latents.rate_terms(flat))
@@ -176,9 +182,7 @@ def test_the_compiled_step_computes_the_eager_loss_and_gradients():
 def test_the_every_voxel_step_has_the_gradient_of_the_gather_over_every_voxel(shapes, monkeypatch):
     """The dense step (levels upsampled whole, back-propagated tile by tile and chunk by chunk) must
     be the exact full-volume loss and gradient that the per-voxel gather defines."""
-    from napari_sci.base.config import GridConfig
     from napari_sci.models import grid_fit
-    from napari_sci.models.grid_fit import GridTrainer
 
     monkeypatch.setattr(grid_fit, "EVAL_CHUNK", 500)  # several chunks per tile
     volume = np.random.default_rng(0).random((sum(s[0] for s in shapes), *shapes[0][1:])).astype(np.float32)
@@ -186,9 +190,7 @@ def test_the_every_voxel_step_has_the_gradient_of_the_gather_over_every_voxel(sh
     for s in shapes:
         tiles.append((slice(start, start + s[0]), *(slice(0, n) for n in s[1:])))
         start += s[0]
-    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=0), 0, torch.device("cpu"))
-    with torch.no_grad():
-        trainer.latents.flat.copy_(torch.randn(trainer.latents.numel(), generator=trainer.generator))
+    trainer = _random_trainer(volume, tiles, samples=0)
     lam = 0.3
     loss = trainer._dense_backward("ste", lam)
     dense = [p.grad.clone() for p in (trainer.latents.flat, *trainer.synthesis.parameters())]
@@ -207,14 +209,9 @@ def test_the_every_voxel_step_has_the_gradient_of_the_gather_over_every_voxel(sh
 
 
 def test_the_compiled_every_voxel_step_has_the_eager_gradient():
-    from napari_sci.base.config import GridConfig
-    from napari_sci.models.grid_fit import GridTrainer
-
     volume = np.random.default_rng(1).random((12, 20, 16)).astype(np.float32)
     tiles = [(slice(0, 12), slice(0, 20), slice(0, 9)), (slice(0, 12), slice(0, 20), slice(9, 16))]
-    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=0), 0, torch.device("cpu"))
-    with torch.no_grad():
-        trainer.latents.flat.copy_(torch.randn(trainer.latents.numel(), generator=trainer.generator))
+    trainer = _random_trainer(volume, tiles, samples=0)
     results = []
     for compiled in (False, True):
         if compiled:
