@@ -47,9 +47,10 @@ def test_a_coarser_level_samples_the_networks_at_coarser_coordinates(reference_s
     assert np.array_equal(level1[3:9, 5, ::3], got[3:9, 5, ::3])
 
 
-def test_a_coarser_level_evaluates_only_its_own_voxels(reference_store, monkeypatch):
-    evaluated = []
-    original_at, original_box = SirenBlocks.evaluate_at, SirenBlocks.evaluate
+def _count_point_evaluations(monkeypatch, family) -> list[int]:
+    """Voxels each ``family.evaluate_at`` call evaluates; a full-resolution box decode fails."""
+    evaluated: list[int] = []
+    original_at = family.evaluate_at
 
     def counting_at(self, index, picks):
         evaluated.append(int(np.prod([len(p) for p in picks])))
@@ -58,12 +59,16 @@ def test_a_coarser_level_evaluates_only_its_own_voxels(reference_store, monkeypa
     def no_box(self, index, local):
         raise AssertionError("a coarse level decoded a full-resolution box")
 
-    monkeypatch.setattr(SirenBlocks, "evaluate_at", counting_at)
-    monkeypatch.setattr(SirenBlocks, "evaluate", no_box)
+    monkeypatch.setattr(family, "evaluate_at", counting_at)
+    monkeypatch.setattr(family, "evaluate", no_box)
+    return evaluated
+
+
+def test_a_coarser_level_evaluates_only_its_own_voxels(reference_store, monkeypatch):
+    evaluated = _count_point_evaluations(monkeypatch, SirenBlocks)
     level1 = open_store(reference_store).levels[1]
     level1[...]
     assert 0 < sum(evaluated) <= 32 * 24 * 20
-    del original_box
 
 
 def test_point_evaluation_equals_box_evaluation(reference_store):
@@ -132,18 +137,7 @@ def test_a_grid_store_coarser_level_interpolates_the_latents_at_coarser_coordina
     from napari_sci.models.grid import GridTiles
 
     expected = _undeblocked(grid_store, ct_volume.shape)[::2, ::2, ::2]
-    evaluated = []
-    original_at = GridTiles.evaluate_at
-
-    def counting_at(self, index, picks):
-        evaluated.append(int(np.prod([len(p) for p in picks])))
-        return original_at(self, index, picks)
-
-    def no_box(self, index, local):
-        raise AssertionError("a coarse level decoded a full-resolution box")
-
-    monkeypatch.setattr(GridTiles, "evaluate_at", counting_at)
-    monkeypatch.setattr(GridTiles, "evaluate", no_box)
+    evaluated = _count_point_evaluations(monkeypatch, GridTiles)
     got = open_store(grid_store).levels[1][...]
     assert got.shape == expected.shape
     assert np.abs(got.astype(int) - expected).max() <= 1

@@ -193,7 +193,6 @@ class SciArray(LazyVolume):
                 "smaller region (--roi, or slice the array), or use to_dask()")
 
 
-
 def open_sci(path: str | os.PathLike[str], deblocking: bool = True, device: str = "cpu") -> SciArray:
     """Open a ``.sci`` file lazily; the whole file is validated first."""
     return SciArray(path, deblocking=deblocking, device=device)
