@@ -85,6 +85,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="grid: synthesis width (default %(default)s)")
     p.add_argument("--max-tiles", type=int, default=grid.max_tiles,
                    help="grid: most tiles (default %(default)s)")
+    p.add_argument("--finest-level", type=int, default=grid.finest_level,
+                   help="grid: finest latent level trained, 0 = full resolution; finer levels stay "
+                        "zero and cost no fitting time (default %(default)s)")
     p.add_argument("--grid-samples", type=int, default=grid.grid_samples,
                    help="grid: voxels drawn per training step, 0 = every voxel (default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
@@ -246,7 +249,8 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
         rule=args.allocation, samples_per_block=args.samples, format=args.format,
         bits_per_param=args.bits_per_param, model=args.model, levels=args.levels,
-        grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples)
+        grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples,
+        finest_level=args.finest_level)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading

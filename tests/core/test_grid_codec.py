@@ -9,7 +9,7 @@ import pytest
 
 from napari_sci.base.config import compress_config
 from napari_sci.core.codec import encode
-from napari_sci.core.decoder import decode_contents
+from napari_sci.core.decoder import VolumeDecoder, decode_contents
 from napari_sci.core.metrics import psnr
 from napari_sci.errors import SciBudgetError, SciCancelledError
 from napari_sci.io.container import parse
@@ -93,3 +93,19 @@ def test_grid_training_steers_the_coded_size_not_the_estimate(neuron):
     step = unpack_grid_section(result.contents.header.section).latent_step
     assert 0.7 <= step <= 1.4, step
     assert result.n_bytes <= result.target_bytes
+
+
+
+def test_a_file_fitted_without_the_full_resolution_level_codes_it_as_zero(mri):
+    """``finest_level=1``: every grid tile's level 0 is stored as all zeros (scale code 0, one byte),
+    and the file decodes as any other."""
+    result = encode(mri, grid_config(bpv=0.5, steps=60, finest_level=1))
+    assert result.n_bytes <= result.target_bytes
+    decoder = VolumeDecoder(parse(result.data))
+    grid_tiles = [i for i, kind in enumerate(result.contents.header.blocks["kind"]) if kind == KIND_GRID]
+    assert grid_tiles
+    for index in grid_tiles:
+        levels = decoder.models.latents(index)
+        assert not levels[0].any()
+        assert any(level.any() for level in levels[1:])
+    assert decode_contents(result.contents).shape == mri.shape

@@ -96,7 +96,7 @@ def test_a_box_decodes_as_the_same_part_of_the_whole_tile():
     part = evaluate_tile_box(latents, weights, LAYOUT, shape, ((3, 4), (5, 17), (0, 16)))
     np.testing.assert_allclose(part, whole[3:4, 5:17, 0:16], atol=1e-6)
     with torch.no_grad():
-        flat = packed.pack(latents)
+        flat = packed.pack([latents])
         torch_values = synthesis(_tile_features(packed, flat, 0)).numpy().reshape(shape)
     np.testing.assert_allclose(whole, torch_values, atol=1e-4)
 
@@ -224,3 +224,75 @@ def test_the_compiled_every_voxel_step_has_the_eager_gradient():
     assert trainer._compiled is not None
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
+
+
+def test_untrained_finer_levels_are_zero_features_and_zero_arrays():
+    """``finest_level = 1`` allocates no full-resolution latents; what the synthesis sees and what the
+    file codes are those of a full pyramid whose level 0 is zero."""
+    shapes = [(20, 33, 17), (6, 8, 9), (1, 1, 1)]
+    full, coarse = PackedLatents(shapes, LAYOUT), PackedLatents(shapes, LAYOUT, finest_level=1)
+    assert coarse.numel() == full.numel() - sum(np.prod(s) for s in shapes[:2])
+    assert coarse.tile_first == [1, 1, 0]  # a one-voxel tile's only level is trained
+    rng = np.random.default_rng(3)
+    levels = [[rng.normal(size=g.shape).astype(np.float32) for g in tile] for tile in full.tile_arrays()]
+    for tile in levels[:2]:
+        tile[0][:] = 0
+    flat_full, flat_coarse = full.pack(levels), coarse.pack(levels)
+    sample = full.sample(900, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(coarse.features(flat_coarse, sample), full.features(flat_full, sample))
+    for tile in range(len(shapes)):
+        torch.testing.assert_close(coarse.dense_features(flat_coarse, tile),
+                                   full.dense_features(flat_full, tile))
+    with torch.no_grad():
+        coarse.flat.copy_(flat_coarse)
+    for want, got in zip(levels, coarse.tile_arrays()):
+        assert [g.shape for g in got] == [g.shape for g in want]
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_trainer_with_coarse_levels_only_feeds_the_synthesis_no_level_zero_weight():
+    from napari_sci.base.config import GridConfig
+    from napari_sci.models.grid_fit import GridTrainer
+
+    volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
+    tiles = [(slice(0, 16), slice(0, 20), slice(0, 12))]
+    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(finest_level=2, grid_samples=512), 0,
+                          torch.device("cpu"))
+    for _ in range(3):
+        trainer.step(1e-2, "noise", 1e-3)
+    first_layer = trainer.synthesis.linears[0].weight
+    assert torch.all(first_layer[:, :2] == 0)   # zero inputs: no gradient, and coded as zeros
+    assert torch.any(first_layer[:, 2:] != 0)
+    assert trainer.latents.numel() == sum(np.prod(level_shape((16, 20, 12), level)) for level in range(2, 5))
+
+
+def test_filling_rounds_up_the_latents_nearest_the_threshold_until_the_budget_is_full():
+    """Latents piled up just under ½ (what straight-through training leaves) make the coded size
+    jump between latent steps; the fill spends the rest of the budget on the nearest of them."""
+    from napari_sci.models.grid_quant import fill_to_budget, latents_at, tile_payload
+
+    rng = np.random.default_rng(0)
+    raw = [[rng.laplace(scale=0.3, size=(24, 24, 24)).astype(np.float32),
+            rng.laplace(scale=2.0, size=(12, 12, 12)).astype(np.float32)]]
+    piled = rng.random(raw[0][0].shape) < 0.05
+    raw[0][0][piled] = np.float32(0.499) * np.sign(rng.standard_normal(int(piled.sum())))
+    latents = latents_at(raw, 1.0)
+    payloads = [tile_payload(t) for t in latents]
+    low = len(payloads[0])
+    high = len(tile_payload(latents_at(raw, 0.99)[0]))
+    assert high > 1.05 * low  # the jump the fill exists for
+    budget = (low + high) // 2
+    before = [g.copy() for g in latents[0]]
+    filled, count = fill_to_budget(latents, raw, budget, 0, payloads)
+    assert 0.99 * budget <= len(filled[0]) <= budget
+    assert count > 0
+    assert filled[0] == tile_payload(latents[0])  # the payload codes the latents handed back
+    changed = np.flatnonzero((latents[0][0] != before[0]).reshape(-1))
+    assert changed.size + int(np.count_nonzero(latents[0][1] != before[1])) == count
+    # only latents rounded down were moved, each by one step away from zero, the nearest first
+    magnitude = np.abs(raw[0][0].reshape(-1))
+    assert np.all(np.abs(latents[0][0].reshape(-1)[changed]) == np.abs(before[0].reshape(-1)[changed]) + 1)
+    assert magnitude[changed].min() >= np.quantile(magnitude[magnitude % 1 < 0.5], 0.5)
+    untouched, _ = fill_to_budget(latents, raw, len(filled[0]), 0, filled)
+    assert untouched == filled  # a full budget is left as it is

@@ -168,6 +168,8 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     overhead = file_overhead(ndim, len(blocks), len(section))
     scaled = [[g / step for g in tile] for tile in raw]
     coded, zeroed = grid_quant.trim_to_budget(latents, scaled, target, overhead, coded)
+    if not zeroed:
+        coded, _ = grid_quant.fill_to_budget(latents, scaled, target, overhead, coded)
     payloads = [b""] * len(blocks)
     for index, payload in zip(tiles, coded):
         payloads[index] = payload

@@ -97,11 +97,14 @@ class GridTrainer:
         targets = [np.ascontiguousarray(volume[s], dtype=np.float32).reshape(-1) for s in tiles]
         self.target = torch.from_numpy(np.concatenate(targets) if targets else np.zeros(0, np.float32)
                                        ).to(device)
-        self.latents = PackedLatents([tuple(t.stop - t.start for t in s) for s in tiles], layout).to(device)
+        self.latents = PackedLatents([tuple(t.stop - t.start for t in s) for s in tiles], layout,
+                                     settings.finest_level).to(device)
         self.n_trained = self.latents.n_voxels
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
             self.synthesis = Synthesis(layout).to(device)
+            with torch.no_grad():  # untrained levels feed zeros: their weights stay 0 and code cheaply
+                self.synthesis.linears[0].weight[:, :self.latents.first] = 0
         self.optimiser = torch.optim.Adam(
             [{"params": [self.latents.flat], "scale": settings.latent_lr_scale},
              {"params": list(self.synthesis.parameters()), "scale": 1.0}], lr=settings.grid_lr)

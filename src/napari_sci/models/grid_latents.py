@@ -47,9 +47,13 @@ class PackedLatents(nn.Module):
     layout
         The file's grid layout: ``layout.levels`` is the most levels a tile has; smaller tiles have
         fewer (``levels_for``) and their missing coarse features are zero.
+    finest_level
+        The finest level that is trained; finer ones are not allocated and stay zero (a file codes
+        such a level in one byte). At low rates the full-resolution level ends all but empty, yet it
+        holds 7/8 of the latents and most of a step's work.
     """
 
-    def __init__(self, shapes: Sequence[Sequence[int]], layout: GridLayout) -> None:
+    def __init__(self, shapes: Sequence[Sequence[int]], layout: GridLayout, finest_level: int = 0) -> None:
         super().__init__()
         self.shapes = [tuple(int(s) for s in shape) for shape in shapes]
         self.layout = layout
@@ -59,18 +63,21 @@ class PackedLatents(nn.Module):
         dims = np.ones((n_tiles, levels, self.ndim), np.int64)
         offsets = np.zeros((n_tiles, levels), np.int64)
         present = np.zeros((n_tiles, levels), np.float32)
-        self.segments: list[tuple[int, int, tuple[int, ...]]] = []  # (offset, size, shape) per tile level
-        self.tile_levels: list[int] = []
+        self.segments: list[tuple[int, int, tuple[int, ...]]] = []  # (offset, size, shape) per trained level
+        self.tile_levels: list[int] = []   # levels of each tile
+        self.tile_first: list[int] = []    # its finest trained level (every tile trains its coarsest)
         offset = 0
         for t, shape in enumerate(self.shapes):
             n_levels = levels_for(shape, levels)
             self.tile_levels.append(n_levels)
-            for level in range(n_levels):
+            self.tile_first.append(min(finest_level, n_levels - 1))
+            for level in range(self.tile_first[-1], n_levels):
                 level_dims = level_shape(shape, level)
                 size = int(np.prod(level_dims))
                 dims[t, level], offsets[t, level], present[t, level] = level_dims, offset, 1.0
                 self.segments.append((offset, size, level_dims))
                 offset += size
+        self.first = min(self.tile_first, default=0)  # levels below it are zero in every tile
         strides = np.ones_like(dims)
         for a in range(self.ndim - 2, -1, -1):
             strides[..., a] = strides[..., a + 1] * dims[..., a + 1]
@@ -116,20 +123,29 @@ class PackedLatents(nn.Module):
         with torch.no_grad():
             self.flat.clamp_(-LATENT_LIMIT, LATENT_LIMIT)
 
+    def _trained(self, tile: int) -> int:
+        return self.tile_levels[tile] - self.tile_first[tile]
+
     def tile_grids(self, flat: torch.Tensor, tile: int) -> list[torch.Tensor]:
-        """Views of one tile's levels in ``flat`` (a tensor laid out like the parameter)."""
-        first = sum(self.tile_levels[:tile])
-        own = self.segments[first:first + self.tile_levels[tile]]
+        """Views of one tile's trained levels (``tile_first[tile]`` on) in ``flat`` (a tensor laid out
+        like the parameter)."""
+        first = sum(self._trained(t) for t in range(tile))
+        own = self.segments[first:first + self._trained(tile)]
         return [flat[o:o + n].view(shape) for o, n, shape in own]
 
     def tile_arrays(self) -> list[list[np.ndarray]]:
-        """Each tile's trained (unrounded) levels as float32 arrays, copies."""
+        """Each tile's (unrounded) levels, every one of them, as float32 arrays, copies: the levels
+        finer than the trained ones are zeros."""
         flat = self.flat.detach().cpu()
-        return [[g.numpy().copy() for g in self.tile_grids(flat, t)] for t in range(len(self.shapes))]
+        return [[np.zeros(level_shape(shape, level), np.float32) for level in range(self.tile_first[t])]
+                + [g.numpy().copy() for g in self.tile_grids(flat, t)]
+                for t, shape in enumerate(self.shapes)]
 
     def pack(self, tiles: Sequence[Sequence[np.ndarray]]) -> torch.Tensor:
-        """A flat tensor laid out like the parameter from per-tile level arrays."""
-        parts = [torch.from_numpy(np.asarray(g, np.float32).reshape(-1)) for tile in tiles for g in tile]
+        """A flat tensor laid out like the parameter from per-tile arrays of every level (the
+        untrained finer levels are left out)."""
+        parts = [torch.from_numpy(np.asarray(g, np.float32).reshape(-1))
+                 for t, tile in enumerate(tiles) for g in tile[self.tile_first[t]:]]
         flat = torch.cat(parts) if parts else torch.zeros(0)
         if flat.numel() != self.numel():
             raise ValueError(f"{flat.numel()} latents given, the tiles hold {self.numel()}")
@@ -168,24 +184,28 @@ class PackedLatents(nn.Module):
         the map of ``models.grid.interpolation`` (``align_corners=False``). Plain tensors in and out,
         so that the step around it can be compiled.
         """
+        first = self.first  # the levels finer than every tile's trained ones are zero: not gathered
         position = voxel.to(torch.float32) + 0.5
-        p = position[:, None, :] * self.inverse_scale[None, :, None] - 0.5    # (n, levels, ndim)
-        dims = self.dims[tile]
+        p = position[:, None, :] * self.inverse_scale[None, first:, None] - 0.5  # (n, levels, ndim)
+        dims = self.dims[tile][:, first:]
         p = torch.minimum(p.clamp_min(0), (dims - 1).to(torch.float32))
         lower_f = p.floor()
         weight = p - lower_f
         lower = lower_f.long()
         upper = torch.minimum(lower + 1, dims - 1)
-        strides = self.strides[tile]
+        strides = self.strides[tile][:, first:]
         lower, upper = lower * strides, upper * strides
-        index = self.offsets[tile][..., None]                                # (n, levels, 1)
-        weights = self.present[tile][..., None]
+        index = self.offsets[tile][:, first:, None]                          # (n, levels, 1)
+        weights = self.present[tile][:, first:, None]
         for a in range(self.ndim):
             pair_index = torch.stack((lower[..., a], upper[..., a]), dim=-1)
             pair_weight = torch.stack((1 - weight[..., a], weight[..., a]), dim=-1)
             index = (index[..., :, None] + pair_index[..., None, :]).flatten(-2)
             weights = (weights[..., :, None] * pair_weight[..., None, :]).flatten(-2)
-        return (flat[index] * weights).sum(-1)
+        features = (flat[index] * weights).sum(-1)
+        if first:
+            features = torch.cat((features.new_zeros(features.shape[0], first), features), dim=1)
+        return features
 
     def dense_features(self, flat: torch.Tensor, tile: int) -> torch.Tensor:
         """(levels, voxels) features of every voxel of one tile, channels first, in raster order.
@@ -197,8 +217,9 @@ class PackedLatents(nn.Module):
         shape = self.shapes[tile]
         n = int(np.prod(shape))
         grids = self.tile_grids(flat, tile)
-        out = []
-        for level, grid in enumerate(grids):
+        first = self.tile_first[tile]
+        out = [flat.new_zeros(n)] * first
+        for level, grid in enumerate(grids, start=first):
             if level == 0:
                 out.append(grid.reshape(-1))
                 continue
