@@ -296,3 +296,26 @@ def test_filling_rounds_up_the_latents_nearest_the_threshold_until_the_budget_is
     assert magnitude[changed].min() >= np.quantile(magnitude[magnitude % 1 < 0.5], 0.5)
     untouched, _ = fill_to_budget(latents, raw, len(filled[0]), 0, filled)
     assert untouched == filled  # a full budget is left as it is
+
+
+def test_training_noise_is_uniform_fresh_each_step_and_seeded():
+    latents = PackedLatents([(6, 7, 5), (3, 4, 4)], LAYOUT)
+
+    def draws(seed: int, count: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(seed)
+        fresh = PackedLatents([(6, 7, 5), (3, 4, 4)], LAYOUT)
+        return torch.stack([fresh.quantised("noise", generator).detach() for _ in range(count)])
+
+    noise = draws(0, 400)
+    assert noise.shape == (400, latents.numel())
+    assert float(noise.min()) >= -0.5
+    assert float(noise.max()) < 0.5
+    assert not torch.equal(noise[0], noise[1])
+    # each latent's draws over the steps cover [−½, ½) evenly, and two latents are uncorrelated
+    for column in (0, latents.numel() - 1):
+        counts = torch.histc(noise[:, column], bins=4, min=-0.5, max=0.5)
+        assert torch.all((counts > 60) & (counts < 140)), counts
+    correlation = torch.corrcoef(noise[:, :2].T)[0, 1]
+    assert abs(float(correlation)) < 0.2
+    torch.testing.assert_close(draws(0, 3), noise[:3])
+    assert not torch.equal(draws(1, 1)[0], noise[0])

@@ -131,10 +131,10 @@ class GridTrainer:
         return torch.sum((self.synthesis.forward_channels_first(features) - target) ** 2)
 
     def _sampled_terms(self, flat: torch.Tensor, tile: torch.Tensor, voxel: torch.Tensor,
-                       target: torch.Tensor, rate_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       target: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.synthesis(self.latents.features_at(flat, tile, voxel))
         sse = torch.mean((out - target) ** 2) * self.n_trained
-        return sse, drawn_bits(flat, rate_scale)
+        return sse, drawn_bits(flat, scales, self.latents.segment)
 
     def _terms(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dense:  # the compiled function is the dense step's chunk, not this one
@@ -228,7 +228,7 @@ class GridTrainer:
         sse = torch.zeros((), device=self.device)
         for tile in range(len(self.latents.shapes)):
             sse = sse + self._tile_sse(leaf, tile, backward_scale=1.0 / self.n_voxels)
-        rate = lam * drawn_bits(leaf, self.latents.rate_terms(leaf)) / self.n_voxels
+        rate = lam * drawn_bits(leaf, self.latents.rate_terms(leaf), self.latents.segment) / self.n_voxels
         rate.backward()
         quantised.backward(leaf.grad)
         return sse / self.n_voxels + rate.detach()
