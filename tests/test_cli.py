@@ -148,6 +148,7 @@ def test_cli_defaults_are_the_configs():
         AllocationConfig,
         CodingConfig,
         FitConfig,
+        GridConfig,
         NetworkSpec,
         PartitionConfig,
     )
@@ -164,12 +165,26 @@ def test_cli_defaults_are_the_configs():
     assert (args.fr, args.layers, args.w0) == (net.fr, net.layers, net.w0)
     assert args.allocation == AllocationConfig().rule
     assert (args.format, args.bits_per_param) == (coding.format_version, coding.bits_per_param)
+    assert args.finest_level == "auto"
+    assert GridConfig().finest_level is None  # auto: chosen from the volume
     assert tuple(parser.parse_args(["evaluate", "a.tif", "b.sci"]).thresholds) == ACCURACY_THRESHOLDS
     bench = parser.parse_args(["bench", "v.tif", "--out", "o"])
     settings = BenchSettings()
     assert (bench.steps, bench.device, bench.seed, bench.samples, tuple(bench.bpv)) == (
         settings.steps, settings.device, settings.seed, settings.samples, settings.bpvs)
     assert (settings.steps, settings.samples) == (fit.steps, fit.samples_per_block)
+
+
+def test_finest_level_is_auto_or_a_level_number(capsys):
+    from napari_sci.cli import build_parser
+
+    parser = build_parser()
+    base = ["compress", "in.tif", "-o", "out.sci", "--bpv", "1", "--finest-level"]
+    assert parser.parse_args([*base, "2"]).finest_level == 2
+    assert parser.parse_args([*base, "auto"]).finest_level == "auto"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "fine"])
+    assert "expected auto or a level number, got 'fine'" in capsys.readouterr().err
 
 
 def test_compress_with_the_latent_grid_model(volume_tif, tmp_path):

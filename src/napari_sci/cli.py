@@ -36,6 +36,16 @@ EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
 KIND_NAMES = {0: "constant", 1: "siren", 2: "mean", 3: "grid"}
 
 
+def _finest_level(text: str) -> int | str:
+    """``auto`` or a level number, for ``--finest-level``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a level number, got {text!r}") from None
+
+
 def _add_compress(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compress", help="compress a volume to a .sci file",
                        description="Compress a TIFF, .npy or zarr volume to a .sci file of at most "
@@ -85,9 +95,11 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="grid: synthesis width (default %(default)s)")
     p.add_argument("--max-tiles", type=int, default=grid.max_tiles,
                    help="grid: most tiles (default %(default)s)")
-    p.add_argument("--finest-level", type=int, default=grid.finest_level,
+    p.add_argument("--finest-level", type=_finest_level,
+                   default="auto" if grid.finest_level is None else grid.finest_level,
                    help="grid: finest latent level trained, 0 = full resolution; finer levels stay "
-                        "zero and cost no fitting time (default %(default)s)")
+                        "zero and cost no fitting time; auto: 1 for volumes with little fine detail, "
+                        "else 0 (default %(default)s)")
     p.add_argument("--grid-samples", type=int, default=grid.grid_samples,
                    help="grid: voxels drawn per training step, 0 = every voxel (default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
@@ -250,7 +262,7 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         rule=args.allocation, samples_per_block=args.samples, format=args.format,
         bits_per_param=args.bits_per_param, model=args.model, levels=args.levels,
         grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples,
-        finest_level=args.finest_level)
+        finest_level=None if args.finest_level == "auto" else args.finest_level)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading

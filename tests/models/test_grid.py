@@ -319,3 +319,25 @@ def test_training_noise_is_uniform_fresh_each_step_and_seeded():
     assert abs(float(correlation)) < 0.2
     torch.testing.assert_close(draws(0, 3), noise[:3])
     assert not torch.equal(draws(1, 1)[0], noise[0])
+
+
+def test_the_full_resolution_level_is_trained_only_for_volumes_with_fine_detail():
+    from napari_sci.base.config import GridConfig
+    from napari_sci.models.grid_fit import GridTrainer, choose_finest_level, fine_detail_share
+
+    z, y, x = np.meshgrid(*(np.linspace(0, 1, n) for n in (20, 31, 24)), indexing="ij")
+    smooth = (np.sin(3 * x + 2 * y) * np.cos(4 * z)).astype(np.float32)
+    speckled = smooth + np.random.default_rng(0).normal(scale=0.5, size=smooth.shape).astype(np.float32)
+    assert fine_detail_share(smooth) < 0.01
+    assert fine_detail_share(speckled) > 0.3
+    assert fine_detail_share(np.full((5, 6, 7), 3.0)) == 0.0
+    assert (choose_finest_level(smooth), choose_finest_level(speckled)) == (1, 0)
+    assert choose_finest_level(speckled[3]) == 0  # images too
+    tiles = [(slice(0, 20), slice(0, 31), slice(0, 24))]
+    for volume, level in ((smooth, 1), (speckled, 0)):
+        trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=256), 0, torch.device("cpu"))
+        assert trainer.finest_level == level
+        assert trainer.latents.tile_first == [level]
+    forced = GridTrainer(smooth, tiles, LAYOUT, GridConfig(finest_level=0, grid_samples=256), 0,
+                         torch.device("cpu"))
+    assert forced.latents.tile_first == [0]

@@ -227,9 +227,10 @@ class GridConfig:
         The most tiles (leaves of the partition) the volume is cut into; fewer, larger tiles cost
         less side information, more tiles decode a slice with less work.
     finest_level
-        The finest latent level trained (0: full resolution). Finer levels stay zero, cost a byte a
-        tile and no work: at 0.1 BPV the full-resolution level, 7/8 of the latents and most of a
-        step's work, ended empty on the MRI and held 0.1 % non-zero latents on the CT.
+        The finest latent level trained (0: full resolution); ``None``: chosen from the volume
+        (``models.grid_fit.choose_finest_level``). Finer levels stay zero, cost a byte a tile and no
+        work: at 0.1 BPV the full-resolution level, 7/8 of the latents and half a step's work, ended
+        empty on the MRI, while the sparse neuron crop put three quarters of its bits there.
     grid_samples
         Voxels drawn across the tiles for each step's distortion; 0: every voxel every step (each
         level upsampled whole, Cool-chic's full-signal step). Every latent pays its rate every step.
@@ -250,7 +251,7 @@ class GridConfig:
     grid_hidden: int = 16
     grid_layers: int = 3
     max_tiles: int = 16
-    finest_level: int = 0
+    finest_level: int | None = None
     grid_samples: int = 1 << 17
     grid_lr: float = 1e-2
     latent_lr_scale: float = 10.0
@@ -265,7 +266,7 @@ class GridConfig:
         _require(1 <= self.levels <= 16, f"levels must be 1..16, got {self.levels}")
         _require(1 <= self.grid_hidden <= 255, f"grid_hidden must be 1..255, got {self.grid_hidden}")
         _require(2 <= self.grid_layers <= 8, f"grid_layers must be 2..8, got {self.grid_layers}")
-        _require(0 <= self.finest_level < self.levels,
+        _require(self.finest_level is None or 0 <= self.finest_level < self.levels,
                  f"finest_level must be 0..levels-1 ({self.levels - 1}), got {self.finest_level}")
         _require(1 <= self.max_tiles <= 65535, f"max_tiles must be 1..65535, got {self.max_tiles}")
         _require(0 <= self.grid_samples <= 2**26, f"grid_samples must be 0..2^26, got {self.grid_samples}")

@@ -21,6 +21,7 @@ import torch
 
 from napari_sci.base.config import GridConfig
 from napari_sci.base.grid_geometry import GridLayout
+from napari_sci.models.grid import interpolate_box
 from napari_sci.models.grid_latents import PackedLatents, drawn_bits
 from napari_sci.models.grid_net import Synthesis
 from napari_sci.models.grid_quant import tile_payload
@@ -97,8 +98,10 @@ class GridTrainer:
         targets = [np.ascontiguousarray(volume[s], dtype=np.float32).reshape(-1) for s in tiles]
         self.target = torch.from_numpy(np.concatenate(targets) if targets else np.zeros(0, np.float32)
                                        ).to(device)
+        self.finest_level = (settings.finest_level if settings.finest_level is not None
+                             else choose_finest_level(volume))
         self.latents = PackedLatents([tuple(t.stop - t.start for t in s) for s in tiles], layout,
-                                     settings.finest_level).to(device)
+                                     self.finest_level).to(device)
         self.n_trained = self.latents.n_voxels
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
@@ -257,6 +260,34 @@ def starting_lambda(settings: GridConfig, bits_per_voxel: float) -> float:
     start within a few controller updates of where λ ends on the development volumes.
     """
     return settings.initial_lambda * (0.25 / max(bits_per_voxel, 1e-3))
+
+
+# The full-resolution level is trained when the volume's finest octave holds more than this share of
+# its variance. Measured share (0.1 BPV, 300 s): MRI 0.015 and CT 0.061, where leaving the level out
+# gained 0.7 and 0.5 dB (twice the steps in the time); neuron crop 0.22, where it lost 4.4 dB.
+FINE_DETAIL_SHARE = 0.1
+
+
+def fine_detail_share(volume: np.ndarray) -> float:
+    """The share of ``volume``'s variance that its finest octave holds: the mean squared difference
+    between the volume and its 2×-averaged copy interpolated back (the decoder's level-1 map), over
+    the variance."""
+    x = np.asarray(volume, dtype=np.float32)
+    coarse = x
+    for axis in range(x.ndim):
+        if coarse.shape[axis] % 2:  # ⌈s/2⌉ samples, as a latent level has: the last one repeated
+            coarse = np.concatenate((coarse, np.take(coarse, [-1], axis=axis)), axis=axis)
+        shape = coarse.shape
+        coarse = coarse.reshape(*shape[:axis], shape[axis] // 2, 2, *shape[axis + 1:]).mean(axis=axis + 1)
+    smooth = interpolate_box(coarse, 1, x.shape, tuple((0, s) for s in x.shape))
+    variance = float(x.var())
+    return float(np.mean((x - smooth) ** 2)) / variance if variance > 0 else 0.0
+
+
+def choose_finest_level(volume: np.ndarray) -> int:
+    """The finest level worth training: 1 (half resolution) when fine detail holds little of the
+    volume, so that a step costs half as much; 0 otherwise."""
+    return 0 if fine_detail_share(volume) > FINE_DETAIL_SHARE else 1
 
 
 COMPILE_PAYBACK_S = 60.0  # compile a step when the fit is projected to run longer than this
