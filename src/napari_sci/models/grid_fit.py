@@ -137,7 +137,7 @@ class GridTrainer:
                        target: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.synthesis(self.latents.features_at(flat, tile, voxel))
         sse = torch.mean((out - target) ** 2) * self.n_trained
-        return sse, drawn_bits(flat, scales, self.latents.segment)
+        return sse, drawn_bits(flat, scales)
 
     def _terms(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dense:  # the compiled function is the dense step's chunk, not this one
@@ -231,7 +231,7 @@ class GridTrainer:
         sse = torch.zeros((), device=self.device)
         for tile in range(len(self.latents.shapes)):
             sse = sse + self._tile_sse(leaf, tile, backward_scale=1.0 / self.n_voxels)
-        rate = lam * drawn_bits(leaf, self.latents.rate_terms(leaf), self.latents.segment) / self.n_voxels
+        rate = lam * drawn_bits(leaf, self.latents.rate_terms(leaf)) / self.n_voxels
         rate.backward()
         quantised.backward(leaf.grad)
         return sse / self.n_voxels + rate.detach()
