@@ -263,8 +263,9 @@ def starting_lambda(settings: GridConfig, bits_per_voxel: float) -> float:
 
 
 # The full-resolution level is trained when the volume's finest octave holds more than this share of
-# its variance. Measured share (0.1 BPV, 300 s): MRI 0.015 and CT 0.061, where leaving the level out
-# gained 0.7 and 0.5 dB (twice the steps in the time); neuron crop 0.22, where it lost 4.4 dB.
+# its variance. Measured (benchmarks/results/grid/finest): leaving it out gained 0.7 dB on the MRI
+# (share 0.015; 1.0 dB at 0.25 BPV) and 0.5 dB on the CT (0.061), twice the steps in the same time;
+# it lost 1.1 dB on the light-sheet crop (0.20) and 7.2 dB on the neuron crop (0.22).
 FINE_DETAIL_SHARE = 0.1
 
 
