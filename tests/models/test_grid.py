@@ -274,27 +274,30 @@ def test_filling_rounds_up_the_latents_nearest_the_threshold_until_the_budget_is
 
     rng = np.random.default_rng(0)
     raw = [[rng.laplace(scale=0.3, size=(24, 24, 24)).astype(np.float32),
-            rng.laplace(scale=2.0, size=(12, 12, 12)).astype(np.float32)]]
+            rng.laplace(scale=2.0, size=(12, 12, 12)).astype(np.float32)],
+           [rng.laplace(scale=1.0, size=(10, 8, 8)).astype(np.float32)]]  # a second tile, no pile-up
     piled = rng.random(raw[0][0].shape) < 0.05
     raw[0][0][piled] = np.float32(0.499) * np.sign(rng.standard_normal(int(piled.sum())))
     latents = latents_at(raw, 1.0)
     payloads = [tile_payload(t) for t in latents]
-    low = len(payloads[0])
-    high = len(tile_payload(latents_at(raw, 0.99)[0]))
+    low = sum(map(len, payloads))
+    high = sum(len(tile_payload(t)) for t in latents_at(raw, 0.99))
     assert high > 1.05 * low  # the jump the fill exists for
-    budget = (low + high) // 2
-    before = [g.copy() for g in latents[0]]
-    filled, count = fill_to_budget(latents, raw, budget, 0, payloads)
-    assert 0.99 * budget <= len(filled[0]) <= budget
+    budget = (low + high) // 2 + 100
+    before = [[g.copy() for g in tile] for tile in latents]
+    filled, count = fill_to_budget(latents, raw, budget, 100, payloads)
+    assert 0.99 * (budget - 100) <= sum(map(len, filled)) <= budget - 100
     assert count > 0
-    assert filled[0] == tile_payload(latents[0])  # the payload codes the latents handed back
-    changed = np.flatnonzero((latents[0][0] != before[0]).reshape(-1))
-    assert changed.size + int(np.count_nonzero(latents[0][1] != before[1])) == count
+    assert filled == [tile_payload(t) for t in latents]  # the payloads code the latents handed back
+    moved = [[np.flatnonzero((a != b).reshape(-1)) for a, b in zip(now, then)]
+             for now, then in zip(latents, before)]
+    assert sum(m.size for tile in moved for m in tile) == count
     # only latents rounded down were moved, each by one step away from zero, the nearest first
+    changed = moved[0][0]
     magnitude = np.abs(raw[0][0].reshape(-1))
-    assert np.all(np.abs(latents[0][0].reshape(-1)[changed]) == np.abs(before[0].reshape(-1)[changed]) + 1)
+    assert np.all(np.abs(latents[0][0].reshape(-1)[changed]) == np.abs(before[0][0].reshape(-1)[changed]) + 1)
     assert magnitude[changed].min() >= np.quantile(magnitude[magnitude % 1 < 0.5], 0.5)
-    untouched, _ = fill_to_budget(latents, raw, len(filled[0]), 0, filled)
+    untouched, _ = fill_to_budget(latents, raw, sum(map(len, filled)) + 100, 100, filled)
     assert untouched == filled  # a full budget is left as it is
 
 
