@@ -344,3 +344,18 @@ def test_the_full_resolution_level_is_trained_only_for_volumes_with_fine_detail(
     forced = GridTrainer(smooth, tiles, LAYOUT, GridConfig(finest_level=0, grid_samples=256), 0,
                          torch.device("cpu"))
     assert forced.latents.tile_first == [0]
+
+
+def test_the_rounding_phase_once_started_stays_when_the_step_estimate_grows():
+    from napari_sci.base.config import GridConfig
+    from napari_sci.models.grid_fit import FINAL_LR, Schedule
+
+    schedule = Schedule(GridConfig(ste_fraction=0.2))
+    assert schedule(10, 100)[1] == "noise"
+    assert schedule(85, 100) == (FINAL_LR, "ste")
+    # a time-limited fit re-estimates its total; a larger estimate must not bring the noise back
+    assert schedule(86, 200) == (FINAL_LR, "ste")
+    fresh = Schedule(GridConfig(ste_fraction=0.2))
+    lr, mode = fresh(86, 200)
+    assert mode == "noise"
+    assert lr > FINAL_LR

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ CONTROL_GAIN = 0.5       # log-λ change per update at a rate error of e (×e, c
 # and the CT at 300 s landed 7.8 % and 5.2 % under their budgets.
 RATE_MARGIN = 1.02
 CALIBRATE_EVERY = 100    # steps between measurements of the real coded size against the estimate
+PACE_WINDOW = 100        # steps over which a time-limited fit measures its pace (a calibration each)
 LAMBDA_SPAN = 16.0       # λ stays within ×/÷ this of where it started (no wind-up when the rate lags)
 
 
@@ -77,6 +79,23 @@ def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
         cosine = 0.5 * (1 + math.cos(math.pi * step / noise_steps))
         return FINAL_LR + (settings.grid_lr - FINAL_LR) * cosine, "noise"
     return FINAL_LR, "ste"
+
+
+class Schedule:
+    """Learning rate and latent mode by step, for a total that a time-limited fit re-estimates as it
+    goes. Once the straight-through phase has started it stays: near the switch the estimate's
+    jitter would otherwise flip the latents between noise and rounding."""
+
+    def __init__(self, settings: GridConfig) -> None:
+        self.settings = settings
+        self.rounding = False
+
+    def __call__(self, step: int, total: int) -> tuple[float, str]:
+        if self.rounding:
+            return FINAL_LR, "ste"
+        lr, mode = _lr(step, total, self.settings)
+        self.rounding = mode == "ste"
+        return lr, mode
 
 
 EVAL_CHUNK = 1 << 22  # voxels per synthesis call when whole tiles are evaluated (bounds activations)
@@ -321,13 +340,14 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
     started = time.perf_counter()
     reason = "steps"
     step = 0
-    last_check = (0, 0.0)  # (step, seconds) at the last pace measurement
+    marks: deque[tuple[int, float]] = deque(maxlen=PACE_WINDOW // CONTROL_EVERY + 1)  # (step, s)
+    schedule = Schedule(settings)
     calibration: float | None = None  # coded bits / estimated bits, re-measured every CALIBRATE_EVERY
     while step < total:
         if stop():
             reason = "cancelled"
             break
-        lr, mode = _lr(step, total, settings)
+        lr, mode = schedule(step, total)
         warming = step < settings.warmup_fraction * total  # MSE only: let the latents grow first
         loss_tensor = trainer.step(lr, mode, 0.0 if warming else lam)
         step += 1
@@ -335,10 +355,14 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
         if step == 3 and _should_compile(settings.compile_step, elapsed / 3, total - 3, time_limit):
             trainer.enable_compile()
         if time_limit is not None and (step == 3 or step % CONTROL_EVERY == 0):
-            # the schedule is stretched over the steps that still fit at the recent pace (the
-            # machine's load changes, a compiled step is faster); the clock ends the fit
-            pace = (elapsed - last_check[1]) / max(1, step - last_check[0])
-            last_check = (step, elapsed)
+            # the schedule is stretched over the steps that still fit at the pace of the last
+            # PACE_WINDOW steps (the machine's load changes, a compiled step is faster; a 10-step
+            # window jittered by a tenth with each calibration); the clock ends the fit
+            start = marks[0] if marks else (0, 0.0)
+            pace = (elapsed - start[1]) / max(1, step - start[0])
+            if step <= CONTROL_EVERY:  # later windows start after the compile (at step 3)
+                marks.clear()
+            marks.append((step, elapsed))
             fits = step + int(max(0.0, time_limit - elapsed) / max(pace, 1e-9))
             total = max(step + 1, min(max(1, steps), fits))
             if elapsed >= time_limit:

@@ -82,8 +82,6 @@ class PackedLatents(nn.Module):
         for a in range(self.ndim - 2, -1, -1):
             strides[..., a] = strides[..., a + 1] * dims[..., a + 1]
         self.flat = nn.Parameter(torch.zeros(offset))
-        self._noise_pool: torch.Tensor | None = None
-        self._noise_offsets = np.random.default_rng(0)
         self._matrices: dict[tuple[int, int], torch.Tensor] = {}
         self.register_buffer("dims", torch.from_numpy(dims), persistent=False)
         self.register_buffer("strides", torch.from_numpy(strides), persistent=False)
@@ -113,24 +111,13 @@ class PackedLatents(nn.Module):
         """The flat latents as the synthesis sees them: uniform ``noise`` (training), ``ste`` or
         ``hard`` rounding."""
         if mode == "noise":
-            return self.flat + self._noise(generator)
+            noise = torch.rand(self.flat.shape, generator=generator, device=self.flat.device) - 0.5
+            return self.flat + noise
         if mode == "ste":
             return _round_ste(self.flat)
         if mode == "hard":
             return torch.round(self.flat)
         raise ValueError(f"latent mode must be one of {LATENT_MODES}, got {mode!r}")
-
-    def _noise(self, generator: torch.Generator | None) -> torch.Tensor:
-        """Uniform noise in [−½, ½) for every latent: a window at a random offset of a pool of twice
-        the latents' length, drawn once. Every latent still sees independent uniform values from step
-        to step; drawing 8 M fresh numbers took a sixth of an MRI step."""
-        n = self.flat.numel()
-        if self._noise_pool is None or self._noise_pool.device != self.flat.device:
-            self._noise_pool = torch.rand(2 * n, generator=generator, device=self.flat.device) - 0.5
-            seed = int(torch.randint(0, 2**31, (1,), generator=generator, device=self.flat.device))
-            self._noise_offsets = np.random.default_rng(seed)  # host-side: no device read per step
-        offset = int(self._noise_offsets.integers(0, n + 1))
-        return self._noise_pool[offset:offset + n]
 
     def clamp_(self) -> None:
         with torch.no_grad():
