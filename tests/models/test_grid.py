@@ -359,3 +359,16 @@ def test_the_rounding_phase_once_started_stays_when_the_step_estimate_grows():
     lr, mode = fresh(86, 200)
     assert mode == "noise"
     assert lr > FINAL_LR
+
+
+def test_the_rounding_phase_is_a_share_of_the_steps_up_to_a_cap():
+    from napari_sci.base.config import GridConfig
+    from napari_sci.models.grid_fit import Schedule
+
+    def rounding_steps(total: int, **settings) -> int:
+        schedule = Schedule(GridConfig(ste_fraction=0.2, **settings))
+        return sum(schedule(step, total)[1] == "ste" for step in range(total))
+
+    assert rounding_steps(1000) == 200
+    assert rounding_steps(5000) == 400          # capped: long fits piled latents up at ±½
+    assert rounding_steps(5000, ste_max_steps=2000) == 1000

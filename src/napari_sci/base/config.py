@@ -239,6 +239,9 @@ class GridConfig:
     warmup_fraction, ste_fraction
         Shares of the steps run without the rate term first (the latents grow from zero), and with
         straight-through rounding last (after the uniform-noise phase).
+    ste_max_steps
+        The straight-through phase's length at most. Longer, it piles latents up at the rounding
+        threshold: the CT at 0.1 BPV, 900 s, gave 31.16 dB with 1,191 such steps, 32.44 dB with 400.
     initial_lambda
         λ (MSE per bit per voxel) when the rate term starts, for a 0.25 BPV target (scaled by
         0.25/BPV for others); a controller then steers it to the budget.
@@ -257,6 +260,7 @@ class GridConfig:
     latent_lr_scale: float = 10.0
     warmup_fraction: float = 0.05
     ste_fraction: float = 0.2
+    ste_max_steps: int = 400
     initial_lambda: float = 1e-2
     compile_step: str = "auto"
 
@@ -276,6 +280,7 @@ class GridConfig:
         _require(0 <= self.warmup_fraction < 1 and 0 <= self.ste_fraction < 1
                  and self.warmup_fraction + self.ste_fraction < 1,
                  "warmup_fraction and ste_fraction must be in [0, 1) with a sum below 1")
+        _require(self.ste_max_steps >= 0, f"ste_max_steps must be >= 0, got {self.ste_max_steps}")
         _require(math.isfinite(self.initial_lambda) and self.initial_lambda > 0,
                  f"initial_lambda must be > 0, got {self.initial_lambda}")
 

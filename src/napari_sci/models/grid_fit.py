@@ -74,7 +74,7 @@ FINAL_LR = 1e-4  # the straight-through phase's learning rate (Cool-chic's last 
 
 
 def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
-    noise_steps = max(1, round(total * (1 - settings.ste_fraction)))
+    noise_steps = max(1, round(total * (1 - settings.ste_fraction)), total - settings.ste_max_steps)
     if step < noise_steps:
         cosine = 0.5 * (1 + math.cos(math.pi * step / noise_steps))
         return FINAL_LR + (settings.grid_lr - FINAL_LR) * cosine, "noise"
