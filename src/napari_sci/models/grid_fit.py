@@ -153,10 +153,10 @@ class GridTrainer:
         return torch.sum((self.synthesis.forward_channels_first(features) - target) ** 2)
 
     def _sampled_terms(self, flat: torch.Tensor, tile: torch.Tensor, voxel: torch.Tensor,
-                       target: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       target: torch.Tensor, rate_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.synthesis(self.latents.features_at(flat, tile, voxel))
         sse = torch.mean((out - target) ** 2) * self.n_trained
-        return sse, drawn_bits(flat, scales)
+        return sse, drawn_bits(flat, rate_scale)
 
     def _terms(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dense:  # the compiled function is the dense step's chunk, not this one
