@@ -100,6 +100,10 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="grid: finest latent level trained, 0 = full resolution; finer levels stay "
                         "zero and cost no fitting time; auto: 1 for volumes with little fine detail, "
                         "else 0 (default %(default)s)")
+    p.add_argument("--fine-updates", choices=("sparse", "dense"),
+                   default="sparse" if grid.sparse_fine else "dense",
+                   help="grid: sparse: each step updates the full-resolution latents its drawn voxels "
+                        "touch; dense: every latent every step (default %(default)s)")
     p.add_argument("--grid-samples", type=int, default=grid.grid_samples,
                    help="grid: voxels drawn per training step, 0 = every voxel (default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
@@ -262,7 +266,8 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         rule=args.allocation, samples_per_block=args.samples, format=args.format,
         bits_per_param=args.bits_per_param, model=args.model, levels=args.levels,
         grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples,
-        finest_level=None if args.finest_level == "auto" else args.finest_level)
+        finest_level=None if args.finest_level == "auto" else args.finest_level,
+        sparse_fine=args.fine_updates == "sparse")
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading

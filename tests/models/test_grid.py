@@ -148,12 +148,13 @@ def test_grid_tiles_evaluate_in_data_units():
                                rtol=1e-5)
 
 
-def _random_trainer(volume: np.ndarray, tiles, samples: int):
+def _random_trainer(volume: np.ndarray, tiles, samples: int, **settings):
     """A trainer on ``volume``'s ``tiles`` whose latents are random (not the zeros of a new fit)."""
     from napari_sci.base.config import GridConfig
     from napari_sci.models.grid_fit import GridTrainer
 
-    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=samples), 0, torch.device("cpu"))
+    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=samples, **settings), 0,
+                          torch.device("cpu"))
     with torch.no_grad():
         trainer.latents.flat.copy_(torch.randn(trainer.latents.numel(), generator=trainer.generator))
     return trainer
@@ -162,7 +163,7 @@ def _random_trainer(volume: np.ndarray, tiles, samples: int):
 def test_the_compiled_step_computes_the_eager_loss_and_gradients():
     volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
     tiles = [(slice(0, 8), slice(0, 20), slice(0, 12)), (slice(8, 16), slice(0, 20), slice(0, 12))]
-    trainer = _random_trainer(volume, tiles, samples=1024)
+    trainer = _random_trainer(volume, tiles, samples=1024, sparse_fine=False)
     flat = trainer.latents.quantised("noise", trainer.generator)
     sample = trainer.latents.sample(700, trainer.generator)
     args = (flat, sample.tile, sample.voxel, trainer.target[sample.flat], trainer.latents.rate_terms(flat))
@@ -372,3 +373,113 @@ def test_the_rounding_phase_is_a_share_of_the_steps_up_to_a_cap():
     assert rounding_steps(1000) == 200
     assert rounding_steps(5000) == 400          # capped: long fits piled latents up at ±½
     assert rounding_steps(5000, ste_max_steps=2000) == 1000
+
+
+SPARSE_TILES = [(slice(0, 8), slice(0, 20), slice(0, 12)), (slice(8, 16), slice(0, 20), slice(0, 7)),
+                (slice(8, 16), slice(0, 20), slice(7, 12))]
+
+
+def test_level_zero_is_laid_out_like_the_voxels_and_gathers_as_the_whole_features():
+    """Every tile's full-resolution level comes first, tile after tile, so ``flat[:fine_size]`` is
+    indexed as the voxels are; features built from it and the coarser part equal the gather's."""
+    shapes = [(6, 7, 8), (9, 4, 5), (1, 1, 2)]
+    latents = _random_latents(shapes, seed=3)
+    flat = latents.flat.detach()
+    assert latents.fine_size == sum(int(np.prod(s)) for s in shapes)
+    for t in range(len(shapes)):
+        start, stop = int(latents.tile_start[t]), int(latents.tile_start[t + 1])
+        assert torch.equal(flat[start:stop], latents.tile_grids(flat, t)[0].reshape(-1))
+    sample = latents.sample(400, torch.Generator().manual_seed(2))
+    split = latents.features_at(flat[latents.fine_size:], sample.tile, sample.voxel,
+                                fine=flat[:latents.fine_size][sample.flat])
+    torch.testing.assert_close(split, latents.features(flat, sample), rtol=0, atol=1e-6)
+    arrays = latents.tile_arrays()
+    assert torch.equal(latents.pack(arrays), flat)  # per-tile arrays go back to the same places
+
+
+def test_the_rounded_rate_from_histograms_is_the_estimate_of_the_rounded_latents():
+    latents = _random_latents([(16, 16, 16), (9, 12, 5)], seed=4)
+    with torch.no_grad():
+        latents.flat.mul_(torch.rand(latents.flat.shape, generator=torch.Generator().manual_seed(1)))
+    expected = float(latents.bits(latents.quantised("hard")).detach())
+    assert latents.rounded_bits() == pytest.approx(expected, rel=1e-5)
+
+
+def _every_voxel_once(trainer):
+    """Make ``trainer`` draw every trained voxel exactly once per step (so the sparse step's estimate
+    is the whole sum)."""
+    whole = [trainer.latents.whole_tile(t) for t in range(len(trainer.latents.shapes))]
+    every = type(whole[0])(*(torch.cat([getattr(w, f) for w in whole]) for f in ("tile", "voxel", "flat")))
+    trainer.latents.sample = lambda count, generator=None: every
+    return every
+
+
+def test_the_sparse_step_over_every_voxel_has_the_full_steps_loss_and_gradients():
+    """Drawing every voxel once, the level-0 part of the sparse step (each voxel's own latent, its
+    rate weighted by the share drawn) must give the loss and gradients of the step that quantises
+    and rates every latent."""
+    from napari_sci.models.grid_latents import quantise
+
+    volume = np.random.default_rng(2).random((16, 20, 12)).astype(np.float32)
+    trainer = _random_trainer(volume, SPARSE_TILES, samples=1 << 20, finest_level=0, sparse_fine=True)
+    assert trainer.n_fine == volume.size
+    every = _every_voxel_once(trainer)
+    lam = 0.7
+    loss, index, fine_grad = trainer._sparse_backward("ste", lam)
+    got = [trainer.coarse.grad.clone(), *(p.grad.clone() for p in trainer.synthesis.parameters())]
+
+    trainer.optimiser.zero_grad(set_to_none=True)
+    flat = trainer.latents.flat
+    q = quantise(flat, "ste")
+    sse, bits = trainer._sampled_terms(q, every.tile, every.voxel, trainer.target[every.flat],
+                                       trainer.latents.rate_terms(q))
+    reference = (sse + lam * bits) / volume.size
+    reference.backward()
+    torch.testing.assert_close(loss.detach(), reference.detach(), rtol=1e-5, atol=1e-7)
+    fine = torch.zeros(trainer.n_fine).index_add_(0, index, fine_grad)
+    torch.testing.assert_close(fine, flat.grad[:trainer.n_fine], rtol=1e-4, atol=1e-7)
+    want = [flat.grad[trainer.n_fine:], *(p.grad for p in trainer.synthesis.parameters())]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_a_sparse_step_moves_only_the_level_zero_latents_its_voxels_touch():
+    volume = np.random.default_rng(3).random((16, 20, 12)).astype(np.float32)
+    trainer = _random_trainer(volume, SPARSE_TILES, samples=300, finest_level=0, sparse_fine=True)
+    drawn = []
+    sample = trainer.latents.sample
+    trainer.latents.sample = lambda count, generator=None: drawn.append(sample(count, generator)) or drawn[-1]
+    before = trainer.latents.flat.detach().clone()
+    trainer.step(1e-2, "noise", 0.5)
+    after = trainer.latents.flat.detach()
+    moved = torch.nonzero(after[:trainer.n_fine] != before[:trainer.n_fine]).reshape(-1)
+    touched = torch.unique(drawn[0].flat)
+    assert 0 < touched.numel() < trainer.n_fine
+    assert torch.equal(moved, touched)
+    assert torch.equal(torch.nonzero(trainer.fine_moments[2]).reshape(-1), touched)  # update counts
+    assert bool(torch.all(after[trainer.n_fine:] != before[trainer.n_fine:]))  # Adam moves every coarse one
+
+
+def test_the_compiled_sparse_step_computes_the_eager_loss_and_gradients():
+    from napari_sci.models.grid_latents import quantise
+
+    volume = np.random.default_rng(4).random((16, 20, 12)).astype(np.float32)
+    trainer = _random_trainer(volume, SPARSE_TILES, samples=900, finest_level=0, sparse_fine=True)
+    sample = trainer.latents.sample(700, trainer.generator)
+    own = trainer.fine[sample.flat].requires_grad_()
+    coarse = quantise(trainer.coarse, "noise", trainer.generator)
+    fine = quantise(own, "noise", trainer.generator)
+    args = (coarse, fine, sample.tile, sample.voxel, trainer.target[sample.flat],
+            trainer.latents.coarse_rate_terms(coarse), torch.full((700,), 0.7))
+    results = []
+    for compiled in (False, True):
+        if compiled:
+            trainer.enable_compile()
+        sse, coarse_bits, fine_bits = trainer._run_compiled(trainer._sparse_terms, *args)
+        grads = torch.autograd.grad(sse + coarse_bits + 3 * fine_bits, (trainer.coarse, own),
+                                    retain_graph=True)
+        results.append((sse.detach(), coarse_bits.detach(), fine_bits.detach(), *grads))
+    assert trainer.compile_error is None
+    assert trainer._compiled is not None
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)

@@ -231,6 +231,9 @@ class GridConfig:
         (``models.grid_fit.choose_finest_level``). Finer levels stay zero, cost a byte a tile and no
         work: at 0.1 BPV the full-resolution level, 7/8 of the latents and half a step's work, ended
         empty on the MRI, while the sparse neuron crop put three quarters of its bits there.
+    sparse_fine
+        On sampled steps, update the full-resolution level only where the drawn voxels touch it (a
+        lazy Adam; each voxel pays its own latent's rate), not every latent every step.
     grid_samples
         Voxels drawn across the tiles for each step's distortion; 0: every voxel every step (each
         level upsampled whole, Cool-chic's full-signal step). Every latent pays its rate every step.
@@ -255,6 +258,7 @@ class GridConfig:
     grid_layers: int = 3
     max_tiles: int = 16
     finest_level: int | None = None
+    sparse_fine: bool = False
     grid_samples: int = 1 << 17
     grid_lr: float = 1e-2
     latent_lr_scale: float = 10.0

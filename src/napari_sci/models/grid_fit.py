@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from napari_sci.base.config import GridConfig
 from napari_sci.base.grid_geometry import GridLayout
+from napari_sci.io.latents import LATENT_LIMIT
 from napari_sci.models.grid import interpolate_box
-from napari_sci.models.grid_latents import PackedLatents, drawn_bits
-from napari_sci.models.grid_net import Synthesis
+from napari_sci.models.grid_latents import PackedLatents, drawn_bits, quantise
+from napari_sci.models.grid_net import Synthesis, laplace_bits
 from napari_sci.models.grid_quant import tile_payload
 
 CONTROL_EVERY = 10       # steps between λ updates
@@ -71,6 +73,9 @@ class GridStep:
 
 
 FINAL_LR = 1e-4  # the straight-through phase's learning rate (Cool-chic's last phase)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch's defaults, which the level-0 lazy Adam shares
+FINE_SCALE_EVERY = 10  # steps between re-measures of the level-0 scales (a pass over every voxel)
+FINE_LR_SCALE = 1.0    # the lazy level-0 Adam's learning rate over the latents' own
 
 
 def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
@@ -99,7 +104,7 @@ class Schedule:
 
 
 EVAL_CHUNK = 1 << 22  # voxels per synthesis call when whole tiles are evaluated (bounds activations)
-REPORT_SAMPLES = 1 << 17  # voxels of a progress estimate when every step takes every voxel
+REPORT_SAMPLES = 1 << 15  # voxels of a progress report's MSE estimate (eager: 0.25 s at 2^17)
 
 
 class GridTrainer:
@@ -127,8 +132,20 @@ class GridTrainer:
             self.synthesis = Synthesis(layout).to(device)
             with torch.no_grad():  # untrained levels feed zeros: their weights stay 0 and code cheaply
                 self.synthesis.linears[0].weight[:, :self.latents.first] = 0
+        # the full-resolution level, when trained on sampled steps, is updated where the samples
+        # touch it (``fine``, a lazy Adam); the coarser levels, each latent of which many samples
+        # touch, by Adam over all of them (``coarse``): both views of the one latent vector
+        self.n_fine = self.latents.fine_size if (
+            settings.sparse_fine and not self.dense and self.latents.numel() > self.latents.fine_size) else 0
+        storage = self.latents.flat.detach()
+        self.fine = storage[:self.n_fine]
+        dense_latents = nn.Parameter(storage[self.n_fine:]) if self.n_fine else self.latents.flat
+        self.coarse = dense_latents
+        self.fine_moments = torch.zeros((3, self.n_fine), device=device)  # m, v, updates per latent
+        self.fine_scale = torch.ones(len(self.latents.shapes), device=device)  # set by the first step
+        self.steps_taken = 0
         self.optimiser = torch.optim.Adam(
-            [{"params": [self.latents.flat], "scale": settings.latent_lr_scale},
+            [{"params": [dense_latents], "scale": settings.latent_lr_scale},
              {"params": list(self.synthesis.parameters()), "scale": 1.0}], lr=settings.grid_lr)
         self._compiled: Callable[..., Any] | None = None
         self.compile_error: str | None = None
@@ -136,7 +153,7 @@ class GridTrainer:
     def sample_count(self) -> int:
         """Voxels a sampled step (or a progress estimate) draws: ``samples`` spread over the whole
         volume, of which the constant tiles (not trained) take their share."""
-        return max(1, round((self.samples or REPORT_SAMPLES) * self.n_trained / self.n_voxels))
+        return max(1, round(self.samples * self.n_trained / self.n_voxels))
 
     def enable_compile(self) -> None:
         """Run the sampled step's tensor work through ``torch.compile`` (one fused graph for the
@@ -144,6 +161,8 @@ class GridTrainer:
         if self._compiled is None:
             if self.dense:  # one graph for any chunk length (tiles differ): no recompile per tile
                 self._compiled = torch.compile(self._chunk_sse, dynamic=True)
+            elif self.n_fine:
+                self._compiled = torch.compile(self._sparse_terms, dynamic=False)
             else:
                 self._compiled = torch.compile(self._sampled_terms, dynamic=False)
 
@@ -158,8 +177,17 @@ class GridTrainer:
         sse = torch.mean((out - target) ** 2) * self.n_trained
         return sse, drawn_bits(flat, rate_scale)
 
+    def _sparse_terms(self, coarse: torch.Tensor, fine: torch.Tensor, tile: torch.Tensor,
+                      voxel: torch.Tensor, target: torch.Tensor, rate_scale: torch.Tensor,
+                      fine_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The sampled step with the voxels' own level-0 latents ``fine`` passed in: squared error
+        (scaled to the volume), the coarser levels' bits and the drawn level-0 latents' bits."""
+        out = self.synthesis(self.latents.features_at(coarse, tile, voxel, fine=fine))
+        sse = torch.mean((out - target) ** 2) * self.n_trained
+        return sse, drawn_bits(coarse, rate_scale), laplace_bits(fine, fine_scale).sum()
+
     def _terms(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dense:  # the compiled function is the dense step's chunk, not this one
+        if self.dense or self.n_fine:  # the compiled function is the dense step's chunk, not this one
             return self._sampled_terms(*args)
         return self._run_compiled(self._sampled_terms, *args)
 
@@ -172,8 +200,7 @@ class GridTrainer:
                 self.compile_error = f"{type(error).__name__}: {error}"
         return eager(*args)
 
-    def evaluate(self, mode: str, sampled: bool = False, compiled: bool = True,
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, mode: str, sampled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(MSE over the volume, total estimated bits) with latents in ``mode``.
 
         ``sampled``: the MSE is estimated on random voxels drawn uniformly over the trained tiles
@@ -186,8 +213,7 @@ class GridTrainer:
             return zero, zero
         if sampled:
             sample = self.latents.sample(self.sample_count(), self.generator)
-            terms = self._terms if compiled else self._sampled_terms
-            sse, bits = terms(flat, sample.tile, sample.voxel, self.target[sample.flat],
+            sse, bits = self._terms(flat, sample.tile, sample.voxel, self.target[sample.flat],
                               self.latents.rate_terms(flat))
             return sse / self.n_voxels, bits
         sse = sum((self._tile_sse(flat, tile) for tile in range(len(self.latents.shapes))),
@@ -231,13 +257,59 @@ class GridTrainer:
         self.optimiser.zero_grad(set_to_none=True)
         if self.dense:
             loss = self._dense_backward(mode, lam)
+        elif self.n_fine:
+            loss, index, fine_grad = self._sparse_backward(mode, lam)
         else:
             mse, bits = self.evaluate(mode, sampled=True)
             loss = mse + lam * bits / self.n_voxels
             loss.backward()
         self.optimiser.step()
-        self.latents.clamp_()
+        if self.n_fine:
+            with torch.no_grad():
+                self.coarse.clamp_(-LATENT_LIMIT, LATENT_LIMIT)
+                self._fine_adam(index, fine_grad, lr * self.settings.latent_lr_scale * FINE_LR_SCALE)
+        else:
+            self.latents.clamp_()
+        self.steps_taken += 1
         return loss.detach()
+
+    def _sparse_backward(self, mode: str, lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A sampled step's loss and gradients, whose level-0 part touches only the drawn voxels'
+        latents; returns the loss, those latents' indices and their gradients (one per draw).
+
+        Each drawn voxel pays its own level-0 latent's rate, weighted up by the share drawn, so that
+        a latent's expected gradient is the full step's; its distortion and rate gradients arrive
+        together, and only those latents are moved (:meth:`_fine_adam`). The full step spent noise,
+        rate and Adam on every level-0 latent every step (7/8 of the latents) though each drawn
+        voxel touches one.
+        """
+        if self.steps_taken % FINE_SCALE_EVERY == 0:
+            self.fine_scale = self.latents.fine_scales(quantise(self.fine, mode, self.generator))
+        sample = self.latents.sample(self.sample_count(), self.generator)
+        own = self.fine[sample.flat].requires_grad_()
+        fine = quantise(own, mode, self.generator)
+        coarse = quantise(self.coarse, mode, self.generator)
+        args = (coarse, fine, sample.tile, sample.voxel, self.target[sample.flat],
+                self.latents.coarse_rate_terms(coarse), self.fine_scale[sample.tile])
+        sse, coarse_bits, fine_bits = self._run_compiled(self._sparse_terms, *args)
+        bits = coarse_bits + fine_bits * (self.n_fine / sample.flat.numel())
+        loss = (sse + lam * bits) / self.n_voxels
+        loss.backward()
+        return loss, sample.flat, own.grad
+
+    def _fine_adam(self, index: torch.Tensor, grad: torch.Tensor, lr: float) -> None:
+        """Adam on the level-0 latents at ``index`` (sorted, repeats summed), each with its own count
+        of updates for the bias correction; the others keep their values and moments."""
+        unique, inverse = torch.unique_consecutive(index, return_inverse=True)
+        g = grad.new_zeros(unique.numel()).index_add_(0, inverse, grad)
+        (beta1, beta2), eps = ADAM_BETAS, ADAM_EPS
+        m, v, count = self.fine_moments[:, unique]
+        m = m * beta1 + (1 - beta1) * g
+        v = v * beta2 + (1 - beta2) * g * g
+        count = count + 1
+        self.fine_moments[:, unique] = torch.stack((m, v, count))
+        move = (m / (1 - beta1 ** count)) / ((v / (1 - beta2 ** count)).sqrt() + eps)
+        self.fine[unique] = (self.fine[unique] - lr * move).clamp(-LATENT_LIMIT, LATENT_LIMIT)
 
     def _dense_backward(self, mode: str, lam: float) -> torch.Tensor:
         """Every voxel's error and every latent's rate, back-propagated tile by tile; the loss.
@@ -269,7 +341,23 @@ class GridTrainer:
         """Estimated bits of the rounded latents: what the controller steers."""
         if not self.n_trained:
             return 0.0
-        return float(self.latents.bits(self.latents.quantised("hard")))
+        return self.latents.rounded_bits()
+
+    @torch.no_grad()
+    def sampled_mse(self) -> float:
+        """MSE of the hard-rounded model on random voxels (an unbiased estimate over the volume),
+        rounding only the latents those voxels read: a progress report's figure."""
+        if not self.n_trained:
+            return 0.0
+        count = max(1, round(REPORT_SAMPLES * self.n_trained / self.n_voxels))
+        sample = self.latents.sample(count, self.generator)
+        if self.n_fine:
+            features = self.latents.features_at(torch.round(self.coarse), sample.tile, sample.voxel,
+                                                fine=torch.round(self.fine[sample.flat]))
+        else:
+            features = self.latents.features(torch.round(self.latents.flat.detach()), sample)
+        error = self.synthesis(features) - self.target[sample.flat]
+        return float(torch.mean(error ** 2)) * self.n_trained / self.n_voxels
 
 
 def starting_lambda(settings: GridConfig, bits_per_voxel: float) -> float:
@@ -367,6 +455,7 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
             total = max(step + 1, min(max(1, steps), fits))
             if elapsed >= time_limit:
                 total, reason = step, "time"
+        estimate: float | None = None
         if target_bits is not None and step % CONTROL_EVERY == 0 and not warming:
             estimate = trainer.hard_bits()
             if calibration is None or step % CALIBRATE_EVERY == 0:
@@ -377,10 +466,8 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
             lam = float(np.clip(lam, *lam_range))  # on the MRI an unbounded λ reached 1e6 and the
             # synthesis, quantised at that slope, collapsed to 12 dB; the latent step Δ fits the rest
         if step % report_every == 0 or step == total:
-            with torch.no_grad():
-                mse, bits = trainer.evaluate("hard", sampled=True, compiled=False)
-            loss = float(loss_tensor)
-            yield GridStep(step, total, loss, float(mse), float(bits), lam, lr, elapsed)
+            bits = estimate if estimate is not None else trainer.hard_bits()
+            yield GridStep(step, total, float(loss_tensor), trainer.sampled_mse(), bits, lam, lr, elapsed)
     with torch.no_grad():
         mse, bits = trainer.evaluate("hard")
     return GridFitState(trainer.latents, trainer.synthesis, lam, step, time.perf_counter() - started,
