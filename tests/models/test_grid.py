@@ -302,6 +302,32 @@ def test_filling_rounds_up_the_latents_nearest_the_threshold_until_the_budget_is
     assert untouched == filled  # a full budget is left as it is
 
 
+def test_trimming_zeroes_the_latents_nearest_the_threshold_until_the_file_fits():
+    from napari_sci.models.grid_quant import latents_at, tile_payload, trim_to_budget
+
+    rng = np.random.default_rng(1)
+    raw = [[rng.laplace(scale=1.5, size=(16, 16, 16)).astype(np.float32),
+            rng.laplace(scale=3.0, size=(8, 8, 8)).astype(np.float32)],
+           [rng.laplace(scale=1.0, size=(10, 8, 8)).astype(np.float32)]]
+    latents = latents_at(raw, 1.0)
+    before = [[g.copy() for g in tile] for tile in latents]
+    size = sum(len(tile_payload(t)) for t in latents)
+    budget = int(0.8 * size) + 100
+    trimmed, zeroed = trim_to_budget(latents, raw, budget, 100)
+    assert sum(map(len, trimmed)) <= budget - 100
+    assert trimmed == [tile_payload(t) for t in latents]  # the payloads code the latents handed back
+    now = np.concatenate([g.reshape(-1) for tile in latents for g in tile])
+    then = np.concatenate([g.reshape(-1) for tile in before for g in tile])
+    magnitude = np.abs(np.concatenate([g.reshape(-1) for tile in raw for g in tile]))
+    changed = np.flatnonzero(now != then)
+    assert changed.size == zeroed > 0
+    assert np.all(now[changed] == 0)
+    kept = (now != 0)
+    assert magnitude[changed].max() <= magnitude[kept].min()  # the least costly in error went first
+    again, none = trim_to_budget(latents, raw, budget, 100, trimmed)
+    assert (again, none) == (trimmed, 0)  # a file that fits is left as it is
+
+
 def test_training_noise_is_uniform_fresh_each_step_and_seeded():
     latents = PackedLatents([(6, 7, 5), (3, 4, 4)], LAYOUT)
 

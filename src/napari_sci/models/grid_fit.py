@@ -78,29 +78,25 @@ FINE_SCALE_EVERY = 10  # steps between re-measures of the level-0 scales (a pass
 FINE_LR_SCALE = 1.0    # the lazy level-0 Adam's learning rate over the latents' own
 
 
-def _lr(step: int, total: int, settings: GridConfig) -> tuple[float, str]:
-    noise_steps = max(1, round(total * (1 - settings.ste_fraction)), total - settings.ste_max_steps)
-    if step < noise_steps:
-        cosine = 0.5 * (1 + math.cos(math.pi * step / noise_steps))
-        return FINAL_LR + (settings.grid_lr - FINAL_LR) * cosine, "noise"
-    return FINAL_LR, "ste"
-
-
 class Schedule:
     """Learning rate and latent mode by step, for a total that a time-limited fit re-estimates as it
-    goes. Once the straight-through phase has started it stays: near the switch the estimate's
-    jitter would otherwise flip the latents between noise and rounding."""
+    goes: a cosine decay from ``grid_lr`` with noisy latents, then straight-through rounding at
+    ``FINAL_LR`` for the last ``ste_fraction`` of the steps, at most ``ste_max_steps``. Once the
+    rounding phase has started it stays: near the switch the estimate's jitter would otherwise flip
+    the latents between noise and rounding."""
 
     def __init__(self, settings: GridConfig) -> None:
         self.settings = settings
         self.rounding = False
 
     def __call__(self, step: int, total: int) -> tuple[float, str]:
+        settings = self.settings
+        noise_steps = max(1, round(total * (1 - settings.ste_fraction)), total - settings.ste_max_steps)
+        self.rounding = self.rounding or step >= noise_steps
         if self.rounding:
             return FINAL_LR, "ste"
-        lr, mode = _lr(step, total, self.settings)
-        self.rounding = mode == "ste"
-        return lr, mode
+        cosine = 0.5 * (1 + math.cos(math.pi * step / noise_steps))
+        return FINAL_LR + (settings.grid_lr - FINAL_LR) * cosine, "noise"
 
 
 EVAL_CHUNK = 1 << 22  # voxels per synthesis call when whole tiles are evaluated (bounds activations)

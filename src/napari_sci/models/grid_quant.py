@@ -104,36 +104,61 @@ def choose_synthesis_steps(synthesis: Synthesis, distortion: callable, lam_bits:
     return codes
 
 
+class _FlatLatents:
+    """Every tile's integer latents and their unrounded values as two flat arrays (tile after tile,
+    level after level), for trimming and filling: candidates are chosen and changed on the flat
+    arrays, then only the tiles they fall in are re-coded."""
+
+    def __init__(self, latents: list[list[np.ndarray]], raw: list[list[np.ndarray]]) -> None:
+        self.latents = latents
+        grids = [g for tile in latents for g in tile]
+        self.ends = np.cumsum([g.size for g in grids], dtype=np.int64)
+        self.tile_ends = self.ends[np.cumsum([len(tile) for tile in latents]) - 1] if grids else self.ends
+        self.stored = (np.concatenate([g.reshape(-1) for g in grids]) if grids
+                       else np.zeros(0)).astype(np.int32)
+        self.unrounded = (np.concatenate([g.reshape(-1) for tile in raw for g in tile]) if grids
+                          else np.zeros(0)).astype(np.float32)
+
+    def coded(self, trial: np.ndarray, changed: np.ndarray, payloads: list[bytes],
+              ) -> tuple[list[list[np.ndarray]], list[bytes]]:
+        """``trial`` (a changed copy of ``stored``) shaped as the tiles, and their payloads: the
+        tiles holding ``changed`` re-coded, the others' ``payloads`` kept."""
+        parts = iter(np.split(trial, self.ends[:-1]))
+        shaped = [[next(parts).reshape(g.shape) for g in tile] for tile in self.latents]
+        touched = set(np.searchsorted(self.tile_ends, changed, side="right").tolist())
+        return shaped, [tile_payload(t) if i in touched else payloads[i] for i, t in enumerate(shaped)]
+
+    def keep(self, shaped: list[list[np.ndarray]]) -> None:
+        """Write ``shaped`` into the caller's latent arrays (changed in place)."""
+        for tile, grids in zip(self.latents, shaped):
+            for i, g in enumerate(grids):
+                tile[i][...] = g
+
+
 def trim_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]], budget_bytes: int,
                    fixed_bytes: int, payloads: list[bytes] | None = None) -> tuple[list[bytes], int]:
     """Tile payloads that fit ``budget_bytes`` together with ``fixed_bytes`` of everything else.
 
     While over budget, zero the non-zero latents whose unrounded value lies nearest to the rounding
-    threshold (least error added per bit saved), a growing fraction at a time. Returns the payloads and
-    the number of latents zeroed.
+    threshold (least error added per bit saved), a growing share of the rest at a time. ``latents``
+    are changed in place; returns the payloads and the number of latents zeroed.
     """
     payloads = list(payloads) if payloads is not None else [tile_payload(t) for t in latents]
-    zeroed = 0
-    fraction = 0.02
-    while fixed_bytes + sum(map(len, payloads)) > budget_bytes:
+    if fixed_bytes + sum(map(len, payloads)) <= budget_bytes:
+        return payloads, 0
+    flat = _FlatLatents(latents, raw)
+    candidates = np.flatnonzero(flat.stored)
+    candidates = candidates[np.argsort(np.abs(flat.unrounded[candidates]), kind="stable")]
+    original, shaped, zeroed, fraction = payloads, latents, 0, 0.02
+    while fixed_bytes + sum(map(len, payloads)) > budget_bytes and zeroed < candidates.size:
         over = fixed_bytes + sum(map(len, payloads)) - budget_bytes
-        owners, magnitudes = [], []
-        for ti, (tile, tile_raw) in enumerate(zip(latents, raw)):
-            for li, (grid, unrounded) in enumerate(zip(tile, tile_raw)):
-                flat = np.flatnonzero(grid.reshape(-1))
-                owners.append(np.stack([np.full(flat.size, ti), np.full(flat.size, li), flat], axis=1))
-                magnitudes.append(np.abs(unrounded.reshape(-1)[flat]))
-        order = np.concatenate(magnitudes) if magnitudes else np.zeros(0)
-        if order.size == 0:
-            break
-        count = max(1, min(order.size, int(order.size * fraction), over * 2))
-        chosen = np.concatenate(owners)[np.argpartition(order, count - 1)[:count]]
-        for ti, li, k in chosen:
-            latents[ti][li].reshape(-1)[k] = 0
-        for ti in set(chosen[:, 0].tolist()):
-            payloads[ti] = tile_payload(latents[ti])
-        zeroed += count
+        left = candidates.size - zeroed
+        zeroed += max(1, min(left, int(left * fraction), over * 2))
+        trial = flat.stored.copy()
+        trial[candidates[:zeroed]] = 0
+        shaped, payloads = flat.coded(trial, candidates[:zeroed], original)
         fraction = min(0.5, fraction * 1.5)
+    flat.keep(shaped)
     return payloads, zeroed
 
 
@@ -156,15 +181,8 @@ def fill_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]],
     room = budget_bytes - fixed_bytes
     if sum(map(len, payloads)) >= fill * room:
         return payloads, 0
-    grids = [g for tile in latents for g in tile]
-    if not grids:
-        return payloads, 0
-    sizes = [g.size for g in grids]
-    ends = np.cumsum(sizes)
-    tile_ends = ends[np.cumsum([len(tile) for tile in latents]) - 1]
-    stored = np.concatenate([g.reshape(-1) for g in grids]).astype(np.int32)
-    unrounded = np.concatenate([g.reshape(-1) for tile in raw for g in tile]).astype(np.float32)
-    magnitude = np.abs(unrounded)
+    flat = _FlatLatents(latents, raw)
+    stored, magnitude = flat.stored, np.abs(flat.unrounded)
     # rounded down in magnitude by at most ¼ (the pile-up sits at 0.49; the rest would cost more
     # error than they buy), with room to grow within the symbol range
     deficit = np.abs(stored) + 0.5 - magnitude
@@ -172,15 +190,12 @@ def fill_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]],
     if candidates.size == 0:
         return payloads, 0
     candidates = candidates[np.argsort(deficit[candidates], kind="stable")]
-    step_up = np.where(unrounded[candidates] > 0, 1, -1).astype(np.int32)
+    step_up = np.where(flat.unrounded[candidates] > 0, 1, -1).astype(np.int32)
 
     def coded(count: int) -> tuple[list[list[np.ndarray]], list[bytes]]:
         trial = stored.copy()
         trial[candidates[:count]] += step_up[:count]
-        parts = iter(np.split(trial, ends[:-1]))
-        shaped = [[next(parts).reshape(g.shape) for g in tile] for tile in latents]
-        touched = set(np.searchsorted(tile_ends, candidates[:count], side="right").tolist())
-        return shaped, [tile_payload(t) if i in touched else payloads[i] for i, t in enumerate(shaped)]
+        return flat.coded(trial, candidates[:count], payloads)
 
     low, high = 0, candidates.size + 1  # low always fits; high: the first count known (or taken) over
     best: tuple[int, list[list[np.ndarray]], list[bytes]] = (0, latents, payloads)
@@ -195,9 +210,7 @@ def fill_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]],
         else:
             high = middle
     count, chosen, chosen_payloads = best
-    for tile, grids_chosen in zip(latents, chosen):
-        for i, g in enumerate(grids_chosen):
-            tile[i][...] = g
+    flat.keep(chosen)
     return chosen_payloads, count
 
 
