@@ -147,7 +147,7 @@ class GridTrainer:
         self.compile_error: str | None = None
 
     def sample_count(self) -> int:
-        """Voxels a sampled step (or a progress estimate) draws: ``samples`` spread over the whole
+        """Voxels a sampled step draws: ``samples`` spread over the whole
         volume, of which the constant tiles (not trained) take their share."""
         return max(1, round(self.samples * self.n_trained / self.n_voxels))
 
@@ -183,7 +183,7 @@ class GridTrainer:
         return sse, drawn_bits(coarse, rate_scale), laplace_bits(fine, fine_scale).sum()
 
     def _terms(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dense or self.n_fine:  # the compiled function is the dense step's chunk, not this one
+        if self.dense or self.n_fine:  # the compiled function is the dense chunk or the sparse terms
             return self._sampled_terms(*args)
         return self._run_compiled(self._sampled_terms, *args)
 
@@ -210,7 +210,7 @@ class GridTrainer:
         if sampled:
             sample = self.latents.sample(self.sample_count(), self.generator)
             sse, bits = self._terms(flat, sample.tile, sample.voxel, self.target[sample.flat],
-                              self.latents.rate_terms(flat))
+                                    self.latents.rate_terms(flat))
             return sse / self.n_voxels, bits
         sse = sum((self._tile_sse(flat, tile) for tile in range(len(self.latents.shapes))),
                   torch.zeros((), device=self.device))
