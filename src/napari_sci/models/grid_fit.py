@@ -135,13 +135,12 @@ class GridTrainer:
             settings.sparse_fine and not self.dense and self.latents.numel() > self.latents.fine_size) else 0
         storage = self.latents.flat.detach()
         self.fine = storage[:self.n_fine]
-        dense_latents = nn.Parameter(storage[self.n_fine:]) if self.n_fine else self.latents.flat
-        self.coarse = dense_latents
+        self.coarse = nn.Parameter(storage[self.n_fine:]) if self.n_fine else self.latents.flat
         self.fine_moments = torch.zeros((3, self.n_fine), device=device)  # m, v, updates per latent
         self.fine_scale = torch.ones(len(self.latents.shapes), device=device)  # set by the first step
         self.steps_taken = 0
         self.optimiser = torch.optim.Adam(
-            [{"params": [dense_latents], "scale": settings.latent_lr_scale},
+            [{"params": [self.coarse], "scale": settings.latent_lr_scale},
              {"params": list(self.synthesis.parameters()), "scale": 1.0}], lr=settings.grid_lr)
         self._compiled: Callable[..., Any] | None = None
         self.compile_error: str | None = None

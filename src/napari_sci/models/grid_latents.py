@@ -22,6 +22,7 @@ from napari_sci.models.grid import interpolation
 from napari_sci.models.grid_net import laplace_bits
 
 LATENT_MODES = ("noise", "ste", "hard")
+SCALE_RANGE = (2.0 ** -6, 2.0 ** 9)  # the Laplace scales a tile level's estimate may take
 
 
 @dataclass(frozen=True)
@@ -280,8 +281,7 @@ class PackedLatents(nn.Module):
     # -- rate -----------------------------------------------------------------------------------
     def scales(self, flat: torch.Tensor) -> torch.Tensor:
         """Each tile level's Laplace scale: the maximum-likelihood one, mean |latent| (not trained)."""
-        mean = torch.segment_reduce(flat.detach().abs(), "mean", lengths=self.seg_size)
-        return mean.clamp(2.0 ** -6, 2.0 ** 9)
+        return _segment_scales(flat, self.seg_size)
 
     def rate_terms(self, flat: torch.Tensor) -> torch.Tensor:
         """Each latent's Laplace scale (its tile level's), for :func:`drawn_bits`. (Gathering it from
@@ -295,14 +295,13 @@ class PackedLatents(nn.Module):
 
     def coarse_rate_terms(self, coarse: torch.Tensor) -> torch.Tensor:
         """:meth:`rate_terms` of the coarser levels alone (``coarse`` is ``flat[fine_size:]``)."""
-        mean = torch.segment_reduce(coarse.detach().abs(), "mean", lengths=self.seg_size[self.fine_segments:])
-        return torch.repeat_interleave(mean.clamp(2.0 ** -6, 2.0 ** 9), self.seg_size[self.fine_segments:])
+        lengths = self.seg_size[self.fine_segments:]
+        return torch.repeat_interleave(_segment_scales(coarse, lengths), lengths)
 
     def fine_scales(self, fine: torch.Tensor) -> torch.Tensor:
         """Each tile's level-0 Laplace scale, indexed by tile, from ``fine`` (that level of every
         tile, quantised as the step sees it: the scale of noisy latents is not that of the clean)."""
-        mean = torch.segment_reduce(fine.detach().abs(), "mean", lengths=self.seg_size[:self.fine_segments])
-        return mean.clamp(2.0 ** -6, 2.0 ** 9)
+        return _segment_scales(fine, self.seg_size[:self.fine_segments])
 
     @torch.no_grad()
     def rounded_bits(self) -> float:
@@ -314,13 +313,18 @@ class PackedLatents(nn.Module):
         for offset, size, _ in self.segments:
             counts = torch.bincount(magnitude[offset:offset + size])
             values = torch.arange(counts.numel(), dtype=torch.float32, device=counts.device)
-            scale = ((counts * values).sum() / size).clamp(2.0 ** -6, 2.0 ** 9)
+            scale = ((counts * values).sum() / size).clamp(*SCALE_RANGE)
             total += float((counts * laplace_bits(values, scale)).sum())
         return total
 
     def bits(self, flat: torch.Tensor) -> torch.Tensor:
         """Estimated coded bits of the latents ``flat``, each tile level at its own scale."""
         return drawn_bits(flat, self.rate_terms(flat))
+
+
+def _segment_scales(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Mean |value| of each consecutive segment of ``lengths``, within ``SCALE_RANGE``."""
+    return torch.segment_reduce(values.detach().abs(), "mean", lengths=lengths).clamp(*SCALE_RANGE)
 
 
 def drawn_bits(flat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

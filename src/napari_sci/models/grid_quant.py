@@ -150,8 +150,7 @@ def trim_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]],
     candidates = np.flatnonzero(flat.stored)
     candidates = candidates[np.argsort(np.abs(flat.unrounded[candidates]), kind="stable")]
     original, shaped, zeroed, fraction = payloads, latents, 0, 0.02
-    while fixed_bytes + sum(map(len, payloads)) > budget_bytes and zeroed < candidates.size:
-        over = fixed_bytes + sum(map(len, payloads)) - budget_bytes
+    while (over := fixed_bytes + sum(map(len, payloads)) - budget_bytes) > 0 and zeroed < candidates.size:
         left = candidates.size - zeroed
         zeroed += max(1, min(left, int(left * fraction), over * 2))
         trial = flat.stored.copy()
