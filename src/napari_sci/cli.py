@@ -19,6 +19,7 @@ from napari_sci.base.config import (
     ACCURACY_THRESHOLDS,
     ALLOCATION_RULES,
     COMPILE_MODES,
+    ENTROPY_MODELS,
     MODEL_FAMILIES,
     PARTITION_METHODS,
     AllocationConfig,
@@ -104,6 +105,10 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    default="sparse" if grid.sparse_fine else "dense",
                    help="grid: sparse: each step updates the full-resolution latents its drawn voxels "
                         "touch; dense: every latent every step (default %(default)s)")
+    p.add_argument("--entropy", choices=ENTROPY_MODELS, default=grid.entropy,
+                   help="grid: how latents are coded: context (each latent's scale from its decoded "
+                        "neighbours and the coarser level) or factorised (one per tile level; needed "
+                        "by --fine-updates sparse) (default %(default)s)")
     p.add_argument("--grid-samples", type=int, default=grid.grid_samples,
                    help="grid: voxels drawn per training step, 0 = every voxel (default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
@@ -267,7 +272,7 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         bits_per_param=args.bits_per_param, model=args.model, levels=args.levels,
         grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples,
         finest_level=None if args.finest_level == "auto" else args.finest_level,
-        sparse_fine=args.fine_updates == "sparse")
+        sparse_fine=args.fine_updates == "sparse", entropy=args.entropy)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading
@@ -338,16 +343,16 @@ def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
     from napari_sci.base.networks import param_count
     from napari_sci.core.lazy import open_sci
-    from napari_sci.io.format import MODEL_GRID
-    from napari_sci.io.latents import unpack_grid_section
+    from napari_sci.io.format import GRID_MODELS, MODEL_GRID_CONTEXT, grid_section
 
     array = open_sci(path)
     h = array.header
     networks = [b for b in h.blocks if b["kind"] == 1]
-    model: dict[str, Any] = {"family": "grid" if h.model == MODEL_GRID else "siren"}
-    if h.model == MODEL_GRID:
-        section = unpack_grid_section(h.section)
-        model.update(levels=section.layout.levels, hidden=section.layout.hidden,
+    model: dict[str, Any] = {"family": "grid" if h.model in GRID_MODELS else "siren"}
+    if h.model in GRID_MODELS:
+        section = grid_section(h)
+        model.update(entropy="context" if h.model == MODEL_GRID_CONTEXT else "factorised",
+                     levels=section.layout.levels, hidden=section.layout.hidden,
                      layers=section.layout.layers, latent_step=section.latent_step, lam=section.lam,
                      synthesis_bytes=len(section.synthesis))
     return {

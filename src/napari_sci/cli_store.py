@@ -37,7 +37,7 @@ def store_settings(args: argparse.Namespace) -> tuple[CompressConfig, StoreConfi
         max_depth=args.depth, fr=args.fr, layers=args.layers, w0=args.w0, method=args.partition,
         rule=args.allocation, samples_per_block=args.samples, format=args.format,
         bits_per_param=args.bits_per_param, model=args.model, levels=args.levels,
-        grid_hidden=args.grid_hidden, max_tiles=args.max_tiles)
+        grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, entropy=args.entropy)
     settings = StoreConfig(chunks=args.chunks if args.chunks is not None else StoreConfig.chunks,
                            workers=args.workers, scheduler=args.scheduler)
     return config, settings

@@ -1,7 +1,7 @@
 """The committed golden files must keep decoding the same in every later version.
 
 One file per released format version (v1: raw float32 weights; v2: quantised, entropy-coded weights;
-v3: the latent-grid model family).
+v3: the latent-grid model family) and per version 3 model (v3_context: model 3, context-coded latents).
 Regenerate (only when a format version is added, never to make a failing test pass) with
 ``NAPARI_SCI_REGEN_GOLDEN=1 pytest tests/io/test_golden.py``.
 """
@@ -18,22 +18,28 @@ from napari_sci.io.format import CODED_KINDS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 VERSIONS = (1, 2, 3)
+GOLDENS = {"v1": 1, "v2": 2, "v3": 3, "v3_context": 3}  # file name → its format version
 # how each golden file was made: (bits per voxel, settings)
-RECIPES = {1: (3.0, {"format": 1}), 2: (1.0, {"format": 2}), 3: (0.05, {"model": "grid"})}
+RECIPES = {"v1": (3.0, {"format": 1}), "v2": (1.0, {"format": 2}),
+           "v3": (0.05, {"model": "grid", "entropy": "factorised"}),
+           "v3_context": (0.05, {"model": "grid", "entropy": "context"})}
 # the crop of the bundled sample each was made from (the grid's tiles are at least 32k voxels)
-CROPS = {1: np.s_[20:36, 40:72, 40:80], 2: np.s_[20:36, 40:72, 40:80], 3: np.s_[16:48, :, :]}
+CROPS = {"v1": np.s_[20:36, 40:72, 40:80], "v2": np.s_[20:36, 40:72, 40:80], "v3": np.s_[16:48, :, :],
+         "v3_context": np.s_[16:48, :, :]}
+REGENERATE = ()  # names whose file may be (re)made: only a new one, never a released one
 
 
-@pytest.fixture(scope="module", params=VERSIONS)
+@pytest.fixture(scope="module", params=list(GOLDENS))
 def golden(request, sample) -> tuple[int, bytes, np.ndarray]:
-    version = request.param
-    path = DATA / f"golden_v{version}.sci"
-    decoded = DATA / f"golden_v{version}_decoded.npy"
-    if os.environ.get("NAPARI_SCI_REGEN_GOLDEN") == "1":
+    name = request.param
+    version = GOLDENS[name]
+    path = DATA / f"golden_{name}.sci"
+    decoded = DATA / f"golden_{name}_decoded.npy"
+    if os.environ.get("NAPARI_SCI_REGEN_GOLDEN") == "1" and name in REGENERATE:
         import napari_sci
 
-        crop = sample[CROPS[version]]  # BSD-3 Colin27, as bundled
-        bpv, settings = RECIPES[version]
+        crop = sample[CROPS[name]]  # BSD-3 Colin27, as bundled
+        bpv, settings = RECIPES[name]
         result = napari_sci.compress(crop, bpv=bpv, steps=300, seed=7, max_depth=2, min_leaf_side=4,
                                      useful_hidden=4, spacing=(1.0, 1.0, 1.0), device="cpu", **settings)
         path.write_bytes(result.data)
@@ -72,22 +78,25 @@ def test_golden_has_several_block_kinds(golden):
 # layout change, a silent regeneration of the golden file, or a change in what a field means fails
 # here unless FORMAT_VERSION is bumped (and a golden file for the new version committed).
 
-GOLDEN_SHA256 = {1: "74f21f2844f9d84409ad5cc5fd7057e0f4a69204e21318eea382dc9e75fa7941",
-                 2: "de4b0f16a7e13d222a6aa340ddb3b67ed925f0ac34682dc9f45ad6b111f729a1",
-                 3: "b882cfcfe706f06123ebd1dba9574248065c0d19e8d27c4c164986eda98593c9"}
+GOLDEN_SHA256 = {"v1": "74f21f2844f9d84409ad5cc5fd7057e0f4a69204e21318eea382dc9e75fa7941",
+                 "v2": "de4b0f16a7e13d222a6aa340ddb3b67ed925f0ac34682dc9f45ad6b111f729a1",
+                 "v3": "b882cfcfe706f06123ebd1dba9574248065c0d19e8d27c4c164986eda98593c9",
+                 "v3_context": "fe1b2d74cb2b3dc5694ccb747d19c96955e639d33cfbddf3411d71d022ee0b23"}
 
 
 def test_every_supported_version_has_a_pinned_golden_file():
     import hashlib
 
-    from napari_sci.io.format import FORMAT_VERSION, SUPPORTED_VERSIONS
+    from napari_sci.io.format import FORMAT_VERSION, MODEL_IDS, SUPPORTED_VERSIONS
 
     assert FORMAT_VERSION in SUPPORTED_VERSIONS
-    assert set(SUPPORTED_VERSIONS) == set(VERSIONS)
-    for version in SUPPORTED_VERSIONS:
-        path = DATA / f"golden_v{version}.sci"
-        assert path.exists(), f"commit {path.name} when adding format version {version}"
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == GOLDEN_SHA256[version], (
+    assert set(SUPPORTED_VERSIONS) == set(VERSIONS) == set(GOLDENS.values())
+    models = {parse((DATA / f"golden_{name}.sci").read_bytes()).header.model for name in GOLDENS}
+    assert models == set(MODEL_IDS.values())  # every model of version 3 has its file
+    for name in GOLDENS:
+        path = DATA / f"golden_{name}.sci"
+        assert path.exists(), f"commit {path.name} when adding a format version or model"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == GOLDEN_SHA256[name], (
             f"{path.name} changed: golden files are never regenerated for a released version")
 
 

@@ -447,7 +447,8 @@ def test_the_sparse_step_over_every_voxel_has_the_full_steps_loss_and_gradients(
     from napari_sci.models.grid_latents import quantise
 
     volume = np.random.default_rng(2).random((16, 20, 12)).astype(np.float32)
-    trainer = _random_trainer(volume, SPARSE_TILES, samples=1 << 20, finest_level=0, sparse_fine=True)
+    trainer = _random_trainer(volume, SPARSE_TILES, samples=1 << 20, finest_level=0, sparse_fine=True,
+                              entropy="factorised")
     assert trainer.n_fine == volume.size
     every = _every_voxel_once(trainer)
     lam = 0.7
@@ -471,7 +472,8 @@ def test_the_sparse_step_over_every_voxel_has_the_full_steps_loss_and_gradients(
 
 def test_a_sparse_step_moves_only_the_level_zero_latents_its_voxels_touch():
     volume = np.random.default_rng(3).random((16, 20, 12)).astype(np.float32)
-    trainer = _random_trainer(volume, SPARSE_TILES, samples=300, finest_level=0, sparse_fine=True)
+    trainer = _random_trainer(volume, SPARSE_TILES, samples=300, finest_level=0, sparse_fine=True,
+                              entropy="factorised")
     drawn = []
     sample = trainer.latents.sample
     trainer.latents.sample = lambda count, generator=None: drawn.append(sample(count, generator)) or drawn[-1]
@@ -490,7 +492,8 @@ def test_the_compiled_sparse_step_computes_the_eager_loss_and_gradients():
     from napari_sci.models.grid_latents import quantise
 
     volume = np.random.default_rng(4).random((16, 20, 12)).astype(np.float32)
-    trainer = _random_trainer(volume, SPARSE_TILES, samples=900, finest_level=0, sparse_fine=True)
+    trainer = _random_trainer(volume, SPARSE_TILES, samples=900, finest_level=0, sparse_fine=True,
+                              entropy="factorised")
     sample = trainer.latents.sample(700, trainer.generator)
     own = trainer.fine[sample.flat].requires_grad_()
     coarse = quantise(trainer.coarse, "noise", trainer.generator)
@@ -509,3 +512,40 @@ def test_the_compiled_sparse_step_computes_the_eager_loss_and_gradients():
     assert trainer._compiled is not None
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_the_context_rate_starts_as_the_factorised_one_and_its_slopes_learn():
+    """Model 3's rate with zero slopes is model 2's; contexts are those of the rounded latents (the
+    file's); a few steps move the slopes, the scale the neighbourhood bin buys."""
+    from napari_sci.base.config import GridConfig
+    from napari_sci.io.latent_context import level_contexts
+    from napari_sci.models.grid_fit import GridTrainer
+
+    shapes = [(12, 10, 9), (7, 12, 5)]
+    plain = _random_latents(shapes, seed=2)
+    context = PackedLatents(shapes, LAYOUT, context=True)
+    with torch.no_grad():
+        shrink = torch.rand(plain.flat.shape, generator=torch.Generator().manual_seed(3))
+        context.flat.copy_(plain.flat * shrink)
+        plain.flat.copy_(context.flat)
+    context.refresh_contexts()
+    flat = plain.quantised("hard")
+    factorised = plain.rate_terms(flat)
+    coded = factorised > 2 ** (1 / 16 - 6)  # the smallest scale a file's code (1 … 255) can hold
+    assert coded.float().mean() > 0.9
+    torch.testing.assert_close(context.rate_terms(flat)[coded], factorised[coded])
+    grids = [np.rint(g).astype(np.int64) for g in context.tile_arrays()[1]]
+    start, size, _ = context.segments[context.tile_segments[1][1]]
+    want = level_contexts(grids[1], grids[2] if grids[2].any() else None)
+    got = context.contexts[:, start:start + size].numpy()
+    for k in range(3):
+        np.testing.assert_array_equal(got[k], want[k].reshape(-1).astype(np.float32))
+
+    volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
+    volume[:8] = 0  # half empty: the neighbourhood predicts where latents are zero
+    tiles = [(slice(0, 16), slice(0, 20), slice(0, 12))]
+    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=1024), 0, torch.device("cpu"))
+    for _ in range(30):
+        trainer.step(1e-2, "noise", 1e-2)
+    assert torch.any(trainer.latents.entropy != 0)
+    assert trainer.latents.context_model().levels == LAYOUT.levels

@@ -211,6 +211,7 @@ class CodingConfig:
 
 
 MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
+ENTROPY_MODELS: tuple[str, ...] = ("context", "factorised")
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,10 @@ class GridConfig:
     compile_step
         ``torch.compile`` the training step: ``auto`` (when the fit is projected to outlast the
         compile), ``on`` or ``off``. Eager and compiled steps compute the same loss.
+    entropy
+        How the latents are coded: ``context`` (format 3, model 3: each latent's scale from its
+        decoded neighbours and the coarser level, slopes trained with the latents) or
+        ``factorised`` (model 2: one scale per tile level).
     """
 
     levels: int = 7
@@ -267,8 +272,13 @@ class GridConfig:
     ste_max_steps: int = 400
     initial_lambda: float = 1e-2
     compile_step: str = "auto"
+    entropy: str = "context"
 
     def __post_init__(self) -> None:
+        _require(self.entropy in ENTROPY_MODELS,
+                 f"entropy must be one of {ENTROPY_MODELS}, got {self.entropy!r}")
+        _require(not (self.sparse_fine and self.entropy == "context"),
+                 "the sparse full-resolution step (sparse_fine) needs the factorised entropy model")
         _require(self.compile_step in ("auto", "on", "off"),
                  f"compile_step must be auto, on or off, got {self.compile_step!r}")
         _require(1 <= self.levels <= 16, f"levels must be 1..16, got {self.levels}")

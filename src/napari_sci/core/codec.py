@@ -38,6 +38,7 @@ from napari_sci.io.format import (
     KIND_MEAN,
     KIND_SIREN,
     MODEL_GRID,
+    MODEL_GRID_CONTEXT,
     SciHeader,
     file_overhead,
     stored_header,
@@ -165,7 +166,8 @@ def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], parti
             min_leaf_side=partition.tree.min_leaf_side, layers=config.grid.grid_layers, w0=1.0,
             w0_hidden=1.0, fr=1.0, partition=config.partition.method, allocation="equal",
             max_blocks=config.partition.max_blocks, top_m=config.partition.top_m, steps=steps,
-            seed=config.fit.seed, psnr=psnr, blocks=records, version=3, model=MODEL_GRID,
+            seed=config.fit.seed, psnr=psnr, blocks=records, version=3,
+            model=MODEL_GRID_CONTEXT if config.grid.entropy == "context" else MODEL_GRID,
             section=section)
     return SciHeader(
         shape=tuple(array.shape), dtype=array.dtype, spacing=tuple(float(s) for s in spacing),

@@ -23,6 +23,7 @@ from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
 from napari_sci.errors import SciCancelledError, SciInputError
 from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_GRID, file_overhead
+from napari_sci.io.latent_context import refine_context_model
 from napari_sci.io.latents import GridSection
 from napari_sci.models import grid_quant
 from napari_sci.models.grid import synthesise
@@ -53,9 +54,11 @@ def layout_of(config: CompressConfig) -> GridLayout:
 
 
 def section_overhead(config: CompressConfig) -> int:
-    """Expected bytes of the model section: its fixed fields and the synthesis, coded at about
-    ``SYNTHESIS_BITS_GUESS`` bits a parameter (the real figure exists only after training)."""
-    return SECTION_FIXED_BYTES + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16
+    """Expected bytes of the model section: its fixed fields (and the context model's three bytes a
+    level) and the synthesis, coded at about ``SYNTHESIS_BITS_GUESS`` bits a parameter (the real figure
+    exists only after training)."""
+    context = 3 * config.grid.levels if config.grid.entropy == "context" else 0
+    return SECTION_FIXED_BYTES + context + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16
 
 
 def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
@@ -155,21 +158,24 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         raise SciCancelledError(f"compression cancelled at step {state.steps}; nothing written")
     yield StageStarted("quantise", "fitting the latent step to the budget, coding the synthesis")
     raw = state.latents.tile_arrays()
+    context = None
+    if state.latents.context:  # the learned slopes, refined on the real code length of the latents
+        context = refine_context_model(grid_quant.latents_at(raw, 1.0), state.latents.context_model())
     # the coded tile payloads (scale codes and tails included) must fit beside container and section
     container = file_overhead(ndim, len(blocks), section_overhead(config))
-    step, latents, coded = grid_quant.fit_step_to_budget(raw, target, container)
+    step, latents, coded = grid_quant.fit_step_to_budget(raw, target, container, context=context)
     if stopped():
         raise SciCancelledError("compression cancelled while coding; nothing written")
     distortion = _synthesis_distortion(trainer, latents, step, config.fit.seed)
     codes = grid_quant.choose_synthesis_steps(state.synthesis, distortion, state.lam / trainer.n_voxels,
                                               layout)
     synthesis = grid_quant.synthesis_payload(state.synthesis.flat_tensors(), codes, layout)
-    section = GridSection(layout, float(state.lam), synthesis, step).pack()
+    section = GridSection(layout, float(state.lam), synthesis, step, context).pack()
     overhead = file_overhead(ndim, len(blocks), len(section))
     scaled = [[g / step for g in tile] for tile in raw]
-    coded, zeroed = grid_quant.trim_to_budget(latents, scaled, target, overhead, coded)
+    coded, zeroed = grid_quant.trim_to_budget(latents, scaled, target, overhead, coded, context)
     if not zeroed:
-        coded, _ = grid_quant.fill_to_budget(latents, scaled, target, overhead, coded)
+        coded, _ = grid_quant.fill_to_budget(latents, scaled, target, overhead, coded, context=context)
     payloads = [b""] * len(blocks)
     for index, payload in zip(tiles, coded):
         payloads[index] = payload

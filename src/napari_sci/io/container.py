@@ -29,12 +29,13 @@ from napari_sci.errors import (
 )
 from napari_sci.io.format import (
     CODED_KINDS,
+    GRID_MODELS,
     KIND_GRID,
     KIND_SIREN,
-    MODEL_GRID,
     PREAMBLE,
     SciHeader,
     crc32,
+    grid_section,
     pack_header,
     pack_preamble,
     stored_header,
@@ -42,7 +43,7 @@ from napari_sci.io.format import (
     unpack_preamble,
     validate_fields,
 )
-from napari_sci.io.latents import tile_length_ok, unpack_grid_section
+from napari_sci.io.latents import tile_length_ok
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR, ans_stream_ok, decode_payload, tensor_sizes
 
 
@@ -186,9 +187,9 @@ def _check_network_sizes(header: SciHeader, tree: BlockTree) -> None:
 def _check_tiles(header: SciHeader, tree: BlockTree) -> None:
     """Latent-grid tiles: at most MAX_TILE_VOXELS each (a larger claim would allocate gigabytes of
     latents), and payload lengths that fit their levels and latent counts (docs/format.md)."""
-    if header.model != MODEL_GRID:
+    if header.model not in GRID_MODELS:
         return
-    levels = unpack_grid_section(header.section).layout.levels
+    levels = grid_section(header).layout.levels
     for record in header.blocks:
         if record["kind"] != KIND_GRID:
             continue
@@ -206,8 +207,8 @@ def _check_streams(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree
     stream, so that a file the reader accepts also decodes (found by the fuzzer, 2026-11-27)."""
     if header.version == 1:
         return
-    if header.model == MODEL_GRID:
-        section = unpack_grid_section(header.section)
+    if header.model in GRID_MODELS:
+        section = grid_section(header)
         if not ans_stream_ok(section.synthesis, 2 * len(section.layout.tensor_sizes())):
             raise SciFormatError("the synthesis payload's entropy-coded stream is malformed: the file "
                                  "is corrupt")

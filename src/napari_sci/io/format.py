@@ -17,14 +17,15 @@ from napari_sci.base.networks import param_count
 from napari_sci.base.octree import MAX_TREE_NODES
 from napari_sci.base.volume import FLOAT32_MAX
 from napari_sci.errors import SciChecksumError, SciFormatError, SciVersionError
-from napari_sci.io.latents import unpack_grid_section
+from napari_sci.io.latents import GridSection, unpack_grid_section
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 
 MAGIC = b"\x89SCI\r\n\x1a\n"
 FORMAT_VERSION = 2  # what the SIREN family writes; the latent-grid family writes 3
 SUPPORTED_VERSIONS = frozenset({1, 2, 3})
-MODEL_SIREN, MODEL_GRID = 1, 2  # version 3 model family ids
-MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID}
+MODEL_SIREN, MODEL_GRID, MODEL_GRID_CONTEXT = 1, 2, 3  # version 3 model family ids
+MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRID_CONTEXT}
+GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT)  # latent grids: factorised or context-coded latents
 _MODEL_HEAD = struct.Struct("<BI")  # version 3: model id, section length
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
@@ -244,7 +245,7 @@ def validate_fields(header: SciHeader) -> None:
     _check(header.min_leaf_side >= 1, "min_leaf_side must be >= 1")
     _check(header.version >= 3 or header.model == MODEL_SIREN, "a version 1–2 file holds SIRENs only")
     _check(header.version >= 3 or not header.section, "a version 1–2 file has no model section")
-    _check(header.model != MODEL_GRID or header.version >= 3, "the latent-grid model needs version 3")
+    _check(header.model not in GRID_MODELS or header.version >= 3, "the latent-grid model needs version 3")
     _check(header.layers >= (3 if header.model == MODEL_SIREN else 2), f"layers {header.layers} too few")
     for name in ("w0", "w0_hidden"):
         value = getattr(header, name)
@@ -256,11 +257,11 @@ def validate_fields(header: SciHeader) -> None:
     _check(bool(np.all(blocks["hi"] >= blocks["lo"])), "a block has hi < lo")
     _check(bool(np.all(blocks["hi"].astype(np.float64) - blocks["lo"] <= FLOAT32_MAX)),
            "a block value range is wider than float32 can hold")
-    model_kind = KIND_GRID if header.model == MODEL_GRID else KIND_SIREN
+    model_kind = KIND_GRID if header.model in GRID_MODELS else KIND_SIREN
     _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, model_kind, KIND_MEAN)))),
            "unknown block kind (or one of another model family)")
     _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
-    if header.model == MODEL_GRID:
+    if header.model in GRID_MODELS:
         _check_grid_fields(blocks, header)
     else:
         _check(not header.section, "the SIREN model has an empty model section")
@@ -268,9 +269,9 @@ def validate_fields(header: SciHeader) -> None:
 
 
 def _check_grid_fields(blocks: np.ndarray, header: SciHeader) -> None:
-    """Model 2: a valid section whose synthesis depth is the header's ``layers``; kind 3 records have
-    no widths (their payload lengths need the tile shapes: the reader checks them with the tree)."""
-    section = unpack_grid_section(header.section)
+    """Models 2 and 3: a valid section whose synthesis depth is the header's ``layers``; kind 3 records
+    have no widths (their payload lengths need the tile shapes: the reader checks them with the tree)."""
+    section = grid_section(header)
     _check(section.layout.layers == header.layers,
            f"header layers {header.layers} differ from the synthesis' {section.layout.layers}")
     value = np.isin(blocks["kind"], VALUE_KINDS)
@@ -315,3 +316,8 @@ def _check_block_fields(blocks: np.ndarray, header: SciHeader) -> None:
 
 def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
     return int(blocks["node"][int(np.argmax(mask))]) if mask.any() else -1
+
+
+def grid_section(header: SciHeader) -> GridSection:
+    """The parsed model section of a latent-grid file (model 2 or 3)."""
+    return unpack_grid_section(header.section, context=header.model == MODEL_GRID_CONTEXT)

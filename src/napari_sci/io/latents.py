@@ -17,21 +17,10 @@ import numpy as np
 
 from napari_sci.base.grid_geometry import GridLayout, latent_count, level_shape, levels_for
 from napari_sci.errors import SciFormatError
+from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, scale_code_for, scale_of
+from napari_sci.io.latent_context import ContextModel
 
-LATENT_LIMIT = 4095
-SCALE_CODE_ZERO = 0
-
-
-def scale_of(code: int) -> float:
-    """Laplace scale (in latent units) of a scale code 1..255."""
-    return 2.0 ** (code / 16 - 6)
-
-
-def scale_code_for(scale: float) -> int:
-    """The nearest scale code (1..255) to a Laplace scale."""
-    if not scale > 0:
-        return 1
-    return int(np.clip(round(16 * (math.log2(scale) + 6)), 1, 255))
+__all__ = ["LATENT_LIMIT", "SCALE_CODE_ZERO", "scale_code_for", "scale_of"]
 
 
 def _laplace(code: int):  # type: ignore[no-untyped-def]
@@ -92,11 +81,12 @@ class GridSection:
     lam: float
     synthesis: bytes
     latent_step: float = 1.0
+    context: ContextModel | None = None  # model 3: the latents' context entropy model
 
     def pack(self) -> bytes:
         fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam,
                                   self.latent_step)
-        return fixed + self.synthesis
+        return fixed + (self.context.pack() if self.context is not None else b"") + self.synthesis
 
 
 def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
@@ -105,8 +95,9 @@ def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
     return codes + 4 <= length <= codes + 4 * layout.params() + 64 and (length - codes) % 4 == 0
 
 
-def unpack_grid_section(data: bytes) -> GridSection:
-    """Parse and validate a model 2 section; anything out of range is a ``SciFormatError``."""
+def unpack_grid_section(data: bytes, context: bool = False) -> GridSection:
+    """Parse and validate a model 2 section (``context``: model 3's, with a context model after the
+    fixed fields); anything out of range is a ``SciFormatError``."""
     if len(data) < GRID_SECTION.size:
         raise SciFormatError(f"latent-grid model section of {len(data)} bytes is too short")
     levels, hidden, layers, lam, step = GRID_SECTION.unpack_from(data, 0)
@@ -118,11 +109,16 @@ def unpack_grid_section(data: bytes) -> GridSection:
     if not (math.isfinite(step) and LATENT_STEP_RANGE[0] <= step <= LATENT_STEP_RANGE[1]):
         raise SciFormatError(f"latent step {step} is outside [2^-8, 2^8]")
     layout = GridLayout(levels, hidden, layers)
-    synthesis = bytes(data[GRID_SECTION.size:])
+    start = GRID_SECTION.size + (3 * levels if context else 0)
+    if len(data) < start:
+        raise SciFormatError(f"latent-grid model section of {len(data)} bytes has no room for its "
+                             f"{levels}-level context model")
+    model = ContextModel.unpack(bytes(data[GRID_SECTION.size:start]), levels) if context else None
+    synthesis = bytes(data[start:])
     if not synthesis_length_ok(len(synthesis), layout):
         raise SciFormatError(f"latent-grid synthesis payload of {len(synthesis)} bytes does not fit "
                              f"{layout.params()} parameters")
-    return GridSection(layout, float(lam), synthesis, float(step))
+    return GridSection(layout, float(lam), synthesis, float(step), model)
 
 
 def tile_length_ok(length: int, tile_shape: Sequence[int], levels: int) -> bool:

@@ -15,8 +15,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_sci.base.grid_geometry import GridLayout
+from napari_sci.io import latent_context
 from napari_sci.io.container import SciContents
-from napari_sci.io.latents import decode_tile, unpack_grid_section
+from napari_sci.io.format import grid_section
+from napari_sci.io.latent_context import ContextModel
+from napari_sci.io.latents import decode_tile
 from napari_sci.io.weights import decode_payload, split_tensors
 
 Box = tuple[tuple[int, int], ...]
@@ -110,8 +113,9 @@ class GridTiles:
 
     def __init__(self, layout: GridLayout, synthesis: bytes, payloads: Sequence[bytes],
                  sizes: Sequence[Sequence[int]], low: float = 0.0, span: float = 1.0,
-                 latent_step: float = 1.0) -> None:
+                 latent_step: float = 1.0, context: ContextModel | None = None) -> None:
         self.step = np.float32(latent_step)
+        self.context = context  # model 3: the latents are context-coded
         self.low = np.float32(low)
         self.span = np.float32(span)
         self.layout = layout
@@ -125,16 +129,20 @@ class GridTiles:
         with self._lock:
             grids = self._latents.get(index)
             if grids is None:
-                grids = decode_tile(self.payloads[index], self.sizes[index], self.layout.levels)
+                if self.context is not None:
+                    grids = latent_context.decode_tile(self.payloads[index], self.sizes[index],
+                                                       self.layout.levels, self.context)
+                else:
+                    grids = decode_tile(self.payloads[index], self.sizes[index], self.layout.levels)
                 self._latents[index] = grids
             return grids
 
     @classmethod
     def from_contents(cls, contents: SciContents, sizes: Sequence[Sequence[int]]) -> GridTiles:
         header = contents.header
-        section = unpack_grid_section(header.section)
+        section = grid_section(header)
         return cls(section.layout, section.synthesis, contents.payloads, sizes, header.value_min,
-                   header.value_max - header.value_min, section.latent_step)
+                   header.value_max - header.value_min, section.latent_step, section.context)
 
     def evaluate(self, index: int, local: Box) -> np.ndarray:
         """Values (float32, data units) of tile ``index`` on the tile-local box ``local``."""

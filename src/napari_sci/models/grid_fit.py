@@ -39,6 +39,9 @@ CONTROL_GAIN = 0.5       # log-λ change per update at a rate error of e (×e, c
 # and the CT at 300 s landed 7.8 % and 5.2 % under their budgets.
 RATE_MARGIN = 1.02
 CALIBRATE_EVERY = 100    # steps between measurements of the real coded size against the estimate
+# how far the coded size may stand from the estimate: the Laplace of mean |latent| fits mostly-zero
+# levels poorly, and the context model codes them far below it (the neuron crop: a fifth)
+CALIBRATION_RANGE = (1 / 16, 16.0)
 PACE_WINDOW = 100        # steps over which a time-limited fit measures its pace (a calibration each)
 LAMBDA_SPAN = 16.0       # λ stays within ×/÷ this of where it started (no wind-up when the rate lags)
 
@@ -76,6 +79,8 @@ FINAL_LR = 1e-4  # the straight-through phase's learning rate (Cool-chic's last 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch's defaults, which the level-0 lazy Adam shares
 FINE_SCALE_EVERY = 10  # steps between re-measures of the level-0 scales (a pass over every voxel)
 FINE_LR_SCALE = 1.0    # the lazy level-0 Adam's learning rate over the latents' own
+CONTEXT_EVERY = 25     # steps between re-measures of the latents' contexts (a pass over every latent)
+CONTEXT_LR_SCALE = 20.0  # the context model's learning rate over the network's (its unit: 1/16 octave)
 
 
 class Schedule:
@@ -121,7 +126,7 @@ class GridTrainer:
         self.finest_level = (settings.finest_level if settings.finest_level is not None
                              else choose_finest_level(volume))
         self.latents = PackedLatents([tuple(t.stop - t.start for t in s) for s in tiles], layout,
-                                     self.finest_level).to(device)
+                                     self.finest_level, context=settings.entropy == "context").to(device)
         self.n_trained = self.latents.n_voxels
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
@@ -139,9 +144,11 @@ class GridTrainer:
         self.fine_moments = torch.zeros((3, self.n_fine), device=device)  # m, v, updates per latent
         self.fine_scale = torch.ones(len(self.latents.shapes), device=device)  # set by the first step
         self.steps_taken = 0
-        self.optimiser = torch.optim.Adam(
-            [{"params": [self.coarse], "scale": settings.latent_lr_scale},
-             {"params": list(self.synthesis.parameters()), "scale": 1.0}], lr=settings.grid_lr)
+        groups = [{"params": [self.coarse], "scale": settings.latent_lr_scale},
+                  {"params": list(self.synthesis.parameters()), "scale": 1.0}]
+        if self.latents.context:
+            groups.append({"params": [self.latents.entropy], "scale": CONTEXT_LR_SCALE})
+        self.optimiser = torch.optim.Adam(groups, lr=settings.grid_lr)
         self._compiled: Callable[..., Any] | None = None
         self.compile_error: str | None = None
 
@@ -250,6 +257,8 @@ class GridTrainer:
         for group in self.optimiser.param_groups:
             group["lr"] = lr * group["scale"]
         self.optimiser.zero_grad(set_to_none=True)
+        if self.latents.context and self.steps_taken % CONTEXT_EVERY == 0:
+            self.latents.refresh_contexts()
         if self.dense:
             loss = self._dense_backward(mode, lam)
         elif self.n_fine:
@@ -329,7 +338,8 @@ class GridTrainer:
         mean-|latent| scale fits mostly-zero levels poorly: on the neuron crop the file held a third
         of the budget when the estimate said it was full)."""
         tiles = [[np.rint(g).astype(np.int32) for g in tile] for tile in self.latents.tile_arrays()]
-        return 8.0 * sum(len(tile_payload(t)) for t in tiles)
+        context = self.latents.context_model() if self.latents.context else None
+        return 8.0 * sum(len(tile_payload(t, context)) for t in tiles)
 
     @torch.no_grad()
     def hard_bits(self) -> float:
@@ -455,7 +465,7 @@ def fit_grid(trainer: GridTrainer, steps: int, target_bits: float | None, time_l
             estimate = trainer.hard_bits()
             if calibration is None or step % CALIBRATE_EVERY == 0:
                 # the controller steers the size the file will have, not the estimate's
-                calibration = float(np.clip(trainer.coded_bits() / max(estimate, 1.0), 0.25, 4.0))
+                calibration = float(np.clip(trainer.coded_bits() / max(estimate, 1.0), *CALIBRATION_RANGE))
             ratio = estimate * calibration / max(target_bits * RATE_MARGIN, 1.0)
             lam *= math.exp(CONTROL_GAIN * float(np.clip(math.log(max(ratio, 1e-6)), -1, 1)))
             lam = float(np.clip(lam, *lam_range))  # on the MRI an unbounded λ reached 1e6 and the

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from napari_sci.base.grid_geometry import GridLayout, level_shape, levels_for
+from napari_sci.io.latent_context import ContextModel, level_contexts
 from napari_sci.io.latents import LATENT_LIMIT
 from napari_sci.models.grid import interpolation
 from napari_sci.models.grid_net import laplace_bits
@@ -65,7 +66,8 @@ class PackedLatents(nn.Module):
         holds 7/8 of the latents and most of a step's work.
     """
 
-    def __init__(self, shapes: Sequence[Sequence[int]], layout: GridLayout, finest_level: int = 0) -> None:
+    def __init__(self, shapes: Sequence[Sequence[int]], layout: GridLayout, finest_level: int = 0,
+                 context: bool = False) -> None:
         super().__init__()
         self.shapes = [tuple(int(s) for s in shape) for shape in shapes]
         self.layout = layout
@@ -120,6 +122,17 @@ class PackedLatents(nn.Module):
                              persistent=False)
         self.register_buffer("seg_size", torch.tensor([s[1] for s in self.segments], dtype=torch.long),
                              persistent=False)
+        self.context = context
+        if context:  # model 3's rate: each latent's scale code moved by its contexts (see rate_terms)
+            seg_level = [level for t in range(n_tiles)
+                         for level in range(self.tile_first[t], self.tile_levels[t])]
+            order = np.argsort(np.concatenate([self.tile_segments[t] for t in range(n_tiles)]), kind="stable")
+            self.register_buffer("seg_level", torch.tensor(np.asarray(seg_level, np.int64)[order]),
+                                 persistent=False)
+            self.register_buffer("contexts", torch.zeros((3, offset)), persistent=False)
+            # per level: the base's correction and the slopes per first-group flag, neighbourhood
+            # bin and coarser-level bin, in scale-code units (1/16 octave); zero: the factorised model
+            self.entropy = nn.Parameter(torch.zeros((levels, 4)))
         tile_sizes = torch.tensor([int(np.prod(s)) for s in self.shapes], dtype=torch.long)
         self.register_buffer("tile_start", torch.cat([torch.zeros(1, dtype=torch.long),
                                                       tile_sizes.cumsum(0)]), persistent=False)
@@ -287,11 +300,47 @@ class PackedLatents(nn.Module):
         """Each latent's Laplace scale (its tile level's), for :func:`drawn_bits`. (Gathering it from
         the levels' scales inside the compiled step instead was tried and measured no faster.)
 
+        With the context model, the tile level's scale code is the base, and the learned per-level
+        correction and slopes times the latent's contexts (refreshed by :meth:`refresh_contexts`)
+        move it: the file's model 3, with a continuous code (gradients reach the slopes).
+
         The rate is always taken over every latent: estimated on a random share and weighted up, its
         gradient reaches a few latents a step with large values, and Adam's second moment, inflated by
         them, then damps the distortion's steps (on the CT a 250-step fit lost ~5 dB that way).
         """
-        return torch.repeat_interleave(self.scales(flat), self.seg_size)
+        scales = torch.repeat_interleave(self.scales(flat), self.seg_size)
+        if not self.context:
+            return scales
+        # each segment's parameters repeated over its latents: a gather per latent (entropy[level])
+        # has a scatter for a backward, 4× slower on the MRI's million latents
+        n = flat.numel()
+        p = [torch.repeat_interleave(self.entropy[self.seg_level, k], self.seg_size, output_size=n)
+             for k in range(4)]
+        code = (16 * (torch.log2(scales) + 6) + p[0] + p[1] * self.contexts[0] + p[2] * self.contexts[1]
+                + p[3] * self.contexts[2])
+        return torch.exp2(code.clamp(1, 255) / 16 - 6)
+
+    @torch.no_grad()
+    def refresh_contexts(self) -> None:
+        """Recompute every latent's contexts (first-group flag, neighbourhood and coarser bins) from
+        the rounded latents, as the file's coder will see them."""
+        if not self.context:
+            return
+        rounded = torch.round(self.flat.detach()).cpu()
+        parts = torch.zeros((3, rounded.numel()))
+        for t in range(len(self.shapes)):
+            grids = [g.numpy().astype(np.int64) for g in self.tile_grids(rounded, t)]
+            for k, index in enumerate(self.tile_segments[t]):
+                start, size, _ = self.segments[index]
+                coarse = grids[k + 1] if k + 1 < len(grids) and grids[k + 1].any() else None
+                first, near, coarse_bin = level_contexts(grids[k], coarse)
+                stacked = np.stack([first.reshape(-1), near.reshape(-1), coarse_bin.reshape(-1)])
+                parts[:, start:start + size] = torch.from_numpy(stacked.astype(np.float32))
+        self.contexts.copy_(parts.to(self.contexts.device))
+
+    def context_model(self) -> ContextModel:
+        """The file's context model from the learned slopes, rounded to whole codes."""
+        return ContextModel.from_array(self.entropy.detach().cpu().numpy()[:, 1:])
 
     def coarse_rate_terms(self, coarse: torch.Tensor) -> torch.Tensor:
         """:meth:`rate_terms` of the coarser levels alone (``coarse`` is ``flat[fine_size:]``)."""
@@ -305,6 +354,14 @@ class PackedLatents(nn.Module):
 
     @torch.no_grad()
     def rounded_bits(self) -> float:
+        """Estimated bits of ``round(flat)`` (see :meth:`_histogram_bits`; the context model's
+        per-latent scales need a pass over every latent)."""
+        if self.context:
+            rounded = torch.round(self.flat.detach())
+            return float(drawn_bits(rounded, self.rate_terms(rounded)))
+        return self._histogram_bits()
+
+    def _histogram_bits(self) -> float:
         """``bits(round(flat))`` from each level's histogram of |latent|: a Laplace's bits for an
         integer depend on its magnitude alone, so a pass of counting replaces a pass of logarithms
         over every latent (0.2 s on the MRI's 10 M, every controller update)."""

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from napari_sci.base.grid_geometry import GridLayout
+from napari_sci.io import latent_context
+from napari_sci.io.latent_context import ContextModel
 from napari_sci.io.latents import LATENT_LIMIT, encode_tile, scale_code_for, scale_of
 from napari_sci.io.weights import TensorCode, dequantised, encode_payload, split_tensors, width_code_for
 from napari_sci.models.grid_net import Synthesis
@@ -58,8 +60,10 @@ def best_scale_code(symbols: np.ndarray) -> int:
     return max(1, min(255, min((best - 1, best, best + 1), key=cost)))
 
 
-def tile_payload(latents: Sequence[np.ndarray]) -> bytes:
-    """The coded payload of one tile with its best scale codes."""
+def tile_payload(latents: Sequence[np.ndarray], context: ContextModel | None = None) -> bytes:
+    """The coded payload of one tile with its best scale codes (model 3's with ``context``)."""
+    if context is not None:
+        return latent_context.encode_tile(latents, context)
     return encode_tile(latents, [best_scale_code(g.reshape(-1)) for g in latents])
 
 
@@ -109,8 +113,10 @@ class _FlatLatents:
     level after level), for trimming and filling: candidates are chosen and changed on the flat
     arrays, then only the tiles they fall in are re-coded."""
 
-    def __init__(self, latents: list[list[np.ndarray]], raw: list[list[np.ndarray]]) -> None:
+    def __init__(self, latents: list[list[np.ndarray]], raw: list[list[np.ndarray]],
+                 context: ContextModel | None = None) -> None:
         self.latents = latents
+        self.context = context
         grids = [g for tile in latents for g in tile]
         self.ends = np.cumsum([g.size for g in grids], dtype=np.int64)
         self.tile_ends = self.ends[np.cumsum([len(tile) for tile in latents]) - 1] if grids else self.ends
@@ -126,7 +132,8 @@ class _FlatLatents:
         parts = iter(np.split(trial, self.ends[:-1]))
         shaped = [[next(parts).reshape(g.shape) for g in tile] for tile in self.latents]
         touched = set(np.searchsorted(self.tile_ends, changed, side="right").tolist())
-        return shaped, [tile_payload(t) if i in touched else payloads[i] for i, t in enumerate(shaped)]
+        return shaped, [tile_payload(t, self.context) if i in touched else payloads[i]
+                        for i, t in enumerate(shaped)]
 
     def keep(self, shaped: list[list[np.ndarray]]) -> None:
         """Write ``shaped`` into the caller's latent arrays (changed in place)."""
@@ -136,17 +143,18 @@ class _FlatLatents:
 
 
 def trim_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]], budget_bytes: int,
-                   fixed_bytes: int, payloads: list[bytes] | None = None) -> tuple[list[bytes], int]:
+                   fixed_bytes: int, payloads: list[bytes] | None = None,
+                   context: ContextModel | None = None) -> tuple[list[bytes], int]:
     """Tile payloads that fit ``budget_bytes`` together with ``fixed_bytes`` of everything else.
 
     While over budget, zero the non-zero latents whose unrounded value lies nearest to the rounding
     threshold (least error added per bit saved), a growing share of the rest at a time. ``latents``
     are changed in place; returns the payloads and the number of latents zeroed.
     """
-    payloads = list(payloads) if payloads is not None else [tile_payload(t) for t in latents]
+    payloads = list(payloads) if payloads is not None else [tile_payload(t, context) for t in latents]
     if fixed_bytes + sum(map(len, payloads)) <= budget_bytes:
         return payloads, 0
-    flat = _FlatLatents(latents, raw)
+    flat = _FlatLatents(latents, raw, context)
     candidates = np.flatnonzero(flat.stored)
     candidates = candidates[np.argsort(np.abs(flat.unrounded[candidates]), kind="stable")]
     original, shaped, zeroed, fraction = payloads, latents, 0, 0.02
@@ -167,7 +175,7 @@ FILL_REACH = 0.25  # only latents this close under the rounding threshold are ro
 
 def fill_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]], budget_bytes: int,
                    fixed_bytes: int, payloads: list[bytes], fill: float = FILL,
-                   ) -> tuple[list[bytes], int]:
+                   context: ContextModel | None = None) -> tuple[list[bytes], int]:
     """Spend what the latent step Δ left unused: round up, in magnitude, the latents that fell nearest
     under the rounding threshold, as many as fit ``budget_bytes``.
 
@@ -180,7 +188,7 @@ def fill_to_budget(latents: list[list[np.ndarray]], raw: list[list[np.ndarray]],
     room = budget_bytes - fixed_bytes
     if sum(map(len, payloads)) >= fill * room:
         return payloads, 0
-    flat = _FlatLatents(latents, raw)
+    flat = _FlatLatents(latents, raw, context)
     stored, magnitude = flat.stored, np.abs(flat.unrounded)
     # rounded down in magnitude by at most ¼ (the pile-up sits at 0.49; the rest would cost more
     # error than they buy), with room to grow within the symbol range
@@ -220,7 +228,8 @@ def latents_at(raw: Sequence[Sequence[np.ndarray]], step: float) -> list[list[np
 
 
 def fit_step_to_budget(raw: Sequence[Sequence[np.ndarray]], budget_bytes: int, fixed_bytes: int,
-                       fill: float = 0.97) -> tuple[float, list[list[np.ndarray]], list[bytes]]:
+                       fill: float = 0.97, context: ContextModel | None = None,
+                       ) -> tuple[float, list[list[np.ndarray]], list[bytes]]:
     """The latent step Δ (a power of 2^(1/64) in [1/4, 4]) whose coded tiles come closest under budget.
 
     Training leaves continuous latents near the rate asked for; re-quantising them with a step near 1
@@ -231,7 +240,7 @@ def fit_step_to_budget(raw: Sequence[Sequence[np.ndarray]], budget_bytes: int, f
 
     def coded(step: float) -> tuple[list[list[np.ndarray]], list[bytes]]:
         latents = latents_at(raw, step)
-        return latents, [tile_payload(t) for t in latents]
+        return latents, [tile_payload(t, context) for t in latents]
 
     low, high = -128, 128  # log2 Δ in 1/64 octaves
     best: tuple[float, list[list[np.ndarray]], list[bytes]] | None = None

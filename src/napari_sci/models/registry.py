@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from napari_sci.io.container import SciContents
-from napari_sci.io.format import MODEL_GRID, MODEL_SIREN
+from napari_sci.io.format import GRID_MODELS, MODEL_SIREN
 
 Box = tuple[tuple[int, int], ...]
 
@@ -28,7 +28,7 @@ class BlockModels(Protocol):
 def block_models(contents: SciContents, sizes: Sequence[Sequence[int]], device: str = "cpu") -> BlockModels:
     """The evaluator of ``contents``' model family (``device`` is used by torch-based families)."""
     model = contents.header.model
-    if model == MODEL_GRID:
+    if model in GRID_MODELS:
         from napari_sci.models.grid import GridTiles
 
         return GridTiles.from_contents(contents, sizes)

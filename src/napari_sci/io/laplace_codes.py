@@ -1,0 +1,22 @@
+"""The Laplace scale codes shared by every latent-grid tile coding (format 3, models 2 and 3)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LATENT_LIMIT = 4095
+SCALE_CODE_ZERO = 0
+
+
+def scale_of(code: int) -> float:
+    """Laplace scale (in latent units) of a scale code 1..255."""
+    return 2.0 ** (code / 16 - 6)
+
+
+def scale_code_for(scale: float) -> int:
+    """The nearest scale code (1..255) to a Laplace scale."""
+    if not scale > 0:
+        return 1
+    return int(np.clip(round(16 * (math.log2(scale) + 6)), 1, 255))

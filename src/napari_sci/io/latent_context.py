@@ -1,0 +1,334 @@
+"""Context-coded tile latents (format 3, model 3): each latent's Laplace scale from what is decoded.
+
+A level is decoded coarsest first, in 2^ndim parity groups (docs/format.md, "Model 3"); a latent's
+scale code is its tile level's base plus three learned slopes times small integers: whether it is in
+the first group, a bin of the mean |latent| of its already-decoded neighbours and a bin of the coarser
+level interpolated at it. Every group is one vectorised pass (no loop over latents), and every quantity
+is an integer or an exact dyadic, so encoder and decoder agree bit for bit on any machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from napari_sci.base.grid_geometry import level_shape, levels_for
+from napari_sci.errors import SciFormatError
+from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, scale_of
+
+THRESHOLDS = np.array([1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256], np.int64)
+BINS = len(THRESHOLDS) + 1  # a bin is 0 … 16
+SLOPE_LIMIT = 127           # the three per-level parameters are i8
+SCALES = np.array([1.0] + [scale_of(code) for code in range(1, 256)])  # by code; scalar pow, as model 2
+
+
+@dataclass(frozen=True)
+class ContextModel:
+    """Per level: the first group's offset, the slopes per neighbourhood bin and per coarser-level bin
+    (scale-code units, 1/16 octave)."""
+
+    first: tuple[int, ...]
+    near: tuple[int, ...]
+    coarse: tuple[int, ...]
+
+    @classmethod
+    def zeros(cls, levels: int) -> ContextModel:
+        return cls((0,) * levels, (0,) * levels, (0,) * levels)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> ContextModel:
+        """From a (levels, 3) array, rounded and clipped to the i8 range."""
+        v = np.clip(np.rint(np.asarray(values, np.float64)), -SLOPE_LIMIT, SLOPE_LIMIT).astype(int)
+        return cls(tuple(v[:, 0].tolist()), tuple(v[:, 1].tolist()), tuple(v[:, 2].tolist()))
+
+    def array(self) -> np.ndarray:
+        return np.stack([self.first, self.near, self.coarse], axis=1).astype(np.int64)
+
+    @property
+    def levels(self) -> int:
+        return len(self.first)
+
+    def pack(self) -> bytes:
+        return np.asarray(self.array(), "<i1").reshape(-1).tobytes()
+
+    @classmethod
+    def unpack(cls, data: bytes, levels: int) -> ContextModel:
+        if len(data) != 3 * levels:
+            raise SciFormatError(f"context model of {len(data)} bytes does not fit {levels} levels")
+        return cls.from_array(np.frombuffer(data, "<i1").reshape(levels, 3))
+
+    def offsets(self, level: int, first: np.ndarray, near: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+        """What the contexts add to a latent's base code at ``level``."""
+        return (self.first[level] * first.astype(np.int64) + self.near[level] * near.astype(np.int64)
+                + self.coarse[level] * coarse.astype(np.int64))
+
+
+@cache
+def group_order(ndim: int) -> tuple[int, ...]:
+    """Parity groups in decoding order: 0, then by decreasing count of odd coordinates, then by id."""
+    rest = sorted(range(1, 1 << ndim), key=lambda g: (-bin(g).count("1"), g))
+    return (0, *rest)
+
+
+def parity_view(grid: np.ndarray, group: int) -> np.ndarray:
+    """The samples of parity group ``group`` as a strided view, in C order (axis 0 the top bit)."""
+    ndim = grid.ndim
+    return grid[tuple(slice((group >> (ndim - 1 - axis)) & 1, None, 2) for axis in range(ndim))]
+
+
+def _bins(ratio: np.ndarray) -> np.ndarray:
+    """The number of thresholds ``T_k`` with ``T_k ≤ 16 · ratio`` (exact: ``ratio`` is an exact dyadic
+    or a quotient of small integers, never within rounding of a threshold)."""
+    return np.searchsorted(THRESHOLDS, 16 * np.asarray(ratio, np.float64), side="right").astype(np.int8)
+
+
+def coarse_bins(coarse: np.ndarray | None, shape: Sequence[int]) -> np.ndarray:
+    """Bin of |the coarser level interpolated at each sample of a level of ``shape``| (0 without one).
+
+    Interpolation weights are 0, ¼, ¾ or 1 of integers: exact in float64.
+    """
+    if coarse is None or not coarse.any():
+        return np.zeros(tuple(shape), np.int8)
+    out = coarse.astype(np.float64)
+    for axis, size in enumerate(shape):
+        m = out.shape[axis]
+        position = np.clip((np.arange(size) + 0.5) / 2 - 0.5, 0.0, m - 1.0)
+        lower = np.floor(position).astype(np.int64)
+        upper = np.minimum(lower + 1, m - 1)
+        view = [1] * out.ndim
+        view[axis] = -1
+        a, b = out.take(lower, axis), out.take(upper, axis)
+        out = a + (b - a) * (position - lower).reshape(view)
+    return _bins(np.abs(out))
+
+
+@cache
+def _earlier_neighbours(ndim: int, group: int) -> tuple[tuple[int, ...], ...]:
+    """Offsets ``d`` (each −1, 0 or 1, not all 0) whose sample lies in a group decoded before
+    ``group``: the neighbour's group is ``group`` with the parity of every odd ``d_a`` flipped."""
+    rank = {g: k for k, g in enumerate(group_order(ndim))}
+    out = []
+    for d in itertools.product((-1, 0, 1), repeat=ndim):
+        flip = sum((abs(step) % 2) << (ndim - 1 - axis) for axis, step in enumerate(d))
+        if any(d) and rank[group ^ flip] < rank[group]:
+            out.append(d)
+    return tuple(out)
+
+
+def _padded_views(values: np.ndarray) -> dict[int, np.ndarray]:
+    """Each parity group's view, zero-padded by one sample on each side (neighbours off the grid
+    count as absent)."""
+    ndim = values.ndim
+    views = {}
+    for group in range(1 << ndim):
+        view = parity_view(values, group)
+        padded = np.zeros(tuple(s + 2 for s in view.shape), values.dtype)
+        padded[tuple(slice(1, 1 + s) for s in view.shape)] = view
+        views[group] = padded
+    return views
+
+
+def _near_bins(magnitude_views: dict[int, np.ndarray], ones_views: dict[int, np.ndarray],
+               shape: Sequence[int], group: int) -> np.ndarray:
+    """Neighbourhood bins of group ``group``'s samples from the padded views of |latents| and of ones:
+    sample ``i = p + 2k`` (``p`` the group's parities) has its neighbour ``i + d`` at ``k + ⌊(p+d)/2⌋``
+    of the view of the neighbour's group."""
+    ndim = len(shape)
+    parity = [(group >> (ndim - 1 - axis)) & 1 for axis in range(ndim)]
+    size = tuple(len(range(p, int(n), 2)) for p, n in zip(parity, shape))
+    total = np.zeros(size, np.int32)  # at most 26 · 4095
+    count = np.zeros(size, np.int32)
+    for d in _earlier_neighbours(ndim, group):
+        target = [(p + step) for p, step in zip(parity, d)]
+        neighbour = sum((t % 2) << (ndim - 1 - axis) for axis, t in enumerate(target))
+        cut = tuple(slice(1 + t // 2, 1 + t // 2 + s) for t, s in zip(target, size))
+        total += magnitude_views[neighbour][cut]
+        count += ones_views[neighbour][cut]
+    return np.where(count > 0, _bins(total / np.maximum(count, 1)), 0).astype(np.int8)
+
+
+def level_contexts(grid: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first-group flag, neighbourhood bin, coarser bin) of every sample of a level whose values are
+    all known (the encoder's and the trainer's view; the decoder builds the same group by group)."""
+    near = np.zeros(grid.shape, np.int8)
+    first = np.zeros(grid.shape, bool)
+    parity_view(first, 0)[...] = True
+    magnitudes = _padded_views(np.abs(grid.astype(np.int32)))
+    ones = _padded_views(np.ones(grid.shape, np.int32))
+    for g in group_order(grid.ndim)[1:]:
+        parity_view(near, g)[...] = _near_bins(magnitudes, ones, grid.shape, g)
+    return first, near, coarse_bins(coarse, grid.shape)
+
+
+def latent_codes(grid: np.ndarray, coarse: np.ndarray | None, level: int, model: ContextModel,
+                 base: int) -> np.ndarray:
+    """Each latent's scale code (1 … 255) for base ``base``."""
+    first, near, coarse_bin = level_contexts(grid, coarse)
+    return np.clip(base + model.offsets(level, first, near, coarse_bin), 1, 255)
+
+
+def _bits_each(magnitudes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """−log2 P(±m) under the quantised Laplace of each code (one sign's probability)."""
+    scale = SCALES[codes]
+    d = magnitudes.astype(np.float64)
+    upper = 0.5 - d
+    low = 0.5 * np.exp((-0.5 - d) / scale)
+    high = np.where(upper <= 0, 0.5 * np.exp(np.minimum(upper, 0) / scale),
+                    1 - 0.5 * np.exp(-np.maximum(upper, 0) / scale))
+    return -np.log2(np.maximum(high - low, 1e-300))
+
+
+def best_base(magnitude: np.ndarray, offsets: np.ndarray) -> int:
+    """The base code that codes a level in the fewest bits, given its contexts' offsets (0 when the
+    level is all zero); scored on the joint histogram of (offset, |latent|)."""
+    if not magnitude.any():
+        return SCALE_CODE_ZERO
+    keys, counts = np.unique(offsets.ravel().astype(np.int64) * (LATENT_LIMIT + 1) + magnitude.ravel(),
+                             return_counts=True)
+    pairs = np.divmod(keys, LATENT_LIMIT + 1)
+    guess = int(np.clip(round(16 * (math.log2(max(float(magnitude.mean()), 2.0 ** -6)) + 6)), 1, 255))
+
+    def cost(base: int) -> float:
+        return float(np.dot(counts, _bits_each(pairs[1], np.clip(base + pairs[0], 1, 255))))
+
+    best = min(range(max(1, guess - 48), min(255, guess + 48) + 1, 4), key=cost)
+    return min(range(max(1, best - 3), min(255, best + 3) + 1), key=cost)
+
+
+def _coarser(grids: Sequence[np.ndarray], level: int, bases: Sequence[int]) -> np.ndarray | None:
+    return grids[level + 1] if level + 1 < len(grids) and bases[level + 1] != SCALE_CODE_ZERO else None
+
+
+def encode_tile(latents: Sequence[np.ndarray], model: ContextModel,
+                bases: Sequence[int] | None = None) -> bytes:
+    """A model 3 tile payload from its integer latents (level 0 first); the bases are searched on the
+    exact bits unless given."""
+    import constriction
+
+    grids = [np.clip(np.asarray(g), -LATENT_LIMIT, LATENT_LIMIT).astype(np.int64) for g in latents]
+    chosen = [int(b) for b in bases] if bases is not None else [0] * len(grids)
+    symbols, codes = [], []
+    for level in range(len(grids) - 1, -1, -1):
+        grid = grids[level]
+        if not grid.any():
+            chosen[level] = SCALE_CODE_ZERO
+            continue
+        first, near, coarse_bin = level_contexts(grid, _coarser(grids, level, chosen))
+        offsets = model.offsets(level, first, near, coarse_bin)
+        if bases is None:
+            chosen[level] = best_base(np.abs(grid), offsets)
+        chosen[level] = int(np.clip(chosen[level], 1, 255))
+        level_codes = np.clip(chosen[level] + offsets, 1, 255)
+        for g in group_order(grid.ndim):
+            symbols.append(parity_view(grid, g).reshape(-1))
+            codes.append(parity_view(level_codes, g).reshape(-1))
+    coder = constriction.stream.stack.AnsCoder()
+    if symbols:
+        flat_codes = np.concatenate(codes)
+        coder.encode_reverse(np.concatenate(symbols).astype(np.int32), _family(),
+                             np.zeros(flat_codes.size), SCALES[flat_codes])
+    return bytes(chosen) + coder.get_compressed().astype("<u4").tobytes()
+
+
+def _family():  # type: ignore[no-untyped-def]
+    import constriction
+
+    return constriction.stream.model.QuantizedLaplace(-LATENT_LIMIT, LATENT_LIMIT)
+
+
+def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: ContextModel,
+                ) -> list[np.ndarray]:
+    """A model 3 tile's integer latents, level 0 first; a malformed payload raises ``SciFormatError``."""
+    import constriction
+
+    n_levels = levels_for(tile_shape, levels)
+    if len(payload) < n_levels or (len(payload) - n_levels) % 4:
+        raise SciFormatError(f"latent-grid tile payload of {len(payload)} bytes is malformed")
+    bases = list(payload[:n_levels])
+    words = np.frombuffer(payload, dtype="<u4", offset=n_levels).astype(np.uint32)
+    grids: list[np.ndarray] = [np.zeros(0, np.int64)] * n_levels
+    family = _family()
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        for level in range(n_levels - 1, -1, -1):
+            shape = level_shape(tile_shape, level)
+            grid = np.zeros(shape, np.int64)
+            grids[level] = grid
+            if bases[level] == SCALE_CODE_ZERO:
+                continue
+            coarse = coarse_bins(_coarser(grids, level, bases), shape)
+            ones = _padded_views(np.ones(shape, np.int32))
+            magnitudes = {g: np.zeros_like(view) for g, view in ones.items()}
+            for g in group_order(len(shape)):
+                target = parity_view(grid, g)
+                near = _near_bins(magnitudes, ones, shape, g) if g else np.zeros(1, np.int8)
+                offsets = model.offsets(level, np.full(1, g == 0), near, parity_view(coarse, g))
+                codes = np.broadcast_to(np.clip(bases[level] + offsets, 1, 255), target.shape).reshape(-1)
+                target[...] = coder.decode(family, np.zeros(codes.size), SCALES[codes]).reshape(target.shape)
+                magnitudes[g][tuple(slice(1, 1 + s) for s in target.shape)] = np.abs(target)
+    except (ValueError, RuntimeError, OverflowError) as error:
+        raise SciFormatError(f"latent-grid tile payload cannot be decoded: {error}") from error
+    return [g.astype(np.int32) for g in grids]
+
+
+def _level_table(tiles: Sequence[Sequence[np.ndarray]], level: int) -> np.ndarray:
+    """(rows, 6) int64: tile, first flag, neighbourhood bin, coarser bin, |latent|, count — the joint
+    histogram of one level's contexts and magnitudes over the tiles that code it."""
+    keys = []
+    for t, grids in enumerate(tiles):
+        if level >= len(grids) or not grids[level].any():
+            continue
+        grid = np.asarray(grids[level], np.int64)
+        coarse = grids[level + 1] if level + 1 < len(grids) and grids[level + 1].any() else None
+        first, near, coarse_bin = level_contexts(grid, np.asarray(coarse) if coarse is not None else None)
+        magnitude = np.minimum(np.abs(grid), LATENT_LIMIT)
+        keys.append(((((t * 2 + first.astype(np.int64)) * BINS + near) * BINS + coarse_bin)
+                     * (LATENT_LIMIT + 1) + magnitude).reshape(-1))
+    if not keys:
+        return np.zeros((0, 6), np.int64)
+    unique, counts = np.unique(np.concatenate(keys), return_counts=True)
+    rest, magnitude = np.divmod(unique, LATENT_LIMIT + 1)
+    rest, coarse_bin = np.divmod(rest, BINS)
+    rest, near = np.divmod(rest, BINS)
+    tile, first = np.divmod(rest, 2)
+    return np.stack([tile, first, near, coarse_bin, magnitude, counts], axis=1)
+
+
+def _level_bits(table: np.ndarray, first: int, near: int, coarse: int) -> float:
+    """Bits of one level over its tiles with these slopes, each tile at its best base."""
+    if not table.size:
+        return 0.0
+    offsets = first * table[:, 1] + near * table[:, 2] + coarse * table[:, 3]
+    bases = np.arange(1, 256, 2)
+    bits = _bits_each(table[:, 4][:, None], np.clip(bases[None, :] + offsets[:, None], 1, 255))
+    per_tile = np.zeros((int(table[:, 0].max()) + 1, bases.size))
+    np.add.at(per_tile, table[:, 0], bits * table[:, 5][:, None])
+    return float(per_tile.min(axis=1).sum())
+
+
+def refine_context_model(tiles: Sequence[Sequence[np.ndarray]], start: ContextModel) -> ContextModel:
+    """The slopes from ``start`` improved, level by level, by coordinate descent on the exact code
+    length of these latents (training learned them on noisy latents and a continuous code)."""
+    values = start.array()
+    for level in range(start.levels):
+        table = _level_table(tiles, level)
+        if not table.size:
+            continue
+        best = _level_bits(table, *values[level])
+        for step in (8, 4, 2, 1):
+            improved = True
+            while improved:
+                improved = False
+                for k in range(3):
+                    for sign in (1, -1):
+                        trial = values[level].copy()
+                        trial[k] = np.clip(trial[k] + sign * step, -SLOPE_LIMIT, SLOPE_LIMIT)
+                        bits = _level_bits(table, *trial)
+                        if bits < best - 1e-6:
+                            best, values[level], improved = bits, trial, True
+    return ContextModel.from_array(values)
