@@ -52,8 +52,9 @@ class Stats:
 
 
 def seeds() -> list[bytes]:
-    """The committed golden files (one per format version) and small fresh files with SIREN and
-    constant blocks (formats 1 and 2) and latent-grid tiles (format 3)."""
+    """The committed golden files (one per format version and version 3 model) and small fresh files
+    with SIREN and constant blocks (formats 1 and 2) and latent-grid tiles (format 3, model 3: the
+    grid family's default, context-coded latents)."""
     import numpy as np
     import tifffile
 
@@ -102,6 +103,7 @@ def run_atheris(seconds: int, stats: Stats, workdir: Path, extra: list[str]) -> 
         import napari_sci.core.lazy
         import napari_sci.io.container
         import napari_sci.io.format
+        import napari_sci.io.latent_context
         import napari_sci.io.latents
         import napari_sci.io.weights
         import napari_sci.models.grid  # noqa: F401

@@ -19,7 +19,7 @@ import numpy as np
 
 from napari_sci.base.grid_geometry import level_shape, levels_for
 from napari_sci.errors import SciFormatError
-from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, scale_of
+from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, laplace_bits_each, scale_of
 
 THRESHOLDS = np.array([1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256], np.int64)
 BINS = len(THRESHOLDS) + 1  # a bin is 0 … 16
@@ -165,22 +165,8 @@ def level_contexts(grid: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndar
     return first, near, coarse_bins(coarse, grid.shape)
 
 
-def latent_codes(grid: np.ndarray, coarse: np.ndarray | None, level: int, model: ContextModel,
-                 base: int) -> np.ndarray:
-    """Each latent's scale code (1 … 255) for base ``base``."""
-    first, near, coarse_bin = level_contexts(grid, coarse)
-    return np.clip(base + model.offsets(level, first, near, coarse_bin), 1, 255)
-
-
 def _bits_each(magnitudes: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """−log2 P(±m) under the quantised Laplace of each code (one sign's probability)."""
-    scale = SCALES[codes]
-    d = magnitudes.astype(np.float64)
-    upper = 0.5 - d
-    low = 0.5 * np.exp((-0.5 - d) / scale)
-    high = np.where(upper <= 0, 0.5 * np.exp(np.minimum(upper, 0) / scale),
-                    1 - 0.5 * np.exp(-np.maximum(upper, 0) / scale))
-    return -np.log2(np.maximum(high - low, 1e-300))
+    return laplace_bits_each(magnitudes, SCALES[codes])
 
 
 def best_base(magnitude: np.ndarray, offsets: np.ndarray) -> int:

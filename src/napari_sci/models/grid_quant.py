@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.io import latent_context
+from napari_sci.io.laplace_codes import laplace_bits_each
 from napari_sci.io.latent_context import ContextModel
 from napari_sci.io.latents import LATENT_LIMIT, encode_tile, scale_code_for, scale_of
 from napari_sci.io.weights import TensorCode, dequantised, encode_payload, split_tensors, width_code_for
@@ -23,23 +24,13 @@ from napari_sci.models.grid_net import Synthesis
 STEP_CODES = range(16 * 4, 16 * 15 + 1, 8)  # weight steps 2^-12 … 2^-1 in half-octaves
 
 
-def _bits_each(symbols: np.ndarray, scale: float) -> np.ndarray:
-    """−log2 P of each integer symbol under the zero-mean quantised Laplace of ``scale``."""
-    d = np.abs(symbols.astype(np.float64))
-    upper = 0.5 - d
-    low = 0.5 * np.exp((-0.5 - d) / scale)
-    high = np.where(upper <= 0, 0.5 * np.exp(np.minimum(upper, 0) / scale),
-                    1 - 0.5 * np.exp(-np.maximum(upper, 0) / scale))
-    return -np.log2(np.maximum(high - low, 1e-300))
-
-
 def laplace_bits_np(symbols: np.ndarray, scale: float) -> float:
     """Ideal code length (bits) of integer symbols under the zero-mean quantised Laplace of ``scale``."""
-    return float(_bits_each(symbols, scale).sum())
+    return float(laplace_bits_each(symbols, scale).sum())
 
 
 def _histogram_bits(magnitudes: np.ndarray, counts: np.ndarray, scale: float) -> float:
-    return float(np.dot(counts, _bits_each(magnitudes, scale)))
+    return float(np.dot(counts, laplace_bits_each(magnitudes, scale)))
 
 
 def best_scale_code(symbols: np.ndarray) -> int:
