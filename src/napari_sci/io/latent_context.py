@@ -142,14 +142,17 @@ def _near_bins(magnitude_views: dict[int, np.ndarray], ones_views: dict[int, np.
     parity = [(group >> (ndim - 1 - axis)) & 1 for axis in range(ndim)]
     size = tuple(len(range(p, int(n), 2)) for p, n in zip(parity, shape))
     total = np.zeros(size, np.int32)  # at most 26 · 4095
-    count = np.zeros(size, np.int32)
+    count = np.zeros(size, np.int8)   # at most 26
     for d in _earlier_neighbours(ndim, group):
         target = [(p + step) for p, step in zip(parity, d)]
         neighbour = sum((t % 2) << (ndim - 1 - axis) for axis, t in enumerate(target))
         cut = tuple(slice(1 + t // 2, 1 + t // 2 + s) for t, s in zip(target, size))
         total += magnitude_views[neighbour][cut]
         count += ones_views[neighbour][cut]
-    return np.where(count > 0, _bins(total / np.maximum(count, 1)), 0).astype(np.int8)
+    out = np.zeros(size, np.int8)
+    known = total > 0  # a zero sum is bin 0 with or without neighbours: most samples of sparse levels
+    out[known] = _bins(total[known] / count[known])
+    return out
 
 
 def level_contexts(grid: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -159,7 +162,7 @@ def level_contexts(grid: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndar
     first = np.zeros(grid.shape, bool)
     parity_view(first, 0)[...] = True
     magnitudes = _padded_views(np.abs(grid.astype(np.int32)))
-    ones = _padded_views(np.ones(grid.shape, np.int32))
+    ones = _padded_views(np.ones(grid.shape, np.int8))
     for g in group_order(grid.ndim)[1:]:
         parity_view(near, g)[...] = _near_bins(magnitudes, ones, grid.shape, g)
     return first, near, coarse_bins(coarse, grid.shape)
@@ -248,7 +251,7 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             if bases[level] == SCALE_CODE_ZERO:
                 continue
             coarse = coarse_bins(_coarser(grids, level, bases), shape)
-            ones = _padded_views(np.ones(shape, np.int32))
+            ones = _padded_views(np.ones(shape, np.int8))
             magnitudes = {g: np.zeros_like(view) for g, view in ones.items()}
             for g in group_order(len(shape)):
                 target = parity_view(grid, g)
