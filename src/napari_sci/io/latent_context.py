@@ -10,7 +10,6 @@ is an integer or an exact dyadic, so encoder and decoder agree bit for bit on an
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -19,7 +18,13 @@ import numpy as np
 
 from napari_sci.base.grid_geometry import level_shape, levels_for
 from napari_sci.errors import SciFormatError
-from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, laplace_bits_each, scale_of
+from napari_sci.io.laplace_codes import (
+    LATENT_LIMIT,
+    SCALE_CODE_ZERO,
+    laplace_bits_each,
+    scale_code_for,
+    scale_of,
+)
 
 THRESHOLDS = np.array([1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256], np.int64)
 BINS = len(THRESHOLDS) + 1  # a bin is 0 … 16
@@ -180,7 +185,7 @@ def best_base(magnitude: np.ndarray, offsets: np.ndarray) -> int:
     keys, counts = np.unique(offsets.ravel().astype(np.int64) * (LATENT_LIMIT + 1) + magnitude.ravel(),
                              return_counts=True)
     pairs = np.divmod(keys, LATENT_LIMIT + 1)
-    guess = int(np.clip(round(16 * (math.log2(max(float(magnitude.mean()), 2.0 ** -6)) + 6)), 1, 255))
+    guess = scale_code_for(max(float(magnitude.mean()), 2.0 ** -6))
 
     def cost(base: int) -> float:
         return float(np.dot(counts, _bits_each(pairs[1], np.clip(base + pairs[0], 1, 255))))
@@ -189,8 +194,10 @@ def best_base(magnitude: np.ndarray, offsets: np.ndarray) -> int:
     return min(range(max(1, best - 3), min(255, best + 3) + 1), key=cost)
 
 
-def _coarser(grids: Sequence[np.ndarray], level: int, bases: Sequence[int]) -> np.ndarray | None:
-    return grids[level + 1] if level + 1 < len(grids) and bases[level + 1] != SCALE_CODE_ZERO else None
+def coarser_level(grids: Sequence[np.ndarray], level: int) -> np.ndarray | None:
+    """The level a level's coarser context comes from: the next one, unless it is absent or all zero
+    (an all-zero level is not coded: its base is 0)."""
+    return grids[level + 1] if level + 1 < len(grids) and grids[level + 1].any() else None
 
 
 def encode_tile(latents: Sequence[np.ndarray], model: ContextModel,
@@ -207,7 +214,7 @@ def encode_tile(latents: Sequence[np.ndarray], model: ContextModel,
         if not grid.any():
             chosen[level] = SCALE_CODE_ZERO
             continue
-        first, near, coarse_bin = level_contexts(grid, _coarser(grids, level, chosen))
+        first, near, coarse_bin = level_contexts(grid, coarser_level(grids, level))
         offsets = model.offsets(level, first, near, coarse_bin)
         if bases is None:
             chosen[level] = best_base(np.abs(grid), offsets)
@@ -250,7 +257,7 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             grids[level] = grid
             if bases[level] == SCALE_CODE_ZERO:
                 continue
-            coarse = coarse_bins(_coarser(grids, level, bases), shape)
+            coarse = coarse_bins(coarser_level(grids, level), shape)
             ones = _padded_views(np.ones(shape, np.int8))
             magnitudes = {g: np.zeros_like(view) for g, view in ones.items()}
             for g in group_order(len(shape)):
@@ -273,8 +280,7 @@ def _level_table(tiles: Sequence[Sequence[np.ndarray]], level: int) -> np.ndarra
         if level >= len(grids) or not grids[level].any():
             continue
         grid = np.asarray(grids[level], np.int64)
-        coarse = grids[level + 1] if level + 1 < len(grids) and grids[level + 1].any() else None
-        first, near, coarse_bin = level_contexts(grid, np.asarray(coarse) if coarse is not None else None)
+        first, near, coarse_bin = level_contexts(grid, coarser_level(grids, level))
         magnitude = np.minimum(np.abs(grid), LATENT_LIMIT)
         keys.append(((((t * 2 + first.astype(np.int64)) * BINS + near) * BINS + coarse_bin)
                      * (LATENT_LIMIT + 1) + magnitude).reshape(-1))

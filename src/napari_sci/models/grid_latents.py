@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from napari_sci.base.grid_geometry import GridLayout, level_shape, levels_for
-from napari_sci.io.latent_context import ContextModel, level_contexts
+from napari_sci.io.latent_context import ContextModel, coarser_level, level_contexts
 from napari_sci.io.latents import LATENT_LIMIT
 from napari_sci.models.grid import interpolation
 from napari_sci.models.grid_net import laplace_bits
@@ -332,8 +332,7 @@ class PackedLatents(nn.Module):
             grids = [g.numpy().astype(np.int64) for g in self.tile_grids(rounded, t)]
             for k, index in enumerate(self.tile_segments[t]):
                 start, size, _ = self.segments[index]
-                coarse = grids[k + 1] if k + 1 < len(grids) and grids[k + 1].any() else None
-                first, near, coarse_bin = level_contexts(grids[k], coarse)
+                first, near, coarse_bin = level_contexts(grids[k], coarser_level(grids, k))
                 stacked = np.stack([first.reshape(-1), near.reshape(-1), coarse_bin.reshape(-1)])
                 parts[:, start:start + size] = torch.from_numpy(stacked.astype(np.float32))
         self.contexts.copy_(parts.to(self.contexts.device))
