@@ -158,3 +158,5 @@ def test_section_carries_the_context_model():
     with pytest.raises(SciFormatError):
         unpack_grid_section(packed[:11 + 5], context=True)
     assert unpack_grid_section(GridSection(layout, 0.5, synthesis).pack()).context is None
+    # every i8 a file may hold reads as stored (no encoder writes −128, but the spec allows it)
+    assert ContextModel.unpack(bytes([0x80, 0x7F, 0x00]), 1) == ContextModel((-128,), (127,), (0,))

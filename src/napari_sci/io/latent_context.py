@@ -65,7 +65,8 @@ class ContextModel:
     def unpack(cls, data: bytes, levels: int) -> ContextModel:
         if len(data) != 3 * levels:
             raise SciFormatError(f"context model of {len(data)} bytes does not fit {levels} levels")
-        return cls.from_array(np.frombuffer(data, "<i1").reshape(levels, 3))
+        v = np.frombuffer(data, "<i1").reshape(levels, 3).astype(int)  # as stored: all of i8, −128 too
+        return cls(tuple(v[:, 0].tolist()), tuple(v[:, 1].tolist()), tuple(v[:, 2].tolist()))
 
     def offsets(self, level: int, first: np.ndarray, near: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """What the contexts add to a latent's base code at ``level``."""
