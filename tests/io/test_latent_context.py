@@ -96,6 +96,19 @@ def test_round_trip_3d(model):
     assert payload[1] == 0  # the all-zero level is not coded
 
 
+def test_large_latents_round_trip_with_a_neighbourhood_slope():
+    """Magnitudes up to the symbol limit reach the neighbourhood sums intact in the decoder (they were
+    once kept in int8 there: a neighbour of 200 counted as −56, and such a tile decoded wrong)."""
+    rng = np.random.default_rng(7)
+    model = ContextModel((2, 1, 0), (6, 5, 4), (1, 1, 1))
+    grids = [rng.integers(-4095, 4096, tuple(-(-s // (1 << k)) for s in (12, 10, 9))).astype(np.int32)
+             for k in range(3)]
+    grids[0][::2] = rng.integers(100, 300, grids[0][::2].shape)  # sums where int8 would wrap
+    payload = lc.encode_tile(grids, model)
+    for got, want in zip(lc.decode_tile(payload, (12, 10, 9), 3, model), grids):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_round_trip_2d_1d_and_given_bases():
     rng = np.random.default_rng(3)
     model = ContextModel((1, 2, 3), (5, 6, 7), (1, 1, 1))

@@ -260,7 +260,7 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
                 continue
             coarse = coarse_bins(coarser_level(grids, level), shape)
             ones = _padded_views(np.ones(shape, np.int8))
-            magnitudes = {g: np.zeros_like(view) for g, view in ones.items()}
+            magnitudes = {g: np.zeros(view.shape, np.int32) for g, view in ones.items()}
             for g in group_order(len(shape)):
                 target = parity_view(grid, g)
                 near = _near_bins(magnitudes, ones, shape, g) if g else np.zeros(1, np.int8)
