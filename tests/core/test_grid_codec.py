@@ -98,6 +98,20 @@ def test_grid_training_steers_the_coded_size_not_the_estimate(neuron):
 
 
 
+def test_lambda_falls_as_far_as_a_sparse_volume_under_the_context_model_needs(neuron):
+    """The context model codes the sparse crop far below the Laplace estimate, so λ must fall far to
+    let the latents spend the budget: bounded at ÷16 of its start, the full neuron crop's 0.1-BPV file
+    held 44 % of its budget (the latent step Δ at its bound ¼). Here, at 1 BPV, λ ends far under ÷16."""
+    from napari_sci.base.config import GridConfig
+    from napari_sci.io.format import grid_section
+    from napari_sci.models.grid_fit import starting_lambda
+
+    result = encode(neuron, grid_config(bpv=1.0, steps=200, max_depth=2))
+    assert result.contents.header.model == MODEL_GRID_CONTEXT
+    assert result.n_bytes <= result.target_bytes
+    assert grid_section(result.contents.header).lam < starting_lambda(GridConfig(), 1.0) / 64
+
+
 def test_a_file_fitted_without_the_full_resolution_level_codes_it_as_zero(mri):
     """``finest_level=1``: every grid tile's level 0 is stored as all zeros (scale code 0, one byte),
     and the file decodes as any other."""

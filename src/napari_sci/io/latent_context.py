@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -139,23 +139,37 @@ def _padded_views(values: np.ndarray) -> dict[int, np.ndarray]:
     return views
 
 
-def _near_bins(magnitude_views: dict[int, np.ndarray], ones_views: dict[int, np.ndarray],
-               shape: Sequence[int], group: int) -> np.ndarray:
-    """Neighbourhood bins of group ``group``'s samples from the padded views of |latents| and of ones:
-    sample ``i = p + 2k`` (``p`` the group's parities) has its neighbour ``i + d`` at ``k + ⌊(p+d)/2⌋``
-    of the view of the neighbour's group."""
+@lru_cache(maxsize=256)
+def _near_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[int, tuple[slice, ...]], ...], np.ndarray]:
+    """For group ``group`` of a level of ``shape``: per earlier neighbour offset ``d``, the
+    neighbour's group and the cut of its padded view that lines up with the group's samples (sample
+    ``i = p + 2k``, ``p`` the group's parities, has its neighbour ``i + d`` at ``k + ⌊(p+d)/2⌋``); and
+    how many such neighbours inside the grid each sample has. Geometry only: computed once per shape
+    (the per-offset slicing was half of a cold slice's context work)."""
     ndim = len(shape)
     parity = [(group >> (ndim - 1 - axis)) & 1 for axis in range(ndim)]
     size = tuple(len(range(p, int(n), 2)) for p, n in zip(parity, shape))
-    total = np.zeros(size, np.int32)  # at most 26 · 4095
+    ones = _padded_views(np.ones(shape, np.int8))
     count = np.zeros(size, np.int8)   # at most 26
+    cuts = []
     for d in _earlier_neighbours(ndim, group):
         target = [(p + step) for p, step in zip(parity, d)]
         neighbour = sum((t % 2) << (ndim - 1 - axis) for axis, t in enumerate(target))
         cut = tuple(slice(1 + t // 2, 1 + t // 2 + s) for t, s in zip(target, size))
+        cuts.append((neighbour, cut))
+        count += ones[neighbour][cut]
+    count.flags.writeable = False
+    return tuple(cuts), count
+
+
+def _near_bins(magnitude_views: dict[int, np.ndarray], shape: Sequence[int], group: int) -> np.ndarray:
+    """Neighbourhood bins of group ``group``'s samples from the padded views of |latents| (those not
+    decoded yet are 0 there)."""
+    cuts, count = _near_plan(tuple(int(n) for n in shape), group)
+    total = np.zeros(count.shape, np.int32)  # at most 26 · 4095
+    for neighbour, cut in cuts:
         total += magnitude_views[neighbour][cut]
-        count += ones_views[neighbour][cut]
-    out = np.zeros(size, np.int8)
+    out = np.zeros(count.shape, np.int8)
     known = total > 0  # a zero sum is bin 0 with or without neighbours: most samples of sparse levels
     out[known] = _bins(total[known] / count[known])
     return out
@@ -168,9 +182,8 @@ def level_contexts(grid: np.ndarray, coarse: np.ndarray | None) -> tuple[np.ndar
     first = np.zeros(grid.shape, bool)
     parity_view(first, 0)[...] = True
     magnitudes = _padded_views(np.abs(grid.astype(np.int32)))
-    ones = _padded_views(np.ones(grid.shape, np.int8))
     for g in group_order(grid.ndim)[1:]:
-        parity_view(near, g)[...] = _near_bins(magnitudes, ones, grid.shape, g)
+        parity_view(near, g)[...] = _near_bins(magnitudes, grid.shape, g)
     return first, near, coarse_bins(coarse, grid.shape)
 
 
@@ -259,11 +272,11 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             if bases[level] == SCALE_CODE_ZERO:
                 continue
             coarse = coarse_bins(coarser_level(grids, level), shape)
-            ones = _padded_views(np.ones(shape, np.int8))
-            magnitudes = {g: np.zeros(view.shape, np.int32) for g, view in ones.items()}
+            magnitudes = {g: np.zeros(tuple(n + 2 for n in parity_view(grid, g).shape), np.int32)
+                          for g in range(1 << len(shape))}
             for g in group_order(len(shape)):
                 target = parity_view(grid, g)
-                near = _near_bins(magnitudes, ones, shape, g) if g else np.zeros(1, np.int8)
+                near = _near_bins(magnitudes, shape, g) if g else np.zeros(1, np.int8)
                 offsets = model.offsets(level, np.full(1, g == 0), near, parity_view(coarse, g))
                 codes = np.broadcast_to(np.clip(bases[level] + offsets, 1, 255), target.shape).reshape(-1)
                 target[...] = coder.decode(family, np.zeros(codes.size), SCALES[codes]).reshape(target.shape)
