@@ -139,8 +139,11 @@ def _padded_views(values: np.ndarray) -> dict[int, np.ndarray]:
     return views
 
 
+NearPlan = tuple[tuple[tuple[int, tuple[slice, ...]], ...], np.ndarray]
+
+
 @lru_cache(maxsize=256)
-def _near_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[int, tuple[slice, ...]], ...], np.ndarray]:
+def _near_plan(shape: tuple[int, ...], group: int) -> NearPlan:
     """For group ``group`` of a level of ``shape``: per earlier neighbour offset ``d``, the
     neighbour's group and the cut of its padded view that lines up with the group's samples (sample
     ``i = p + 2k``, ``p`` the group's parities, has its neighbour ``i + d`` at ``k + ⌊(p+d)/2⌋``); and
