@@ -109,6 +109,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="grid: how latents are coded: context (each latent's scale from its decoded "
                         "neighbours and the coarser level) or factorised (one per tile level; needed "
                         "by --fine-updates sparse) (default %(default)s)")
+    p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
+                   help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
+                        "fitting nothing (default %(default)s)")
     p.add_argument("--grid-samples", type=int, default=grid.grid_samples,
                    help="grid: voxels drawn per training step, 0 = every voxel (default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
@@ -272,7 +275,8 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         bits_per_param=args.bits_per_param, model=args.model, levels=args.levels,
         grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples,
         finest_level=None if args.finest_level == "auto" else args.finest_level,
-        sparse_fine=args.fine_updates == "sparse", entropy=args.entropy)
+        sparse_fine=args.fine_updates == "sparse", entropy=args.entropy,
+        exact_tiles=args.exact_tiles)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading

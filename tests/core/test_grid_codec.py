@@ -48,12 +48,13 @@ def test_grid_lands_near_its_budget(mri):
 
 
 def test_grid_constant_tiles_and_2d(neuron):
-    result = encode(neuron, grid_config(bpv=1.0, steps=40, max_depth=2))
+    # latents, not exact tiles (which this sparse crop would fit at these rates)
+    result = encode(neuron, grid_config(bpv=1.0, steps=40, max_depth=2, exact_tiles=False))
     kinds = set(result.contents.header.blocks["kind"].tolist())
     assert kinds <= {KIND_CONSTANT, KIND_GRID}
     assert KIND_GRID in kinds
     image = neuron[12]
-    flat = encode(image, grid_config(bpv=2.0, steps=40))
+    flat = encode(image, grid_config(bpv=2.0, steps=40, exact_tiles=False))
     assert flat.contents.header.ndim == 2
     assert decode_contents(flat.contents).shape == image.shape
 
@@ -110,6 +111,26 @@ def test_lambda_falls_as_far_as_a_sparse_volume_under_the_context_model_needs(ne
     assert result.contents.header.model == MODEL_GRID_CONTEXT
     assert result.n_bytes <= result.target_bytes
     assert grid_section(result.contents.header).lam < starting_lambda(GridConfig(), 1.0) / 64
+
+
+def test_a_sparse_volume_whose_exact_tiles_fit_is_stored_losslessly_without_a_fit(neuron):
+    """Exact tiles (kind 4) when all of them fit: the file decodes to the volume voxel for voxel, in
+    whole and by boxes, smaller than its budget; a budget they do not fit, or ``exact_tiles=False``,
+    gives latent tiles (kind 3)."""
+    from napari_sci.io.format import KIND_EXACT
+
+    result = encode(neuron, grid_config(bpv=1.0))
+    kinds = result.contents.header.blocks["kind"]
+    assert KIND_EXACT in kinds and KIND_GRID not in kinds
+    assert result.n_bytes <= result.target_bytes
+    decoder = VolumeDecoder(parse(result.data))
+    np.testing.assert_array_equal(decode_contents(parse(result.data)), neuron)
+    box = ((3, 20), (10, 50), (0, 64))
+    np.testing.assert_array_equal(decode_contents(decoder.contents, box), neuron[3:20, 10:50, 0:64])
+    assert result.metrics.psnr_data == float("inf")
+    for settings in ({"bpv": 0.15}, {"bpv": 1.0, "exact_tiles": False}):  # exactly: 0.25 BPV
+        lossy = encode(neuron, grid_config(steps=20, **settings)).contents.header.blocks["kind"]
+        assert KIND_GRID in lossy and KIND_EXACT not in lossy, settings
 
 
 def test_a_file_fitted_without_the_full_resolution_level_codes_it_as_zero(mri):

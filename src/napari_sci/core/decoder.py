@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_sci.base.volume import ValueRange, to_dtype
 from napari_sci.io.container import SciContents
-from napari_sci.io.format import KIND_CONSTANT, VALUE_KINDS
+from napari_sci.io.format import EXACT_KINDS, VALUE_KINDS
 from napari_sci.models.registry import block_models
 
 Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
@@ -121,7 +121,7 @@ class VolumeDecoder:
             return self.raw_box(box)[0]
         grown = self._grown(box)
         values, labels = self.raw_box(grown)
-        smoothed = deblock(values, labels, self.header.blocks["kind"] == KIND_CONSTANT)
+        smoothed = deblock(values, labels, np.isin(self.header.blocks["kind"], EXACT_KINDS))
         crop = tuple(slice(s - g[0], e - g[0]) for (s, e), g in zip(box, grown))
         return smoothed[crop]
 

@@ -22,9 +22,11 @@ from napari_sci.core.fit import as_stop_flag, resolve_device
 from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
 from napari_sci.errors import SciCancelledError, SciInputError
-from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_GRID, file_overhead
-from napari_sci.io.latent_context import refine_context_model
+from napari_sci.io.exact_tiles import encode_exact, exact_dtype
+from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_EXACT, KIND_GRID, file_overhead
+from napari_sci.io.latent_context import ContextModel, refine_context_model
 from napari_sci.io.latents import GridSection
+from napari_sci.io.weights import TensorCode
 from napari_sci.models import grid_quant
 from napari_sci.models.grid import synthesise
 from napari_sci.models.grid_fit import GridStep, GridTrainer, fit_grid
@@ -101,6 +103,31 @@ def tile_records(array: np.ndarray, blocks: Sequence[Block]) -> np.ndarray:
     return records
 
 
+def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray, target: int,
+                 config: CompressConfig) -> GridCoded | None:
+    """Every non-constant tile stored losslessly (kind 4), when that file fits the budget; else
+    ``None``. A sparse volume can cost less exactly than any fit of it: the neuron crop, 99.7 % zeros,
+    takes 0.027 BPV losslessly, where the latents reached 51 dB at 0.1 BPV."""
+    tiles = [i for i in range(len(blocks)) if records[i]["kind"] == KIND_GRID]
+    if not tiles or not config.grid.exact_tiles or not exact_dtype(array.dtype):
+        return None
+    layout = layout_of(config)
+    context = ContextModel.zeros(layout.levels) if config.grid.entropy == "context" else None
+    zeros = [np.zeros(n) for n in layout.tensor_sizes()]
+    synthesis = grid_quant.synthesis_payload(zeros, [TensorCode(0, 0)] * len(zeros), layout)
+    section = GridSection(layout, 0.0, synthesis, 1.0, context).pack()
+    room = target - file_overhead(array.ndim, len(blocks), len(section))
+    payloads = [b""] * len(blocks)
+    for i in tiles:
+        payloads[i] = encode_exact(array[blocks[i].slices])
+        room -= len(payloads[i])
+        if room < 0:
+            return None
+    exact = records.copy()
+    exact["kind"][tiles] = KIND_EXACT
+    return GridCoded(exact, payloads, section, 0, 0.0, 0.0, 0)
+
+
 def _progress(event: GridStep) -> FitProgress:
     """The family's step report as the pipeline's event (PSNR over the data range: values are
     normalised to it, so the peak is 1)."""
@@ -130,6 +157,10 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     stopped = as_stop_flag(stop)
     layout = layout_of(config)
     records = tile_records(array, blocks)
+    lossless = exact_coding(array, blocks, records, target, config)
+    if lossless is not None:
+        yield StageStarted("quantise", "every tile fits the budget losslessly: stored exactly, no fit")
+        return lossless
     tiles = [i for i in range(len(blocks)) if records[i]["kind"] == KIND_GRID]
     span = data.span if data.span > 0 else 1.0
     normalised = ((array.astype(np.float32) - np.float32(data.low)) / np.float32(span)).astype(np.float32)

@@ -27,9 +27,11 @@ from napari_sci.errors import (
     SciFormatError,
     SciPathError,
 )
+from napari_sci.io.exact_tiles import decode_exact, exact_dtype
 from napari_sci.io.format import (
     CODED_KINDS,
     GRID_MODELS,
+    KIND_EXACT,
     KIND_GRID,
     KIND_SIREN,
     PREAMBLE,
@@ -191,13 +193,20 @@ def _check_tiles(header: SciHeader, tree: BlockTree) -> None:
         return
     levels = grid_section(header).layout.levels
     for record in header.blocks:
-        if record["kind"] != KIND_GRID:
+        if record["kind"] not in (KIND_GRID, KIND_EXACT):
             continue
         size = tree.nodes[int(record["node"])].size
         if math.prod(size) > MAX_TILE_VOXELS:
             raise SciFormatError(f"tile node {record['node']} of {math.prod(size)} voxels is larger than "
                                  f"a tile may be ({MAX_TILE_VOXELS}): the file is corrupt")
-        if not tile_length_ok(int(record["length"]), size, levels):
+        if record["kind"] == KIND_EXACT:
+            if not exact_dtype(header.dtype):
+                raise SciFormatError(f"tile node {record['node']} is stored exactly in a file of dtype "
+                                     f"{header.dtype}, which a float32 does not hold: the file is corrupt")
+            if int(record["length"]) < 1:
+                raise SciFormatError(f"exact tile node {record['node']} has an empty payload: the file "
+                                     "is corrupt")
+        elif not tile_length_ok(int(record["length"]), size, levels):
             raise SciFormatError(f"tile node {record['node']} payload of {record['length']} bytes does "
                                  f"not fit its latents: the file is corrupt")
 
@@ -223,6 +232,21 @@ def _check_streams(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree
         if not ans_stream_ok(payload, offset):
             raise SciFormatError(f"block node {record['node']} has a malformed entropy-coded stream: "
                                  "the file is corrupt")
+
+
+def _check_exact_tiles(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree) -> None:
+    """Every exact tile decompresses to exactly its voxels, within the file's value range and its own
+    ``lo``/``hi``, so that a file the reader accepts also decodes (docs/format.md, "Kind 4")."""
+    for record, payload in zip(header.blocks, payloads):
+        if record["kind"] != KIND_EXACT:
+            continue
+        values = decode_exact(payload, tree.nodes[int(record["node"])].size, header.dtype)
+        low = max(header.value_min, float(record["lo"]))
+        high = min(header.value_max, float(record["hi"]))
+        inside = (values >= low) & (values <= high) if values.dtype != np.bool_ else values >= low
+        if not bool(np.all(inside)):
+            raise SciFormatError(f"exact tile node {record['node']} holds values outside its stated "
+                                 "range: the file is corrupt")
 
 
 def _check_layout(header: SciHeader, tree: BlockTree) -> None:
@@ -264,6 +288,7 @@ def parse(data: bytes) -> SciContents:
         payloads.append(payload)
     _check_weights(header, payloads)
     _check_streams(header, payloads, tree)
+    _check_exact_tiles(header, payloads, tree)
     return SciContents(header, tuple(payloads), tree)
 
 

@@ -38,9 +38,10 @@ DTYPE_IDS: dict[int, np.dtype] = {
 ID_OF_DTYPE = {dtype: code for code, dtype in DTYPE_IDS.items()}
 PARTITION_IDS = {"adaptive": 0, "equal": 1, "none": 2}
 ALLOCATION_IDS = {"size-over-d": 0, "size": 1, "inverse-d": 2, "equal": 3}
-KIND_CONSTANT, KIND_SIREN, KIND_MEAN, KIND_GRID = 0, 1, 2, 3
+KIND_CONSTANT, KIND_SIREN, KIND_MEAN, KIND_GRID, KIND_EXACT = 0, 1, 2, 3, 4
 VALUE_KINDS = (KIND_CONSTANT, KIND_MEAN)  # blocks stored as one value
-CODED_KINDS = (KIND_SIREN, KIND_GRID)  # blocks with a payload (and its CRC)
+EXACT_KINDS = (KIND_CONSTANT, KIND_EXACT)  # blocks decoded without loss (the deblocking leaves them)
+CODED_KINDS = (KIND_SIREN, KIND_GRID, KIND_EXACT)  # blocks with a payload (and its CRC)
 
 _FIXED_TAIL = struct.Struct("<dd B H B fff BB HH II f I")
 BLOCK_RECORD = np.dtype([
@@ -257,8 +258,8 @@ def validate_fields(header: SciHeader) -> None:
     _check(bool(np.all(blocks["hi"] >= blocks["lo"])), "a block has hi < lo")
     _check(bool(np.all(blocks["hi"].astype(np.float64) - blocks["lo"] <= FLOAT32_MAX)),
            "a block value range is wider than float32 can hold")
-    model_kind = KIND_GRID if header.model in GRID_MODELS else KIND_SIREN
-    _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, model_kind, KIND_MEAN)))),
+    model_kinds = (KIND_GRID, KIND_EXACT) if header.model in GRID_MODELS else (KIND_SIREN,)
+    _check(bool(np.all(np.isin(blocks["kind"], (KIND_CONSTANT, KIND_MEAN, *model_kinds)))),
            "unknown block kind (or one of another model family)")
     _check(len(np.unique(blocks["node"])) == len(blocks), "a node appears twice in the block table")
     if header.model in GRID_MODELS:

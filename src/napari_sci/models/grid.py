@@ -1,4 +1,4 @@
-"""Latent-grid model family, the numpy side: decoding a box of a tile (format 3, model 2).
+"""Latent-grid model family, the numpy side: decoding a box of a tile (format 3, models 2 and 3).
 
 A tile's value at a voxel is ``synthesis(features)``: the features are the tile's latent levels, each
 linearly interpolated at the voxel (level ``l`` has ``⌈s/2^l⌉`` samples along an axis of ``s`` voxels and
@@ -17,7 +17,8 @@ import numpy as np
 from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.io import latent_context
 from napari_sci.io.container import SciContents
-from napari_sci.io.format import grid_section
+from napari_sci.io.exact_tiles import decode_exact
+from napari_sci.io.format import KIND_EXACT, grid_section
 from napari_sci.io.latent_context import ContextModel
 from napari_sci.io.latents import decode_tile
 from napari_sci.io.weights import decode_payload, split_tensors
@@ -113,7 +114,11 @@ class GridTiles:
 
     def __init__(self, layout: GridLayout, synthesis: bytes, payloads: Sequence[bytes],
                  sizes: Sequence[Sequence[int]], low: float = 0.0, span: float = 1.0,
-                 latent_step: float = 1.0, context: ContextModel | None = None) -> None:
+                 latent_step: float = 1.0, context: ContextModel | None = None,
+                 exact: Sequence[bool] = (), dtype: np.dtype | None = None) -> None:
+        self.exact = [bool(e) for e in exact] or [False] * len(payloads)  # kind 4: stored losslessly
+        self.dtype = np.dtype(dtype) if dtype is not None else None
+        self._values: dict[int, np.ndarray] = {}
         self.step = np.float32(latent_step)
         self.context = context  # model 3: the latents are context-coded
         self.low = np.float32(low)
@@ -142,10 +147,24 @@ class GridTiles:
         header = contents.header
         section = grid_section(header)
         return cls(section.layout, section.synthesis, contents.payloads, sizes, header.value_min,
-                   header.value_max - header.value_min, section.latent_step, section.context)
+                   header.value_max - header.value_min, section.latent_step, section.context,
+                   header.blocks["kind"] == KIND_EXACT, header.dtype)
+
+    def exact_values(self, index: int) -> np.ndarray:
+        """An exact tile's values (float32, which holds them exactly), decompressed once."""
+        with self._lock:
+            values = self._values.get(index)
+            if values is None:
+                if self.dtype is None:
+                    raise ValueError("exact tiles need the file's dtype")
+                values = decode_exact(self.payloads[index], self.sizes[index], self.dtype).astype(np.float32)
+                self._values[index] = values
+            return values
 
     def evaluate(self, index: int, local: Box) -> np.ndarray:
         """Values (float32, data units) of tile ``index`` on the tile-local box ``local``."""
+        if self.exact[index]:
+            return self.exact_values(index)[tuple(slice(a, b) for a, b in local)].copy()
         y = evaluate_tile_box(self.latents(index), self.weights, self.layout, self.sizes[index], local,
                               self.step)
         return self.low + y * self.span
@@ -153,6 +172,8 @@ class GridTiles:
     def evaluate_at(self, index: int, picks: Sequence[np.ndarray]) -> np.ndarray:
         """Values of tile ``index`` on the grid of tile-local voxel indices ``picks`` (one sorted array
         per axis): only those voxels are interpolated and synthesised (multiscale reading)."""
+        if self.exact[index]:
+            return self.exact_values(index)[np.ix_(*picks)]
         y = evaluate_tile_at(self.latents(index), self.weights, self.layout, self.sizes[index],
                              picks, self.step)
         return self.low + y * self.span
