@@ -121,7 +121,8 @@ def test_a_sparse_volume_whose_exact_tiles_fit_is_stored_losslessly_without_a_fi
 
     result = encode(neuron, grid_config(bpv=1.0))
     kinds = result.contents.header.blocks["kind"]
-    assert KIND_EXACT in kinds and KIND_GRID not in kinds
+    assert KIND_EXACT in kinds
+    assert KIND_GRID not in kinds
     assert result.n_bytes <= result.target_bytes
     decoder = VolumeDecoder(parse(result.data))
     np.testing.assert_array_equal(decode_contents(parse(result.data)), neuron)
@@ -130,7 +131,8 @@ def test_a_sparse_volume_whose_exact_tiles_fit_is_stored_losslessly_without_a_fi
     assert result.metrics.psnr_data == float("inf")
     for settings in ({"bpv": 0.15}, {"bpv": 1.0, "exact_tiles": False}):  # exactly: 0.25 BPV
         lossy = encode(neuron, grid_config(steps=20, **settings)).contents.header.blocks["kind"]
-        assert KIND_GRID in lossy and KIND_EXACT not in lossy, settings
+        assert KIND_GRID in lossy, settings
+        assert KIND_EXACT not in lossy, settings
 
 
 def test_a_file_fitted_without_the_full_resolution_level_codes_it_as_zero(mri):
