@@ -55,7 +55,7 @@ def test_streams_that_do_not_hold_exactly_the_tile_are_refused():
            "short tile": (payload, (5, 7, 5)), "long tile": (payload, (5, 7, 7)),
            "garbage": (bytes(range(256)) * 4, values.shape), "empty": (b"", values.shape)}
     for name, (data, shape) in bad.items():
-        with pytest.raises(SciFormatError):
+        with pytest.raises(SciFormatError):  # noqa: PT012 - the name says which case did not raise
             decode_exact(data, shape, np.dtype("uint16"))
             pytest.fail(name)
 
