@@ -102,6 +102,7 @@ def run_atheris(seconds: int, stats: Stats, workdir: Path, extra: list[str]) -> 
         import napari_sci.core.decoder
         import napari_sci.core.lazy
         import napari_sci.io.container
+        import napari_sci.io.exact_tiles
         import napari_sci.io.format
         import napari_sci.io.latent_context
         import napari_sci.io.latents
