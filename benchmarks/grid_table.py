@@ -73,7 +73,8 @@ def main() -> None:
         for (bpv, seconds), grid in sorted(runs[volume].items()):
             others = [_other(kind, codec, volume, bpv) for kind, codec in OTHERS.values()]
             cells = ["—" if o is None else f"{o['psnr_data']:.2f}" for o in others]
-            print(f"| {volume} | {bpv:g} | {grid['bpv']:.4f} | **{grid['psnr_data']:.2f}** | "
+            quality = "lossless" if math.isinf(grid["psnr_data"]) else f"{grid['psnr_data']:.2f}"
+            print(f"| {volume} | {bpv:g} | {grid['bpv']:.4f} | **{quality}** | "
                   f"{grid['ssim']:.3f} | {grid['steps']} | {seconds} | " + " | ".join(cells) + " |")
     print()
     print("| volume | BPVs | grid vs HEVC BD-rate % | SIREN v2 vs HEVC % | SPERR vs HEVC % "
