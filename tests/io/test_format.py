@@ -55,6 +55,13 @@ def test_header_round_trip():
     np.testing.assert_array_equal(back.blocks, header.blocks)
 
 
+def test_the_voxel_count_of_a_huge_shape_does_not_overflow():
+    """A file may describe a volume far larger than itself; its voxel count is exact (it once wrapped
+    to a negative int64, and the fuzz harness then took the volume for a small one: found 2026-11-28)."""
+    shape = (4294901776, 16, 3093233680)
+    assert make_header(shape=shape).n_voxels == 4294901776 * 16 * 3093233680 > 2**63
+
+
 def test_little_endian_layout_of_the_preamble():
     data = pack_preamble(b"abc", 1)
     assert data[:8] == MAGIC == b"\x89SCI\r\n\x1a\n"

@@ -83,7 +83,7 @@ class SciHeader:
 
     @property
     def n_voxels(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(int(s) for s in self.shape)  # Python ints: a hostile shape overflows int64
 
 
 def header_length(ndim: int, n_blocks: int, section: int | None = None) -> int:
