@@ -64,6 +64,21 @@ def test_info(sci_file):
     assert "blocks" in text
 
 
+def test_info_names_every_block_kind_of_a_lossless_grid_file(neuron, tmp_path):
+    """A sparse volume whose tiles all fit losslessly: ``compress`` says so (max error 0) and ``info``
+    lists its exact tiles (kind 4 once made ``info`` fail)."""
+    source = tmp_path / "neuron.tif"
+    tifffile.imwrite(source, neuron)
+    out = tmp_path / "neuron.sci"
+    code, text = run(["compress", str(source), "-o", str(out), "--bpv", "1", "--model", "grid",
+                      "--json", "-q"])
+    assert code == 0
+    assert json.loads(text)["max_abs_error"] == 0
+    code, text = run(["info", str(out), "--json"])
+    assert code == 0
+    assert "exact" in {block["kind"] for block in json.loads(text)["block_table"]}
+
+
 def test_decompress_roi_and_evaluate(sci_file, volume_tif, tmp_path):
     path, summary = sci_file
     full = tmp_path / "full.tif"

@@ -34,7 +34,7 @@ from napari_sci.base.config import (
 from napari_sci.errors import SciConfigError, SciError, SciPathError
 
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
-KIND_NAMES = {0: "constant", 1: "siren", 2: "mean", 3: "grid"}
+KIND_NAMES = {0: "constant", 1: "siren", 2: "mean", 3: "grid", 4: "exact"}
 
 
 def _finest_level(text: str) -> int | str:
