@@ -40,6 +40,21 @@ def test_a_sparse_tile_costs_a_small_fraction_of_its_bytes():
     assert len(encode_exact(values)) < values.nbytes / 200
 
 
+def test_a_limit_stops_the_encoder_and_pieces_give_the_one_call_stream():
+    """Over 1 MiB the tile is fed in pieces: the same bytes as one ``lzma.compress`` call; with a
+    limit below its length the encoder gives up (``None``), at its length it gives the stream."""
+    import lzma
+
+    from napari_sci.io import exact_tiles
+
+    values = _values(np.dtype("uint16"), (40, 128, 128))  # 1.25 MiB of noise: it hardly compresses
+    whole = lzma.compress(values.tobytes(), format=lzma.FORMAT_RAW, filters=exact_tiles._ENCODER_FILTERS)
+    assert encode_exact(values) == whole
+    assert encode_exact(values, limit=len(whole)) == whole
+    assert encode_exact(values, limit=len(whole) - 1) is None
+    assert encode_exact(values, limit=1000) is None
+
+
 @pytest.mark.parametrize("dtype", ["float64", "uint32", "int32"])
 def test_dtypes_a_float32_cannot_hold_are_not_stored_exactly(dtype):
     with pytest.raises(ValueError, match="exactly"):

@@ -104,12 +104,12 @@ def tile_records(array: np.ndarray, blocks: Sequence[Block]) -> np.ndarray:
     return records
 
 
-def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray, target: int,
-                 config: CompressConfig) -> GridCoded | None:
+def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray, tiles: Sequence[int],
+                 target: int, config: CompressConfig) -> GridCoded | None:
     """Every non-constant tile stored losslessly (kind 4), when that file fits the budget; else
-    ``None``. A sparse volume can cost less exactly than any fit of it: the neuron crop, 99.7 % zeros,
-    takes 0.029 BPV losslessly, where the latents reached 51 dB at 0.1 BPV."""
-    tiles = [i for i in range(len(blocks)) if records[i]["kind"] == KIND_GRID]
+    ``None``. ``tiles`` are the indices of the non-constant tiles. A sparse volume can cost less
+    exactly than any fit of it: the neuron crop, 99.7 % zeros, takes 0.029 BPV losslessly, where the
+    latents reached 51 dB at 0.1 BPV."""
     if not tiles or not config.grid.exact_tiles or not exact_dtype(array.dtype):
         return None
     layout = layout_of(config)
@@ -120,10 +120,11 @@ def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray
     room = target - file_overhead(array.ndim, len(blocks), len(section))
     payloads = [b""] * len(blocks)
     for i in tiles:
-        payloads[i] = encode_exact(array[blocks[i].slices])
-        room -= len(payloads[i])
-        if room < 0:
+        payload = encode_exact(array[blocks[i].slices], limit=room)
+        if payload is None:
             return None
+        payloads[i] = payload
+        room -= len(payload)
     exact = records.copy()
     exact["kind"][tiles] = KIND_EXACT
     return GridCoded(exact, payloads, section, 0, 0.0, 0.0, 0)
@@ -158,11 +159,11 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     stopped = as_stop_flag(stop)
     layout = layout_of(config)
     records = tile_records(array, blocks)
-    lossless = exact_coding(array, blocks, records, target, config)
+    tiles = [i for i in range(len(blocks)) if records[i]["kind"] == KIND_GRID]
+    lossless = exact_coding(array, blocks, records, tiles, target, config)
     if lossless is not None:
         yield StageStarted("quantise", "every tile fits the budget losslessly: stored exactly, no fit")
         return lossless
-    tiles = [i for i in range(len(blocks)) if records[i]["kind"] == KIND_GRID]
     span = data.span if data.span > 0 else 1.0
     normalised = ((array.astype(np.float32) - np.float32(data.low)) / np.float32(span)).astype(np.float32)
     device = resolve_device(config.fit.device)

@@ -275,8 +275,7 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             if bases[level] == SCALE_CODE_ZERO:
                 continue
             coarse = coarse_bins(coarser_level(grids, level), shape)
-            magnitudes = {g: np.zeros(tuple(n + 2 for n in parity_view(grid, g).shape), np.int32)
-                          for g in range(1 << len(shape))}
+            magnitudes = _padded_views(np.zeros(shape, np.int32))  # |latents| as groups decode
             for g in group_order(len(shape)):
                 target = parity_view(grid, g)
                 near = _near_bins(magnitudes, shape, g) if g else np.zeros(1, np.int8)
