@@ -347,7 +347,7 @@ def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
     from napari_sci.base.networks import param_count
     from napari_sci.core.lazy import open_sci
-    from napari_sci.io.format import GRID_MODELS, MODEL_GRID_CONTEXT, grid_section
+    from napari_sci.io.format import GRID_MODELS, MODEL_GRID_OF_ENTROPY, grid_section
 
     array = open_sci(path)
     h = array.header
@@ -355,7 +355,8 @@ def describe(path: str) -> dict[str, Any]:
     model: dict[str, Any] = {"family": "grid" if h.model in GRID_MODELS else "siren"}
     if h.model in GRID_MODELS:
         section = grid_section(h)
-        model.update(entropy="context" if h.model == MODEL_GRID_CONTEXT else "factorised",
+        entropy = next(name for name, model_id in MODEL_GRID_OF_ENTROPY.items() if model_id == h.model)
+        model.update(entropy=entropy,
                      levels=section.layout.levels, hidden=section.layout.hidden,
                      layers=section.layout.layers, latent_step=section.latent_step, lam=section.lam,
                      synthesis_bytes=len(section.synthesis))

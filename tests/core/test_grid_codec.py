@@ -13,7 +13,13 @@ from napari_sci.core.decoder import VolumeDecoder, decode_contents
 from napari_sci.core.metrics import psnr
 from napari_sci.errors import SciBudgetError, SciCancelledError
 from napari_sci.io.container import parse
-from napari_sci.io.format import KIND_CONSTANT, KIND_GRID, MODEL_GRID, MODEL_GRID_CONTEXT
+from napari_sci.io.format import (
+    KIND_CONSTANT,
+    KIND_GRID,
+    MODEL_GRID,
+    MODEL_GRID_CONTEXT,
+    MODEL_GRID_PREDICTIVE,
+)
 
 
 def grid_config(**kw):
@@ -24,7 +30,8 @@ def grid_config(**kw):
 
 @pytest.mark.parametrize(("name", "entropy", "model"), [("mri", "context", MODEL_GRID_CONTEXT),
                                                         ("ct", "context", MODEL_GRID_CONTEXT),
-                                                        ("ct", "factorised", MODEL_GRID)])
+                                                        ("ct", "factorised", MODEL_GRID),
+                                                        ("mri", "predictive", MODEL_GRID_PREDICTIVE)])
 def test_grid_round_trip_within_budget_and_above_the_mean(name, entropy, model, request):
     volume = request.getfixturevalue(name)
     result = encode(volume, grid_config(entropy=entropy))

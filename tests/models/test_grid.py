@@ -160,13 +160,20 @@ def _random_trainer(volume: np.ndarray, tiles, samples: int, **settings):
     return trainer
 
 
-def test_the_compiled_step_computes_the_eager_loss_and_gradients():
+@pytest.mark.parametrize("entropy", ["context", "predictive"])
+def test_the_compiled_step_computes_the_eager_loss_and_gradients(entropy):
     volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
     tiles = [(slice(0, 8), slice(0, 20), slice(0, 12)), (slice(8, 16), slice(0, 20), slice(0, 12))]
-    trainer = _random_trainer(volume, tiles, samples=1024, sparse_fine=False)
+    trainer = _random_trainer(volume, tiles, samples=1024, sparse_fine=False, entropy=entropy)
+    if trainer.latents.mean:
+        trainer.latents.refresh_contexts()
+        with torch.no_grad():
+            trainer.latents.mean_weights.fill_(0.3)
     flat = trainer.latents.quantised("noise", trainer.generator)
     sample = trainer.latents.sample(700, trainer.generator)
-    args = (flat, sample.tile, sample.voxel, trainer.target[sample.flat], trainer.latents.rate_terms(flat))
+    centre = trainer.latents.rate_centres()
+    args = (flat, sample.tile, sample.voxel, trainer.target[sample.flat],
+            trainer.latents.rate_terms(flat, centre), centre)
     results = []
     for compiled in (False, True):
         if compiled:
@@ -459,7 +466,7 @@ def test_the_sparse_step_over_every_voxel_has_the_full_steps_loss_and_gradients(
     flat = trainer.latents.flat
     q = quantise(flat, "ste")
     sse, bits = trainer._sampled_terms(q, every.tile, every.voxel, trainer.target[every.flat],
-                                       trainer.latents.rate_terms(q))
+                                       trainer.latents.rate_terms(q), trainer.latents.rate_centres())
     reference = (sse + lam * bits) / volume.size
     reference.backward()
     torch.testing.assert_close(loss.detach(), reference.detach(), rtol=1e-5, atol=1e-7)
@@ -549,3 +556,44 @@ def test_the_context_rate_starts_as_the_factorised_one_and_its_slopes_learn():
         trainer.step(1e-2, "noise", 1e-2)
     assert torch.any(trainer.latents.entropy != 0)
     assert trainer.latents.context_model().levels == LAYOUT.levels
+
+
+def test_the_predictive_rate_starts_as_the_context_one_and_its_mean_weights_learn():
+    """Model 4's rate with zero mean weights is model 3's; its features are the file's (the coarser
+    value and the neighbour means of the rounded latents); on a smooth volume a few steps move the
+    weights, and the file's model carries them in 1/32."""
+    from napari_sci.base.config import GridConfig
+    from napari_sci.io.latent_context import level_mean_features
+    from napari_sci.models.grid_fit import GridTrainer
+
+    shapes = [(12, 10, 9), (7, 12, 5)]
+    context = PackedLatents(shapes, LAYOUT, context=True)
+    predictive = PackedLatents(shapes, LAYOUT, context=True, mean=True)
+    with torch.no_grad():
+        values = 3 * torch.randn(context.flat.shape, generator=torch.Generator().manual_seed(4))
+        context.flat.copy_(values)
+        predictive.flat.copy_(values)
+    context.refresh_contexts()
+    predictive.refresh_contexts()
+    flat = context.quantised("hard")
+    torch.testing.assert_close(predictive.bits(flat), context.bits(flat))
+    grids = [np.rint(g).astype(np.int64) for g in predictive.tile_arrays()[0]]
+    start, size, _ = predictive.segments[predictive.tile_segments[0][1]]
+    want = level_mean_features(grids[1], grids[2] if grids[2].any() else None).reshape(4, -1)
+    np.testing.assert_allclose(predictive.mean_features[:, start:start + size].numpy(), want)
+    with torch.no_grad():  # a weight moves the bits
+        predictive.mean_weights[1, 1] = 0.5
+    assert float(predictive.bits(flat).detach()) != pytest.approx(float(context.bits(flat).detach()))
+
+    z, y, x = np.mgrid[0:16, 0:20, 0:12].astype(np.float32)
+    volume = 0.5 + 0.4 * np.sin(z / 3) * np.cos(y / 4) * np.sin(x / 5 + 1)  # smooth: latents agree locally
+    trainer = GridTrainer(volume, [(slice(0, 16), slice(0, 20), slice(0, 12))], LAYOUT,
+                          GridConfig(grid_samples=1024, entropy="predictive"), 0, torch.device("cpu"))
+    for _ in range(40):
+        trainer.step(1e-2, "noise", 1e-3)
+    assert torch.any(trainer.latents.mean_weights != 0)
+    model = trainer.latents.context_model()
+    assert model.mean is not None
+    assert len(model.mean) == LAYOUT.levels
+    learned = trainer.latents.mean_weights.detach().numpy()
+    np.testing.assert_array_equal(model.mean_array(), np.clip(np.rint(32 * learned), -127, 127))

@@ -211,7 +211,7 @@ class CodingConfig:
 
 
 MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
-ENTROPY_MODELS: tuple[str, ...] = ("context", "factorised")
+ENTROPY_MODELS: tuple[str, ...] = ("context", "predictive", "factorised")
 
 
 @dataclass(frozen=True)
@@ -258,8 +258,10 @@ class GridConfig:
         off: always latents.
     entropy
         How the latents are coded: ``context`` (format 3, model 3: each latent's scale from its
-        decoded neighbours and the coarser level, slopes trained with the latents) or
-        ``factorised`` (model 2: one scale per tile level).
+        decoded neighbours and the coarser level, slopes trained with the latents),
+        ``predictive`` (model 4: model 3 with each latent's mean predicted from the same decoded
+        samples, four weights a level trained with the latents) or ``factorised`` (model 2: one
+        scale per tile level).
     """
 
     levels: int = 7
@@ -279,10 +281,20 @@ class GridConfig:
     exact_tiles: bool = True
     entropy: str = "context"
 
+    @property
+    def context_coded(self) -> bool:
+        """Latents coded with contexts (models 3 and 4), not one scale per tile level (model 2)."""
+        return self.entropy in ("context", "predictive")
+
+    @property
+    def predicts_means(self) -> bool:
+        """Each latent's Laplace centred on a predicted mean (model 4)."""
+        return self.entropy == "predictive"
+
     def __post_init__(self) -> None:
         _require(self.entropy in ENTROPY_MODELS,
                  f"entropy must be one of {ENTROPY_MODELS}, got {self.entropy!r}")
-        _require(not (self.sparse_fine and self.entropy == "context"),
+        _require(not (self.sparse_fine and self.context_coded),
                  "the sparse full-resolution step (sparse_fine) needs the factorised entropy model")
         _require(self.compile_step in ("auto", "on", "off"),
                  f"compile_step must be auto, on or off, got {self.compile_step!r}")

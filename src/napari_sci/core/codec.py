@@ -37,8 +37,7 @@ from napari_sci.io.format import (
     KIND_CONSTANT,
     KIND_MEAN,
     KIND_SIREN,
-    MODEL_GRID,
-    MODEL_GRID_CONTEXT,
+    MODEL_GRID_OF_ENTROPY,
     SciHeader,
     file_overhead,
     stored_header,
@@ -167,7 +166,7 @@ def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], parti
             w0_hidden=1.0, fr=1.0, partition=config.partition.method, allocation="equal",
             max_blocks=config.partition.max_blocks, top_m=config.partition.top_m, steps=steps,
             seed=config.fit.seed, psnr=psnr, blocks=records, version=3,
-            model=MODEL_GRID_CONTEXT if config.grid.entropy == "context" else MODEL_GRID,
+            model=MODEL_GRID_OF_ENTROPY[config.grid.entropy],
             section=section)
     return SciHeader(
         shape=tuple(array.shape), dtype=array.dtype, spacing=tuple(float(s) for s in spacing),

@@ -57,10 +57,11 @@ def layout_of(config: CompressConfig) -> GridLayout:
 
 
 def section_overhead(config: CompressConfig) -> int:
-    """Expected bytes of the model section: its fixed fields (and the context model's three bytes a
-    level) and the synthesis, coded at about ``SYNTHESIS_BITS_GUESS`` bits a parameter (the real figure
-    exists only after training)."""
-    context = 3 * config.grid.levels if config.grid.entropy == "context" else 0
+    """Expected bytes of the model section: its fixed fields (and the context model's three or seven
+    bytes a level) and the synthesis, coded at about ``SYNTHESIS_BITS_GUESS`` bits a parameter (the
+    real figure exists only after training)."""
+    grid = config.grid
+    context = ContextModel.packed_size(grid.levels, grid.predicts_means) if grid.context_coded else 0
     return SECTION_FIXED_BYTES + context + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16
 
 
@@ -113,7 +114,8 @@ def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray
     if not tiles or not config.grid.exact_tiles or not exact_dtype(array.dtype):
         return None
     layout = layout_of(config)
-    context = ContextModel.zeros(layout.levels) if config.grid.entropy == "context" else None
+    context = (ContextModel.zeros(layout.levels, config.grid.predicts_means) if config.grid.context_coded
+               else None)
     zeros = [np.zeros(n) for n in layout.tensor_sizes()]
     synthesis = grid_quant.synthesis_payload(zeros, [TensorCode(0, 0)] * len(zeros), layout)
     section = GridSection(layout, 0.0, synthesis, 1.0, context).pack()

@@ -23,9 +23,13 @@ from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
 MAGIC = b"\x89SCI\r\n\x1a\n"
 FORMAT_VERSION = 2  # what the SIREN family writes; the latent-grid family writes 3
 SUPPORTED_VERSIONS = frozenset({1, 2, 3})
-MODEL_SIREN, MODEL_GRID, MODEL_GRID_CONTEXT = 1, 2, 3  # version 3 model family ids
-MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRID_CONTEXT}
-GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT)  # latent grids: factorised or context-coded latents
+MODEL_SIREN, MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE = 1, 2, 3, 4  # version 3 model ids
+MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRID_CONTEXT,
+             "grid-predictive": MODEL_GRID_PREDICTIVE}
+# latent grids: factorised, context-coded, context-coded with predicted means
+GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE)
+MODEL_GRID_OF_ENTROPY = {"factorised": MODEL_GRID, "context": MODEL_GRID_CONTEXT,
+                         "predictive": MODEL_GRID_PREDICTIVE}  # GridConfig.entropy → model id
 _MODEL_HEAD = struct.Struct("<BI")  # version 3: model id, section length
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
@@ -270,7 +274,7 @@ def validate_fields(header: SciHeader) -> None:
 
 
 def _check_grid_fields(blocks: np.ndarray, header: SciHeader) -> None:
-    """Models 2 and 3: a valid section whose synthesis depth is the header's ``layers``; kind 3 records
+    """Models 2, 3 and 4: a valid section whose synthesis depth is the header's ``layers``; kind 3 records
     have no widths (their payload lengths need the tile shapes: the reader checks them with the tree)."""
     section = grid_section(header)
     _check(section.layout.layers == header.layers,
@@ -320,5 +324,7 @@ def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
 
 
 def grid_section(header: SciHeader) -> GridSection:
-    """The parsed model section of a latent-grid file (model 2 or 3)."""
-    return unpack_grid_section(header.section, context=header.model == MODEL_GRID_CONTEXT)
+    """The parsed model section of a latent-grid file (model 2, 3 or 4)."""
+    return unpack_grid_section(header.section,
+                               context=header.model in (MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE),
+                               mean=header.model == MODEL_GRID_PREDICTIVE)

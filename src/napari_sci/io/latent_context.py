@@ -5,6 +5,10 @@ scale code is its tile level's base plus three learned slopes times small intege
 the first group, a bin of the mean |latent| of its already-decoded neighbours and a bin of the coarser
 level interpolated at it. Every group is one vectorised pass (no loop over latents), and every quantity
 is an integer or an exact dyadic, so encoder and decoder agree bit for bit on any machine.
+
+Model 4 centres each latent's Laplace on a mean predicted from the same decoded samples: per level,
+four learned weights times the coarser level's signed value and the means of the decoded face, edge
+and corner neighbours, in integer arithmetic (docs/format.md, "Model 4").
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ THRESHOLDS = np.array([1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 2
 BINS = len(THRESHOLDS) + 1  # a bin is 0 … 16
 SLOPE_LIMIT = 127           # the three per-level parameters are i8
 SCALES = np.array([1.0] + [scale_of(code) for code in range(1, 256)])  # by code; scalar pow, as model 2
+MEAN_TERMS = 4              # model 4, per level: the coarser value's weight, then faces, edges, corners
+MEAN_UNIT = 32              # a mean weight is in 1/32
+MEAN_K = 64 * 27720         # 64 · lcm(1 … 12): every term of a mean's numerator is an integer
+MEAN16_LIMIT = 16 * LATENT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -40,33 +48,57 @@ class ContextModel:
     first: tuple[int, ...]
     near: tuple[int, ...]
     coarse: tuple[int, ...]
+    mean: tuple[tuple[int, ...], ...] | None = None  # model 4: per level (wc, w1, w2, w3) in 1/32
 
     @classmethod
-    def zeros(cls, levels: int) -> ContextModel:
-        return cls((0,) * levels, (0,) * levels, (0,) * levels)
+    def zeros(cls, levels: int, mean: bool = False) -> ContextModel:
+        return cls((0,) * levels, (0,) * levels, (0,) * levels,
+                   ((0,) * MEAN_TERMS,) * levels if mean else None)
 
     @classmethod
-    def from_array(cls, values: np.ndarray) -> ContextModel:
-        """From a (levels, 3) array, rounded and clipped to the i8 range."""
+    def from_array(cls, values: np.ndarray, mean: np.ndarray | None = None) -> ContextModel:
+        """From a (levels, 3) array of slopes and, for model 4, a (levels, 4) array of mean weights
+        in 1/32; both rounded and clipped to the i8 range."""
         v = np.clip(np.rint(np.asarray(values, np.float64)), -SLOPE_LIMIT, SLOPE_LIMIT).astype(int)
-        return cls(tuple(v[:, 0].tolist()), tuple(v[:, 1].tolist()), tuple(v[:, 2].tolist()))
+        weights = None
+        if mean is not None:
+            m = np.clip(np.rint(np.asarray(mean, np.float64)), -SLOPE_LIMIT, SLOPE_LIMIT).astype(int)
+            weights = tuple(tuple(row) for row in m.reshape(len(v), MEAN_TERMS).tolist())
+        return cls(tuple(v[:, 0].tolist()), tuple(v[:, 1].tolist()), tuple(v[:, 2].tolist()), weights)
 
     def array(self) -> np.ndarray:
         return np.stack([self.first, self.near, self.coarse], axis=1).astype(np.int64)
+
+    def mean_array(self) -> np.ndarray:
+        """(levels, 4) mean weights in 1/32 (zeros for model 3)."""
+        if self.mean is None:
+            return np.zeros((self.levels, MEAN_TERMS), np.int64)
+        return np.asarray(self.mean, np.int64).reshape(self.levels, MEAN_TERMS)
 
     @property
     def levels(self) -> int:
         return len(self.first)
 
+    @staticmethod
+    def packed_size(levels: int, mean: bool) -> int:
+        return (3 + (MEAN_TERMS if mean else 0)) * levels
+
     def pack(self) -> bytes:
-        return np.asarray(self.array(), "<i1").reshape(-1).tobytes()
+        out = np.asarray(self.array(), "<i1").reshape(-1).tobytes()
+        if self.mean is not None:
+            out += np.asarray(self.mean_array(), "<i1").reshape(-1).tobytes()
+        return out
 
     @classmethod
-    def unpack(cls, data: bytes, levels: int) -> ContextModel:
-        if len(data) != 3 * levels:
+    def unpack(cls, data: bytes, levels: int, mean: bool = False) -> ContextModel:
+        if len(data) != cls.packed_size(levels, mean):
             raise SciFormatError(f"context model of {len(data)} bytes does not fit {levels} levels")
-        v = np.frombuffer(data, "<i1").reshape(levels, 3).astype(int)  # as stored: all of i8, −128 too
-        return cls(tuple(v[:, 0].tolist()), tuple(v[:, 1].tolist()), tuple(v[:, 2].tolist()))
+        v = np.frombuffer(data, "<i1", count=3 * levels).reshape(levels, 3).astype(int)  # all of i8
+        weights = None
+        if mean:
+            m = np.frombuffer(data, "<i1", offset=3 * levels).reshape(levels, MEAN_TERMS).astype(int)
+            weights = tuple(tuple(row) for row in m.tolist())
+        return cls(tuple(v[:, 0].tolist()), tuple(v[:, 1].tolist()), tuple(v[:, 2].tolist()), weights)
 
     def offsets(self, level: int, first: np.ndarray, near: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """What the contexts add to a latent's base code at ``level``."""
@@ -94,12 +126,22 @@ def _bins(ratio: np.ndarray) -> np.ndarray:
 
 
 def coarse_bins(coarse: np.ndarray | None, shape: Sequence[int]) -> np.ndarray:
-    """Bin of |the coarser level interpolated at each sample of a level of ``shape``| (0 without one).
-
-    Interpolation weights are 0, ¼, ¾ or 1 of integers: exact in float64.
-    """
+    """Bin of |the coarser level interpolated at each sample of a level of ``shape``| (0 without one)."""
     if coarse is None or not coarse.any():
         return np.zeros(tuple(shape), np.int8)
+    return _bins(np.abs(_coarse_at(coarse, shape)))
+
+
+def coarse_values(coarse: np.ndarray | None, shape: Sequence[int]) -> np.ndarray:
+    """Model 4's ``V``: 64 × the coarser level interpolated at each sample, an integer (0 without one)."""
+    if coarse is None or not coarse.any():
+        return np.zeros(tuple(shape), np.int64)
+    return np.rint(64 * _coarse_at(coarse, shape)).astype(np.int64)
+
+
+def _coarse_at(coarse: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The coarser level linearly interpolated at each sample of a level of ``shape``: weights 0, ¼,
+    ¾ or 1 of integers, so exact in float64."""
     out = coarse.astype(np.float64)
     for axis, size in enumerate(shape):
         m = out.shape[axis]
@@ -110,7 +152,7 @@ def coarse_bins(coarse: np.ndarray | None, shape: Sequence[int]) -> np.ndarray:
         view[axis] = -1
         a, b = out.take(lower, axis), out.take(upper, axis)
         out = a + (b - a) * (position - lower).reshape(view)
-    return _bins(np.abs(out))
+    return out
 
 
 @cache
@@ -165,6 +207,77 @@ def _near_plan(shape: tuple[int, ...], group: int) -> NearPlan:
     return tuple(cuts), count
 
 
+@lru_cache(maxsize=256)
+def _class_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[tuple[int, tuple[slice, ...]], ...],
+                                                                 np.ndarray], ...]:
+    """Model 4: :func:`_near_plan`'s neighbours split by how many coordinates of their offset are
+    non-zero (faces, edges, corners): per class, its (group, cut) pairs and each sample's count."""
+    cuts, count = _near_plan(shape, group)
+    ndim = len(shape)
+    ones = _padded_views(np.ones(shape, np.int8))
+    out = []
+    for k in range(1, ndim + 1):
+        chosen = tuple(cut for d, cut in zip(_earlier_neighbours(ndim, group), cuts)
+                       if sum(1 for step in d if step) == k)
+        n = np.zeros(count.shape, np.int64)
+        for neighbour, cut in chosen:
+            n += ones[neighbour][cut]
+        n.flags.writeable = False
+        out.append((chosen, n))
+    return tuple(out)
+
+
+def _class_sums(value_views: dict[int, np.ndarray], shape: Sequence[int], group: int,
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per class (faces, edges, corners): the sum ``S_k`` of the decoded signed neighbours of group
+    ``group``'s samples and their count ``N_k``."""
+    out = []
+    for chosen, n in _class_plan(tuple(int(s) for s in shape), group):
+        total = np.zeros(n.shape, np.int64)
+        for neighbour, cut in chosen:
+            total += value_views[neighbour][cut]
+        out.append((total, n))
+    return out
+
+
+def predicted_means(weights: Sequence[int], coarse_value: np.ndarray,
+                    sums: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``μ16`` of docs/format.md "Model 4": 16 × the predicted mean, an integer, from the level's four
+    weights (1/32), ``V`` and the class sums and counts; integer arithmetic only."""
+    wc, *wk = (int(w) for w in weights)
+    numerator = wc * 27720 * np.asarray(coarse_value, np.int64)
+    for w, (total, n) in zip(wk, sums):
+        if w:
+            numerator = numerator + np.where(n > 0, w * total * (MEAN_K // np.maximum(n, 1)), 0)
+    return np.clip((numerator + MEAN_K) // (2 * MEAN_K), -MEAN16_LIMIT, MEAN16_LIMIT)
+
+
+def level_means(grid: np.ndarray, coarse: np.ndarray | None, weights: Sequence[int]) -> np.ndarray:
+    """``μ16`` of every sample of a level whose values are all known (the encoder's view)."""
+    values = coarse_values(coarse, grid.shape)
+    out = np.zeros(grid.shape, np.int64)
+    if not any(weights):
+        return out
+    views = _padded_views(np.asarray(grid, np.int64))
+    for g in group_order(grid.ndim):
+        sums = _class_sums(views, grid.shape, g) if g else []
+        parity_view(out, g)[...] = predicted_means(weights, parity_view(values, g), sums)
+    return out
+
+
+def level_mean_features(grid: np.ndarray, coarse: np.ndarray | None) -> np.ndarray:
+    """(4, *shape) float32: the coarser value and the face, edge and corner means that model 4's
+    weights multiply (0 where a class has no decoded neighbour; classes beyond ndim are 0): the
+    trainer's view of the mean, continuous in the weights."""
+    out = np.zeros((MEAN_TERMS, *grid.shape), np.float32)
+    out[0] = coarse_values(coarse, grid.shape) / 64.0
+    views = _padded_views(np.asarray(grid, np.int64))
+    for g in group_order(grid.ndim)[1:]:
+        for k, (total, n) in enumerate(_class_sums(views, grid.shape, g), start=1):
+            parity_view(out[k], g)[...] = total / np.maximum(n, 1)
+    return out
+
+
 def _near_bins(magnitude_views: dict[int, np.ndarray], shape: Sequence[int], group: int) -> np.ndarray:
     """Neighbourhood bins of group ``group``'s samples from the padded views of |latents| (those not
     decoded yet are 0 there)."""
@@ -194,18 +307,22 @@ def _bits_each(magnitudes: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return laplace_bits_each(magnitudes, SCALES[codes])
 
 
-def best_base(magnitude: np.ndarray, offsets: np.ndarray) -> int:
+def best_base(magnitude: np.ndarray, offsets: np.ndarray, unit: int = 1) -> int:
     """The base code that codes a level in the fewest bits, given its contexts' offsets (0 when the
-    level is all zero); scored on the joint histogram of (offset, |latent|)."""
+    level is all zero); scored on the joint histogram of (offset, distance). ``magnitude`` is each
+    latent's distance from its mean in 1/``unit`` (model 3: |latent|, unit 1; model 4: |16q − μ16|,
+    unit 16)."""
     if not magnitude.any():
         return SCALE_CODE_ZERO
-    keys, counts = np.unique(offsets.ravel().astype(np.int64) * (LATENT_LIMIT + 1) + magnitude.ravel(),
+    radix = int(magnitude.max()) + 1
+    keys, counts = np.unique(offsets.ravel().astype(np.int64) * radix + magnitude.ravel(),
                              return_counts=True)
-    pairs = np.divmod(keys, LATENT_LIMIT + 1)
-    guess = scale_code_for(max(float(magnitude.mean()), 2.0 ** -6))
+    pairs = np.divmod(keys, radix)
+    distance = pairs[1] / unit
+    guess = scale_code_for(max(float(magnitude.mean()) / unit, 2.0 ** -6))
 
     def cost(base: int) -> float:
-        return float(np.dot(counts, _bits_each(pairs[1], np.clip(base + pairs[0], 1, 255))))
+        return float(np.dot(counts, _bits_each(distance, np.clip(base + pairs[0], 1, 255))))
 
     best = min(range(max(1, guess - 48), min(255, guess + 48) + 1, 4), key=cost)
     return min(range(max(1, best - 3), min(255, best + 3) + 1), key=cost)
@@ -219,32 +336,36 @@ def coarser_level(grids: Sequence[np.ndarray], level: int) -> np.ndarray | None:
 
 def encode_tile(latents: Sequence[np.ndarray], model: ContextModel,
                 bases: Sequence[int] | None = None) -> bytes:
-    """A model 3 tile payload from its integer latents (level 0 first); the bases are searched on the
-    exact bits unless given."""
+    """A model 3 (or, with mean weights, model 4) tile payload from its integer latents (level 0
+    first); the bases are searched on the exact bits unless given."""
     import constriction
 
     grids = [np.clip(np.asarray(g), -LATENT_LIMIT, LATENT_LIMIT).astype(np.int64) for g in latents]
     chosen = [int(b) for b in bases] if bases is not None else [0] * len(grids)
-    symbols, codes = [], []
+    weights = model.mean_array()
+    symbols, codes, means = [], [], []
     for level in range(len(grids) - 1, -1, -1):
         grid = grids[level]
         if not grid.any():
             chosen[level] = SCALE_CODE_ZERO
             continue
-        first, near, coarse_bin = level_contexts(grid, coarser_level(grids, level))
+        coarse = coarser_level(grids, level)
+        first, near, coarse_bin = level_contexts(grid, coarse)
         offsets = model.offsets(level, first, near, coarse_bin)
+        mean16 = level_means(grid, coarse, weights[level])
         if bases is None:
-            chosen[level] = best_base(np.abs(grid), offsets)
+            chosen[level] = best_base(np.abs(16 * grid - mean16), offsets, 16)
         chosen[level] = int(np.clip(chosen[level], 1, 255))
         level_codes = np.clip(chosen[level] + offsets, 1, 255)
         for g in group_order(grid.ndim):
             symbols.append(parity_view(grid, g).reshape(-1))
             codes.append(parity_view(level_codes, g).reshape(-1))
+            means.append(parity_view(mean16, g).reshape(-1))
     coder = constriction.stream.stack.AnsCoder()
     if symbols:
         flat_codes = np.concatenate(codes)
         coder.encode_reverse(np.concatenate(symbols).astype(np.int32), _family(),
-                             np.zeros(flat_codes.size), SCALES[flat_codes])
+                             np.concatenate(means) / 16.0, SCALES[flat_codes])
     return bytes(chosen) + coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -256,7 +377,8 @@ def _family():  # type: ignore[no-untyped-def]
 
 def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: ContextModel,
                 ) -> list[np.ndarray]:
-    """A model 3 tile's integer latents, level 0 first; a malformed payload raises ``SciFormatError``."""
+    """A model 3 or 4 tile's integer latents, level 0 first; a malformed payload raises
+    ``SciFormatError``."""
     import constriction
 
     n_levels = levels_for(tile_shape, levels)
@@ -266,6 +388,7 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
     words = np.frombuffer(payload, dtype="<u4", offset=n_levels).astype(np.uint32)
     grids: list[np.ndarray] = [np.zeros(0, np.int64)] * n_levels
     family = _family()
+    weights = model.mean_array()
     try:
         coder = constriction.stream.stack.AnsCoder(words)
         for level in range(n_levels - 1, -1, -1):
@@ -274,49 +397,72 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             grids[level] = grid
             if bases[level] == SCALE_CODE_ZERO:
                 continue
-            coarse = coarse_bins(coarser_level(grids, level), shape)
+            coarse_grid = coarser_level(grids, level)
+            coarse = coarse_bins(coarse_grid, shape)
             magnitudes = _padded_views(np.zeros(shape, np.int32))  # |latents| as groups decode
+            predicted = bool(weights[level].any())  # model 4 with a mean at this level
+            values = coarse_values(coarse_grid, shape) if predicted else None
+            signed = _padded_views(np.zeros(shape, np.int64)) if predicted else {}
             for g in group_order(len(shape)):
                 target = parity_view(grid, g)
                 near = _near_bins(magnitudes, shape, g) if g else np.zeros(1, np.int8)
                 offsets = model.offsets(level, np.full(1, g == 0), near, parity_view(coarse, g))
                 codes = np.broadcast_to(np.clip(bases[level] + offsets, 1, 255), target.shape).reshape(-1)
-                target[...] = coder.decode(family, np.zeros(codes.size), SCALES[codes]).reshape(target.shape)
-                magnitudes[g][tuple(slice(1, 1 + s) for s in target.shape)] = np.abs(target)
+                if values is not None:
+                    sums = _class_sums(signed, shape, g) if g else []
+                    means = predicted_means(weights[level], parity_view(values, g), sums).reshape(-1) / 16.0
+                else:
+                    means = np.zeros(codes.size)
+                target[...] = coder.decode(family, means, SCALES[codes]).reshape(target.shape)
+                inside = tuple(slice(1, 1 + s) for s in target.shape)
+                magnitudes[g][inside] = np.abs(target)
+                if predicted:
+                    signed[g][inside] = target
     except (ValueError, RuntimeError, OverflowError) as error:
         raise SciFormatError(f"latent-grid tile payload cannot be decoded: {error}") from error
     return [g.astype(np.int32) for g in grids]
 
 
-def _level_table(tiles: Sequence[Sequence[np.ndarray]], level: int) -> np.ndarray:
-    """(rows, 6) int64: tile, first flag, neighbourhood bin, coarser bin, |latent|, count — the joint
-    histogram of one level's contexts and magnitudes over the tiles that code it."""
+MEAN_RADIX = 2 * MEAN16_LIMIT + 1  # |16q − μ16| is at most this minus one
+
+
+def _level_table(tiles: Sequence[Sequence[np.ndarray]], level: int,
+                 weights: Sequence[int] | None = None) -> np.ndarray:
+    """(rows, 6) int64: tile, first flag, neighbourhood bin, coarser bin, distance, count — the joint
+    histogram of one level's contexts and distances over the tiles that code it. The distance is
+    |latent| (``weights`` None: model 3) or |16 · latent − μ16| under these mean weights (model 4)."""
     keys = []
+    radix = LATENT_LIMIT + 1 if weights is None else MEAN_RADIX
     for t, grids in enumerate(tiles):
         if level >= len(grids) or not grids[level].any():
             continue
         grid = np.asarray(grids[level], np.int64)
-        first, near, coarse_bin = level_contexts(grid, coarser_level(grids, level))
-        magnitude = np.minimum(np.abs(grid), LATENT_LIMIT)
+        coarse = coarser_level(grids, level)
+        first, near, coarse_bin = level_contexts(grid, coarse)
+        if weights is None:
+            distance = np.minimum(np.abs(grid), LATENT_LIMIT)
+        else:
+            distance = np.abs(16 * grid - level_means(grid, coarse, weights))
         keys.append(((((t * 2 + first.astype(np.int64)) * BINS + near) * BINS + coarse_bin)
-                     * (LATENT_LIMIT + 1) + magnitude).reshape(-1))
+                     * radix + distance).reshape(-1))
     if not keys:
         return np.zeros((0, 6), np.int64)
     unique, counts = np.unique(np.concatenate(keys), return_counts=True)
-    rest, magnitude = np.divmod(unique, LATENT_LIMIT + 1)
+    rest, distance = np.divmod(unique, radix)
     rest, coarse_bin = np.divmod(rest, BINS)
     rest, near = np.divmod(rest, BINS)
     tile, first = np.divmod(rest, 2)
-    return np.stack([tile, first, near, coarse_bin, magnitude, counts], axis=1)
+    return np.stack([tile, first, near, coarse_bin, distance, counts], axis=1)
 
 
-def _level_bits(table: np.ndarray, first: int, near: int, coarse: int) -> float:
-    """Bits of one level over its tiles with these slopes, each tile at its best base."""
+def _level_bits(table: np.ndarray, first: int, near: int, coarse: int, unit: int = 1) -> float:
+    """Bits of one level over its tiles with these slopes, each tile at its best base (distances in
+    1/``unit``)."""
     if not table.size:
         return 0.0
     offsets = first * table[:, 1] + near * table[:, 2] + coarse * table[:, 3]
     bases = np.arange(1, 256, 2)
-    bits = _bits_each(table[:, 4][:, None], np.clip(bases[None, :] + offsets[:, None], 1, 255))
+    bits = _bits_each(table[:, 4][:, None] / unit, np.clip(bases[None, :] + offsets[:, None], 1, 255))
     per_tile = np.zeros((int(table[:, 0].max()) + 1, bases.size))
     np.add.at(per_tile, table[:, 0], bits * table[:, 5][:, None])
     return float(per_tile.min(axis=1).sum())
@@ -324,13 +470,20 @@ def _level_bits(table: np.ndarray, first: int, near: int, coarse: int) -> float:
 
 def refine_context_model(tiles: Sequence[Sequence[np.ndarray]], start: ContextModel) -> ContextModel:
     """The slopes from ``start`` improved, level by level, by coordinate descent on the exact code
-    length of these latents (training learned them on noisy latents and a continuous code)."""
+    length of these latents (training learned them on noisy latents and a continuous code); for
+    model 4, each level's mean weights are first set to the best of the trained ones, a
+    least-absolute-deviation fit on these latents and zero."""
     values = start.array()
+    means = start.mean_array()
     for level in range(start.levels):
-        table = _level_table(tiles, level)
+        unit = 1
+        if start.mean is not None:
+            means[level] = _best_mean_weights(tiles, level, values[level], means[level])
+            unit = 16
+        table = _level_table(tiles, level, means[level] if start.mean is not None else None)
         if not table.size:
             continue
-        best = _level_bits(table, *values[level])
+        best = _level_bits(table, *values[level], unit=unit)
         for step in (8, 4, 2, 1):
             improved = True
             while improved:
@@ -339,7 +492,52 @@ def refine_context_model(tiles: Sequence[Sequence[np.ndarray]], start: ContextMo
                     for sign in (1, -1):
                         trial = values[level].copy()
                         trial[k] = np.clip(trial[k] + sign * step, -SLOPE_LIMIT, SLOPE_LIMIT)
-                        bits = _level_bits(table, *trial)
+                        bits = _level_bits(table, *trial, unit=unit)
                         if bits < best - 1e-6:
                             best, values[level], improved = bits, trial, True
-    return ContextModel.from_array(values)
+    return ContextModel.from_array(values, means if start.mean is not None else None)
+
+
+def _best_mean_weights(tiles: Sequence[Sequence[np.ndarray]], level: int, slopes: np.ndarray,
+                       trained: np.ndarray) -> np.ndarray:
+    """Of the trained weights, a least-absolute-deviation fit and zero, the ones that code the level
+    in the fewest bits under these slopes."""
+    candidates = [np.asarray(trained, np.int64), np.zeros(MEAN_TERMS, np.int64)]
+    fitted = _lad_weights(tiles, level)
+    if fitted is not None:
+        candidates.append(fitted)
+    scored = []
+    for weights in candidates:
+        table = _level_table(tiles, level, weights)
+        scored.append((_level_bits(table, *slopes, unit=16) if table.size else 0.0, weights))
+    return min(scored, key=lambda item: item[0])[1]
+
+
+def _lad_weights(tiles: Sequence[Sequence[np.ndarray]], level: int,
+                 iterations: int = 12) -> np.ndarray | None:
+    """Mean weights (1/32, clipped to i8) minimising Σ|latent − mean| over one level of the tiles
+    (the Laplace's maximum-likelihood centre), by iteratively reweighted least squares."""
+    rows, targets = [], []
+    for grids in tiles:
+        if level >= len(grids) or not grids[level].any():
+            continue
+        grid = np.asarray(grids[level], np.int64)
+        rows.append(level_mean_features(grid, coarser_level(grids, level)).reshape(MEAN_TERMS, -1).T)
+        targets.append(grid.reshape(-1).astype(np.float64))
+    if not rows:
+        return None
+    a = np.concatenate(rows).astype(np.float64)
+    y = np.concatenate(targets)
+    used = np.flatnonzero(a.any(axis=0))
+    if not used.size:
+        return None
+    a = a[:, used]
+    ridge = 1e-6 * np.eye(used.size)
+    w = np.linalg.solve(a.T @ a + ridge, a.T @ y)
+    for _ in range(iterations):
+        inverse = 1.0 / np.maximum(np.abs(y - a @ w), 0.1)
+        weighted = a * inverse[:, None]
+        w = np.linalg.solve(weighted.T @ a + ridge, weighted.T @ y)
+    out = np.zeros(MEAN_TERMS, np.int64)
+    out[used] = np.clip(np.rint(MEAN_UNIT * w), -SLOPE_LIMIT, SLOPE_LIMIT)
+    return out

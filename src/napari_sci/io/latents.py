@@ -81,7 +81,7 @@ class GridSection:
     lam: float
     synthesis: bytes
     latent_step: float = 1.0
-    context: ContextModel | None = None  # model 3: the latents' context entropy model
+    context: ContextModel | None = None  # models 3 and 4: the latents' context entropy model
 
     def pack(self) -> bytes:
         fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam,
@@ -95,9 +95,10 @@ def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
     return codes + 4 <= length <= codes + 4 * layout.params() + 64 and (length - codes) % 4 == 0
 
 
-def unpack_grid_section(data: bytes, context: bool = False) -> GridSection:
+def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False) -> GridSection:
     """Parse and validate a model 2 section (``context``: model 3's, with a context model after the
-    fixed fields); anything out of range is a ``SciFormatError``."""
+    fixed fields; ``mean`` too: model 4's, whose context model has mean weights); anything out of
+    range is a ``SciFormatError``."""
     if len(data) < GRID_SECTION.size:
         raise SciFormatError(f"latent-grid model section of {len(data)} bytes is too short")
     levels, hidden, layers, lam, step = GRID_SECTION.unpack_from(data, 0)
@@ -109,11 +110,11 @@ def unpack_grid_section(data: bytes, context: bool = False) -> GridSection:
     if not (math.isfinite(step) and LATENT_STEP_RANGE[0] <= step <= LATENT_STEP_RANGE[1]):
         raise SciFormatError(f"latent step {step} is outside [2^-8, 2^8]")
     layout = GridLayout(levels, hidden, layers)
-    start = GRID_SECTION.size + (3 * levels if context else 0)
+    start = GRID_SECTION.size + (ContextModel.packed_size(levels, mean) if context else 0)
     if len(data) < start:
         raise SciFormatError(f"latent-grid model section of {len(data)} bytes has no room for its "
                              f"{levels}-level context model")
-    model = ContextModel.unpack(bytes(data[GRID_SECTION.size:start]), levels) if context else None
+    model = ContextModel.unpack(bytes(data[GRID_SECTION.size:start]), levels, mean) if context else None
     synthesis = bytes(data[start:])
     if not synthesis_length_ok(len(synthesis), layout):
         raise SciFormatError(f"latent-grid synthesis payload of {len(synthesis)} bytes does not fit "

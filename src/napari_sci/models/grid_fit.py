@@ -83,6 +83,7 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch's defaults, which the level-0
 FINE_SCALE_EVERY = 10  # steps between re-measures of the level-0 scales (a pass over every voxel)
 FINE_LR_SCALE = 1.0    # the lazy level-0 Adam's learning rate over the latents' own
 CONTEXT_EVERY = 25     # steps between re-measures of the latents' contexts (a pass over every latent)
+MEAN_LR_SCALE = 1.0      # model 4's mean weights (natural units: a weight of 1 copies its context)
 CONTEXT_LR_SCALE = 20.0  # the context model's learning rate over the network's (its unit: 1/16 octave)
 
 
@@ -129,7 +130,8 @@ class GridTrainer:
         self.finest_level = (settings.finest_level if settings.finest_level is not None
                              else choose_finest_level(volume))
         self.latents = PackedLatents([tuple(t.stop - t.start for t in s) for s in tiles], layout,
-                                     self.finest_level, context=settings.entropy == "context").to(device)
+                                     self.finest_level, context=settings.context_coded,
+                                     mean=settings.predicts_means).to(device)
         self.n_trained = self.latents.n_voxels
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(seed)
@@ -151,6 +153,8 @@ class GridTrainer:
                   {"params": list(self.synthesis.parameters()), "scale": 1.0}]
         if self.latents.context:
             groups.append({"params": [self.latents.entropy], "scale": CONTEXT_LR_SCALE})
+        if self.latents.mean:
+            groups.append({"params": [self.latents.mean_weights], "scale": MEAN_LR_SCALE})
         self.optimiser = torch.optim.Adam(groups, lr=settings.grid_lr)
         self._compiled: Callable[..., Any] | None = None
         self.compile_error: str | None = None
@@ -177,10 +181,11 @@ class GridTrainer:
         return torch.sum((self.synthesis.forward_channels_first(features) - target) ** 2)
 
     def _sampled_terms(self, flat: torch.Tensor, tile: torch.Tensor, voxel: torch.Tensor,
-                       target: torch.Tensor, rate_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       target: torch.Tensor, rate_scale: torch.Tensor,
+                       rate_centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.synthesis(self.latents.features_at(flat, tile, voxel))
         sse = torch.mean((out - target) ** 2) * self.n_trained
-        return sse, drawn_bits(flat, rate_scale)
+        return sse, drawn_bits(flat - rate_centre, rate_scale)
 
     def _sparse_terms(self, coarse: torch.Tensor, fine: torch.Tensor, tile: torch.Tensor,
                       voxel: torch.Tensor, target: torch.Tensor, rate_scale: torch.Tensor,
@@ -218,8 +223,9 @@ class GridTrainer:
             return zero, zero
         if sampled:
             sample = self.latents.sample(self.sample_count(), self.generator)
+            centre = self.latents.rate_centres()
             sse, bits = self._terms(flat, sample.tile, sample.voxel, self.target[sample.flat],
-                                    self.latents.rate_terms(flat))
+                                    self.latents.rate_terms(flat, centre), centre)
             return sse / self.n_voxels, bits
         sse = sum((self._tile_sse(flat, tile) for tile in range(len(self.latents.shapes))),
                   torch.zeros((), device=self.device))
@@ -329,7 +335,7 @@ class GridTrainer:
         sse = torch.zeros((), device=self.device)
         for tile in range(len(self.latents.shapes)):
             sse = sse + self._tile_sse(leaf, tile, backward_scale=1.0 / self.n_voxels)
-        rate = lam * drawn_bits(leaf, self.latents.rate_terms(leaf)) / self.n_voxels
+        rate = lam * self.latents.bits(leaf) / self.n_voxels
         rate.backward()
         quantised.backward(leaf.grad)
         return sse / self.n_voxels + rate.detach()

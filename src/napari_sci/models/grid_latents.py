@@ -17,7 +17,14 @@ import torch
 from torch import nn
 
 from napari_sci.base.grid_geometry import GridLayout, level_shape, levels_for
-from napari_sci.io.latent_context import ContextModel, coarser_level, level_contexts
+from napari_sci.io.latent_context import (
+    MEAN_TERMS,
+    MEAN_UNIT,
+    ContextModel,
+    coarser_level,
+    level_contexts,
+    level_mean_features,
+)
 from napari_sci.io.latents import LATENT_LIMIT
 from napari_sci.models.grid import interpolation
 from napari_sci.models.grid_net import laplace_bits
@@ -67,7 +74,7 @@ class PackedLatents(nn.Module):
     """
 
     def __init__(self, shapes: Sequence[Sequence[int]], layout: GridLayout, finest_level: int = 0,
-                 context: bool = False) -> None:
+                 context: bool = False, mean: bool = False) -> None:
         super().__init__()
         self.shapes = [tuple(int(s) for s in shape) for shape in shapes]
         self.layout = layout
@@ -133,6 +140,10 @@ class PackedLatents(nn.Module):
             # per level: the base's correction and the slopes per first-group flag, neighbourhood
             # bin and coarser-level bin, in scale-code units (1/16 octave); zero: the factorised model
             self.entropy = nn.Parameter(torch.zeros((levels, 4)))
+        self.mean = context and mean
+        if self.mean:  # model 4: each latent's Laplace centred on weights · (coarser value, neighbour means)
+            self.register_buffer("mean_features", torch.zeros((MEAN_TERMS, offset)), persistent=False)
+            self.mean_weights = nn.Parameter(torch.zeros((levels, MEAN_TERMS)))
         tile_sizes = torch.tensor([int(np.prod(s)) for s in self.shapes], dtype=torch.long)
         self.register_buffer("tile_start", torch.cat([torch.zeros(1, dtype=torch.long),
                                                       tile_sizes.cumsum(0)]), persistent=False)
@@ -296,9 +307,10 @@ class PackedLatents(nn.Module):
         """Each tile level's Laplace scale: the maximum-likelihood one, mean |latent| (not trained)."""
         return _segment_scales(flat, self.seg_size)
 
-    def rate_terms(self, flat: torch.Tensor) -> torch.Tensor:
+    def rate_terms(self, flat: torch.Tensor, centre: torch.Tensor | None = None) -> torch.Tensor:
         """Each latent's Laplace scale (its tile level's), for :func:`drawn_bits`. (Gathering it from
         the levels' scales inside the compiled step instead was tried and measured no faster.)
+        ``centre``: the latents' means (:meth:`rate_centres`), whose distances set the base scales.
 
         With the context model, the tile level's scale code is the base, and the learned per-level
         correction and slopes times the latent's contexts (refreshed by :meth:`refresh_contexts`)
@@ -308,7 +320,8 @@ class PackedLatents(nn.Module):
         gradient reaches a few latents a step with large values, and Adam's second moment, inflated by
         them, then damps the distortion's steps (on the CT a 250-step fit lost ~5 dB that way).
         """
-        scales = torch.repeat_interleave(self.scales(flat), self.seg_size)
+        distance = flat if centre is None else flat - centre
+        scales = torch.repeat_interleave(self.scales(distance), self.seg_size)
         if not self.context:
             return scales
         # each segment's parameters repeated over its latents: a gather per latent (entropy[level])
@@ -320,26 +333,48 @@ class PackedLatents(nn.Module):
                 + p[3] * self.contexts[2])
         return torch.exp2(code.clamp(1, 255) / 16 - 6)
 
+    def rate_centres(self) -> torch.Tensor:
+        """Each latent's Laplace mean (model 4: the learned weights times its contexts' coarser value
+        and neighbour means, refreshed with the contexts); a zero scalar for models 2 and 3."""
+        if not self.mean:
+            return self.flat.new_zeros(())
+        n = self.flat.numel()
+        centre = self.flat.new_zeros(n)
+        for k in range(MEAN_TERMS):
+            weight = torch.repeat_interleave(self.mean_weights[self.seg_level, k], self.seg_size,
+                                             output_size=n)
+            centre = centre + weight * self.mean_features[k]
+        return centre
+
     @torch.no_grad()
     def refresh_contexts(self) -> None:
-        """Recompute every latent's contexts (first-group flag, neighbourhood and coarser bins) from
-        the rounded latents, as the file's coder will see them."""
+        """Recompute every latent's contexts (first-group flag, neighbourhood and coarser bins, and
+        for model 4 the coarser value and neighbour means) from the rounded latents, as the file's
+        coder will see them."""
         if not self.context:
             return
         rounded = torch.round(self.flat.detach()).cpu()
         parts = torch.zeros((3, rounded.numel()))
+        means = torch.zeros((MEAN_TERMS, rounded.numel())) if self.mean else None
         for t in range(len(self.shapes)):
             grids = [g.numpy().astype(np.int64) for g in self.tile_grids(rounded, t)]
             for k, index in enumerate(self.tile_segments[t]):
                 start, size, _ = self.segments[index]
-                first, near, coarse_bin = level_contexts(grids[k], coarser_level(grids, k))
+                coarse = coarser_level(grids, k)
+                first, near, coarse_bin = level_contexts(grids[k], coarse)
                 stacked = np.stack([first.reshape(-1), near.reshape(-1), coarse_bin.reshape(-1)])
                 parts[:, start:start + size] = torch.from_numpy(stacked.astype(np.float32))
+                if means is not None:
+                    features = level_mean_features(grids[k], coarse).reshape(MEAN_TERMS, -1)
+                    means[:, start:start + size] = torch.from_numpy(features)
         self.contexts.copy_(parts.to(self.contexts.device))
+        if means is not None:
+            self.mean_features.copy_(means.to(self.mean_features.device))
 
     def context_model(self) -> ContextModel:
-        """The file's context model from the learned slopes, rounded to whole codes."""
-        return ContextModel.from_array(self.entropy.detach().cpu().numpy()[:, 1:])
+        """The file's context model from the learned slopes (and mean weights), rounded to whole codes."""
+        mean = MEAN_UNIT * self.mean_weights.detach().cpu().numpy() if self.mean else None
+        return ContextModel.from_array(self.entropy.detach().cpu().numpy()[:, 1:], mean)
 
     def coarse_rate_terms(self, coarse: torch.Tensor) -> torch.Tensor:
         """:meth:`rate_terms` of the coarser levels alone (``coarse`` is ``flat[fine_size:]``)."""
@@ -356,8 +391,7 @@ class PackedLatents(nn.Module):
         """Estimated bits of ``round(flat)`` (see :meth:`_histogram_bits`; the context model's
         per-latent scales need a pass over every latent)."""
         if self.context:
-            rounded = torch.round(self.flat.detach())
-            return float(drawn_bits(rounded, self.rate_terms(rounded)))
+            return float(self.bits(torch.round(self.flat.detach())))
         return self._histogram_bits()
 
     def _histogram_bits(self) -> float:
@@ -374,8 +408,10 @@ class PackedLatents(nn.Module):
         return total
 
     def bits(self, flat: torch.Tensor) -> torch.Tensor:
-        """Estimated coded bits of the latents ``flat``, each tile level at its own scale."""
-        return drawn_bits(flat, self.rate_terms(flat))
+        """Estimated coded bits of the latents ``flat``, each tile level at its own scale (and, for
+        model 4, each latent about its predicted mean)."""
+        centre = self.rate_centres()
+        return drawn_bits(flat - centre, self.rate_terms(flat, centre))
 
 
 def _segment_scales(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
