@@ -107,8 +107,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                         "touch; dense: every latent every step (default %(default)s)")
     p.add_argument("--entropy", choices=ENTROPY_MODELS, default=grid.entropy,
                    help="grid: how latents are coded: context (each latent's scale from its decoded "
-                        "neighbours and the coarser level) or factorised (one per tile level; needed "
-                        "by --fine-updates sparse) (default %(default)s)")
+                        "neighbours and the coarser level), predictive (context, and each latent's "
+                        "mean predicted from the same samples) or factorised (one scale per tile "
+                        "level; needed by --fine-updates sparse) (default %(default)s)")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")

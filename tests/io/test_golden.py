@@ -19,7 +19,8 @@ from napari_sci.io.format import CODED_KINDS
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 VERSIONS = (1, 2, 3)
-GOLDENS = {"v1": 1, "v2": 2, "v3": 3, "v3_context": 3, "v3_exact": 3, "v3_predictive": 3}  # file name → its format version
+# file name → its format version
+GOLDENS = {"v1": 1, "v2": 2, "v3": 3, "v3_context": 3, "v3_exact": 3, "v3_predictive": 3}
 # how each golden file was made: (bits per voxel, settings)
 RECIPES = {"v1": (3.0, {"format": 1}), "v2": (1.0, {"format": 2}),
            "v3": (0.05, {"model": "grid", "entropy": "factorised"}),
