@@ -83,7 +83,6 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch's defaults, which the level-0
 FINE_SCALE_EVERY = 10  # steps between re-measures of the level-0 scales (a pass over every voxel)
 FINE_LR_SCALE = 1.0    # the lazy level-0 Adam's learning rate over the latents' own
 CONTEXT_EVERY = 25     # steps between re-measures of the latents' contexts (a pass over every latent)
-MEAN_LR_SCALE = 1.0      # model 4's mean weights (natural units: a weight of 1 copies its context)
 CONTEXT_LR_SCALE = 20.0  # the context model's learning rate over the network's (its unit: 1/16 octave)
 
 
@@ -153,8 +152,6 @@ class GridTrainer:
                   {"params": list(self.synthesis.parameters()), "scale": 1.0}]
         if self.latents.context:
             groups.append({"params": [self.latents.entropy], "scale": CONTEXT_LR_SCALE})
-        if self.latents.mean:
-            groups.append({"params": [self.latents.mean_weights], "scale": MEAN_LR_SCALE})
         self.optimiser = torch.optim.Adam(groups, lr=settings.grid_lr)
         self._compiled: Callable[..., Any] | None = None
         self.compile_error: str | None = None
