@@ -1,4 +1,4 @@
-"""The Laplace scale codes shared by every latent-grid tile coding (format 3, models 2 and 3)."""
+"""The Laplace scale codes shared by every latent-grid tile coding (format 3, models 2 to 4)."""
 
 from __future__ import annotations
 

@@ -513,10 +513,29 @@ def _best_mean_weights(tiles: Sequence[Sequence[np.ndarray]], level: int, slopes
     return min(scored, key=lambda item: item[0])[1]
 
 
-def _lad_weights(tiles: Sequence[Sequence[np.ndarray]], level: int,
-                 iterations: int = 12) -> np.ndarray | None:
-    """Mean weights (1/32, clipped to i8) minimising Σ|latent − mean| over one level of the tiles
-    (the Laplace's maximum-likelihood centre), by iteratively reweighted least squares."""
+def lad_fit(features: np.ndarray, values: np.ndarray, start: np.ndarray | None = None,
+            iterations: int = 12) -> np.ndarray:
+    """Weights ``w`` that make ``features @ w`` close to ``values`` in absolute deviation (a
+    Laplace's maximum-likelihood centre), by iteratively reweighted least squares from ``start``
+    (least squares without one); columns that are all zero keep weight 0."""
+    used = np.flatnonzero(features.any(axis=0))
+    out = np.zeros(features.shape[1])
+    if not used.size:
+        return out
+    a = features[:, used]
+    ridge = 1e-6 * np.eye(used.size)
+    w = (np.linalg.solve(a.T @ a + ridge, a.T @ values) if start is None
+         else np.asarray(start, np.float64)[used])
+    for _ in range(iterations):
+        inverse = 1.0 / np.maximum(np.abs(values - a @ w), 0.1)
+        weighted = a * inverse[:, None]
+        w = np.linalg.solve(weighted.T @ a + ridge, weighted.T @ values)
+    out[used] = w
+    return out
+
+
+def _lad_weights(tiles: Sequence[Sequence[np.ndarray]], level: int) -> np.ndarray | None:
+    """Mean weights (1/32, clipped to i8) minimising Σ|latent − mean| over one level of the tiles."""
     rows, targets = [], []
     for grids in tiles:
         if level >= len(grids) or not grids[level].any():
@@ -526,18 +545,5 @@ def _lad_weights(tiles: Sequence[Sequence[np.ndarray]], level: int,
         targets.append(grid.reshape(-1).astype(np.float64))
     if not rows:
         return None
-    a = np.concatenate(rows).astype(np.float64)
-    y = np.concatenate(targets)
-    used = np.flatnonzero(a.any(axis=0))
-    if not used.size:
-        return None
-    a = a[:, used]
-    ridge = 1e-6 * np.eye(used.size)
-    w = np.linalg.solve(a.T @ a + ridge, a.T @ y)
-    for _ in range(iterations):
-        inverse = 1.0 / np.maximum(np.abs(y - a @ w), 0.1)
-        weighted = a * inverse[:, None]
-        w = np.linalg.solve(weighted.T @ a + ridge, weighted.T @ y)
-    out = np.zeros(MEAN_TERMS, np.int64)
-    out[used] = np.clip(np.rint(MEAN_UNIT * w), -SLOPE_LIMIT, SLOPE_LIMIT)
-    return out
+    w = lad_fit(np.concatenate(rows).astype(np.float64), np.concatenate(targets))
+    return np.clip(np.rint(MEAN_UNIT * w), -SLOPE_LIMIT, SLOPE_LIMIT).astype(np.int64)

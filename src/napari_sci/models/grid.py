@@ -1,4 +1,4 @@
-"""Latent-grid model family, the numpy side: decoding a box of a tile (format 3, models 2 and 3).
+"""Latent-grid model family, the numpy side: decoding a box of a tile (format 3, models 2, 3 and 4).
 
 A tile's value at a voxel is ``synthesis(features)``: the features are the tile's latent levels, each
 linearly interpolated at the voxel (level ``l`` has ``⌈s/2^l⌉`` samples along an axis of ``s`` voxels and
@@ -120,7 +120,7 @@ class GridTiles:
         self.dtype = np.dtype(dtype) if dtype is not None else None
         self._values: dict[int, np.ndarray] = {}
         self.step = np.float32(latent_step)
-        self.context = context  # model 3: the latents are context-coded
+        self.context = context  # models 3 and 4: the latents are context-coded
         self.low = np.float32(low)
         self.span = np.float32(span)
         self.layout = layout

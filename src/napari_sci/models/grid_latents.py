@@ -22,6 +22,7 @@ from napari_sci.io.latent_context import (
     MEAN_UNIT,
     ContextModel,
     coarser_level,
+    lad_fit,
     level_contexts,
     level_mean_features,
 )
@@ -385,7 +386,7 @@ class PackedLatents(nn.Module):
         for level, rows in enumerate(self._fit_rows):
             if rows.size and values[rows].any():
                 weights[level] = lad_fit(table[:, rows].T.astype(np.float64),
-                                         values[rows].astype(np.float64), weights[level])
+                                         values[rows].astype(np.float64), weights[level], iterations=4)
         self.mean_weights.copy_(torch.from_numpy(weights.astype(np.float32)))
         centre = (self.mean_weights.cpu()[self._level_of].T * features).sum(0)
         self.mean_features.copy_(features.to(self.mean_features.device))
@@ -443,20 +444,3 @@ def drawn_bits(flat: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Bits of the latents ``flat`` under zero-mean Laplaces of per-latent ``scale``."""
     return laplace_bits(flat, scale).sum()
 
-
-def lad_fit(features: np.ndarray, values: np.ndarray, start: np.ndarray, iterations: int = 4) -> np.ndarray:
-    """Weights ``w`` that make ``features @ w`` close to ``values`` in absolute deviation, by
-    iteratively reweighted least squares from ``start``; columns that are all zero keep weight 0."""
-    used = np.flatnonzero(features.any(axis=0))
-    out = np.zeros(features.shape[1])
-    if not used.size:
-        return out
-    a = features[:, used]
-    w = np.asarray(start, np.float64)[used]
-    ridge = 1e-6 * np.eye(used.size)
-    for _ in range(iterations):
-        inverse = 1.0 / np.maximum(np.abs(values - a @ w), 0.1)
-        weighted = a * inverse[:, None]
-        w = np.linalg.solve(weighted.T @ a + ridge, weighted.T @ values)
-    out[used] = w
-    return out
