@@ -139,6 +139,15 @@ def coarse_values(coarse: np.ndarray | None, shape: Sequence[int]) -> np.ndarray
     return np.rint(64 * _coarse_at(coarse, shape)).astype(np.int64)
 
 
+def coarse_bins_and_values(coarse: np.ndarray | None,
+                           shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`coarse_bins` and :func:`coarse_values` from one interpolation (the decoder's need)."""
+    if coarse is None or not coarse.any():
+        return np.zeros(tuple(shape), np.int8), np.zeros(tuple(shape), np.int64)
+    interpolated = _coarse_at(coarse, shape)
+    return _bins(np.abs(interpolated)), np.rint(64 * interpolated).astype(np.int64)
+
+
 def _coarse_at(coarse: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """The coarser level linearly interpolated at each sample of a level of ``shape``: weights 0, ¼,
     ¾ or 1 of integers, so exact in float64."""
@@ -211,7 +220,8 @@ def _near_plan(shape: tuple[int, ...], group: int) -> NearPlan:
 def _class_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[tuple[int, tuple[slice, ...]], ...],
                                                                  np.ndarray], ...]:
     """Model 4: :func:`_near_plan`'s neighbours split by how many coordinates of their offset are
-    non-zero (faces, edges, corners): per class, its (group, cut) pairs and each sample's count."""
+    non-zero (faces, edges, corners): per class, its (group, cut) pairs and each sample's factor
+    ``K / N_k`` (``K`` where a sample has no such neighbour: its sum is then 0 whatever the factor)."""
     cuts, count = _near_plan(shape, group)
     ndim = len(shape)
     ones = _padded_views(np.ones(shape, np.int8))
@@ -222,33 +232,32 @@ def _class_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[tuple[i
         n = np.zeros(count.shape, np.int64)
         for neighbour, cut in chosen:
             n += ones[neighbour][cut]
-        n.flags.writeable = False
-        out.append((chosen, n))
+        factor = MEAN_K // np.maximum(n, 1)
+        factor.flags.writeable = False
+        out.append((chosen, factor))
     return tuple(out)
 
 
-def _class_sums(value_views: dict[int, np.ndarray], shape: Sequence[int], group: int,
-                ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per class (faces, edges, corners): the sum ``S_k`` of the decoded signed neighbours of group
-    ``group``'s samples and their count ``N_k``."""
-    out = []
-    for chosen, n in _class_plan(tuple(int(s) for s in shape), group):
-        total = np.zeros(n.shape, np.int64)
+def _class_terms(value_views: dict[int, np.ndarray], shape: Sequence[int], group: int,
+                 weights: Sequence[int]) -> np.ndarray | int:
+    """``Σ_k w_k · S_k · (K / N_k)`` for group ``group``'s samples: the neighbour part of a mean's
+    numerator, from the padded views of the decoded signed latents (classes of weight 0 skipped)."""
+    out: np.ndarray | int = 0
+    for w, (chosen, factor) in zip(weights[1:], _class_plan(tuple(int(s) for s in shape), group)):
+        if not w or not chosen:
+            continue
+        total = np.zeros(factor.shape, np.int64)
         for neighbour, cut in chosen:
             total += value_views[neighbour][cut]
-        out.append((total, n))
+        out = out + int(w) * total * factor
     return out
 
 
 def predicted_means(weights: Sequence[int], coarse_value: np.ndarray,
-                    sums: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """``μ16`` of docs/format.md "Model 4": 16 × the predicted mean, an integer, from the level's four
-    weights (1/32), ``V`` and the class sums and counts; integer arithmetic only."""
-    wc, *wk = (int(w) for w in weights)
-    numerator = wc * 27720 * np.asarray(coarse_value, np.int64)
-    for w, (total, n) in zip(wk, sums):
-        if w:
-            numerator = numerator + np.where(n > 0, w * total * (MEAN_K // np.maximum(n, 1)), 0)
+                    neighbours: np.ndarray | int) -> np.ndarray:
+    """``μ16`` of docs/format.md "Model 4": 16 × the predicted mean, an integer, from the level's
+    weights (1/32), ``V`` and the neighbour part of the numerator (:func:`_class_terms`)."""
+    numerator = int(weights[0]) * 27720 * np.asarray(coarse_value, np.int64) + neighbours
     return np.clip((numerator + MEAN_K) // (2 * MEAN_K), -MEAN16_LIMIT, MEAN16_LIMIT)
 
 
@@ -260,8 +269,8 @@ def level_means(grid: np.ndarray, coarse: np.ndarray | None, weights: Sequence[i
         return out
     views = _padded_views(np.asarray(grid, np.int64))
     for g in group_order(grid.ndim):
-        sums = _class_sums(views, grid.shape, g) if g else []
-        parity_view(out, g)[...] = predicted_means(weights, parity_view(values, g), sums)
+        neighbours = _class_terms(views, grid.shape, g, weights) if g else 0
+        parity_view(out, g)[...] = predicted_means(weights, parity_view(values, g), neighbours)
     return out
 
 
@@ -273,8 +282,11 @@ def level_mean_features(grid: np.ndarray, coarse: np.ndarray | None) -> np.ndarr
     out[0] = coarse_values(coarse, grid.shape) / 64.0
     views = _padded_views(np.asarray(grid, np.int64))
     for g in group_order(grid.ndim)[1:]:
-        for k, (total, n) in enumerate(_class_sums(views, grid.shape, g), start=1):
-            parity_view(out[k], g)[...] = total / np.maximum(n, 1)
+        for k, (chosen, factor) in enumerate(_class_plan(tuple(grid.shape), g), start=1):
+            total = np.zeros(factor.shape, np.int64)
+            for neighbour, cut in chosen:
+                total += views[neighbour][cut]
+            parity_view(out[k], g)[...] = total * factor / MEAN_K  # S_k / N_k
     return out
 
 
@@ -398,10 +410,13 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             if bases[level] == SCALE_CODE_ZERO:
                 continue
             coarse_grid = coarser_level(grids, level)
-            coarse = coarse_bins(coarse_grid, shape)
             magnitudes = _padded_views(np.zeros(shape, np.int32))  # |latents| as groups decode
             predicted = bool(weights[level].any())  # model 4 with a mean at this level
-            values = coarse_values(coarse_grid, shape) if predicted else None
+            values = None
+            if predicted:
+                coarse, values = coarse_bins_and_values(coarse_grid, shape)
+            else:
+                coarse = coarse_bins(coarse_grid, shape)
             signed = _padded_views(np.zeros(shape, np.int64)) if predicted else {}
             for g in group_order(len(shape)):
                 target = parity_view(grid, g)
@@ -409,8 +424,9 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
                 offsets = model.offsets(level, np.full(1, g == 0), near, parity_view(coarse, g))
                 codes = np.broadcast_to(np.clip(bases[level] + offsets, 1, 255), target.shape).reshape(-1)
                 if values is not None:
-                    sums = _class_sums(signed, shape, g) if g else []
-                    means = predicted_means(weights[level], parity_view(values, g), sums).reshape(-1) / 16.0
+                    neighbours = _class_terms(signed, shape, g, weights[level]) if g else 0
+                    mean16 = predicted_means(weights[level], parity_view(values, g), neighbours)
+                    means = mean16.reshape(-1) / 16.0
                 else:
                     means = np.zeros(codes.size)
                 target[...] = coder.decode(family, means, SCALES[codes]).reshape(target.shape)
