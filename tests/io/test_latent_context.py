@@ -23,6 +23,19 @@ def test_group_order_is_the_spec_s():
     assert group_order(1) == (0, 1)
 
 
+def _spec_coarse_at(coarse: np.ndarray, i: tuple[int, ...]) -> float:
+    """The coarser level linearly interpolated at sample ``i``, axis after axis, axis 0 first."""
+    value = coarse.astype(float)
+    for a in range(coarse.ndim):
+        m = value.shape[0]
+        p = min(max((i[a] + 0.5) / 2 - 0.5, 0.0), m - 1.0)
+        lo = int(np.floor(p))
+        hi = min(lo + 1, m - 1)
+        w = p - lo
+        value = (1 - w) * np.take(value, lo, axis=0) + w * np.take(value, hi, axis=0)
+    return float(value)
+
+
 def _spec_contexts(grid: np.ndarray, coarse: np.ndarray | None):
     """The contexts of every sample, one at a time, straight from the spec's sentences."""
     ndim = grid.ndim
@@ -44,15 +57,7 @@ def _spec_contexts(grid: np.ndarray, coarse: np.ndarray | None):
                 n += 1
         near[i] = 0 if n == 0 else sum(16 * s >= t * n for t in T)
         if coarse is not None:
-            value = coarse.astype(float)
-            for a in range(ndim):  # interpolate axis after axis, axis 0 first
-                m = value.shape[0]
-                p = min(max((i[a] + 0.5) / 2 - 0.5, 0.0), m - 1.0)
-                lo = int(np.floor(p))
-                hi = min(lo + 1, m - 1)
-                w = p - lo
-                value = (1 - w) * np.take(value, lo, axis=0) + w * np.take(value, hi, axis=0)
-            coarse_bin[i] = sum(16 * abs(float(value)) >= t for t in T)
+            coarse_bin[i] = sum(16 * abs(_spec_coarse_at(coarse, i)) >= t for t in T)
     samples = itertools.product(*map(range, grid.shape))
     first = np.array([group(i) == 0 for i in samples]).reshape(grid.shape)
     return first, near, coarse_bin
@@ -200,15 +205,7 @@ def _spec_means(grid: np.ndarray, coarse: np.ndarray | None, weights) -> np.ndar
                 n[k] += 1
         v = 0
         if coarse is not None and coarse.any():
-            value = coarse.astype(float)
-            for a in range(ndim):
-                m = value.shape[0]
-                p = min(max((i[a] + 0.5) / 2 - 0.5, 0.0), m - 1.0)
-                lo = int(np.floor(p))
-                hi = min(lo + 1, m - 1)
-                w = p - lo
-                value = (1 - w) * np.take(value, lo, axis=0) + w * np.take(value, hi, axis=0)
-            v = 64 * float(value)
+            v = 64 * _spec_coarse_at(coarse, i)
             assert v == int(v)  # the spec: an integer
             v = int(v)
         a_num = weights[0] * v * 27_720
