@@ -79,7 +79,11 @@ def test_save_runs_in_the_background_with_progress(saving, tmp_path):
     assert viewer.layers.save(str(path), plugin="napari-sci") == [str(path)]
     timer.stop()
     assert time.perf_counter() - started > 3.0  # the fit ran its time limit...
-    assert np.diff([started, *ticks]).max() < 1.0, "the event loop was blocked for a second or more"
+    # a save on the main thread would freeze the loop for the whole fit (over 3 s); under a loaded
+    # machine a turning loop still sees gaps of a second now and then (found with CI beside two fits)
+    gaps = np.diff([started, *ticks])
+    assert gaps.max() < 2.0, "the event loop was blocked for two seconds or more"
+    assert np.median(gaps) < 0.2, "the event loop turned only now and then"
     assert any("step" in text and "ETA" in text for _, _, text in seen)  # ...with live progress
     fitting = [(v, m) for v, m, text in seen if "ETA" in text]
     assert fitting[-1][0] / fitting[-1][1] > 0.5  # the bar follows the clock, not the step count
