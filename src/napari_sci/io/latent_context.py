@@ -216,6 +216,16 @@ def _near_plan(shape: tuple[int, ...], group: int) -> NearPlan:
     return tuple(cuts), count
 
 
+def _neighbour_sum(views: dict[int, np.ndarray], cuts: Sequence[tuple[int, tuple[slice, ...]]],
+                   shape: tuple[int, ...], dtype: type = np.int64) -> np.ndarray:
+    """The sum over ``cuts`` (neighbour group, cut of its padded view) of ``views``: one group's
+    samples' neighbour values, each cut a whole-group slice (no loop over samples)."""
+    total = np.zeros(shape, dtype)
+    for neighbour, cut in cuts:
+        total += views[neighbour][cut]
+    return total
+
+
 @lru_cache(maxsize=256)
 def _class_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[tuple[int, tuple[slice, ...]], ...],
                                                                  np.ndarray], ...]:
@@ -246,10 +256,7 @@ def _class_terms(value_views: dict[int, np.ndarray], shape: Sequence[int], group
     for w, (chosen, factor) in zip(weights[1:], _class_plan(tuple(int(s) for s in shape), group)):
         if not w or not chosen:
             continue
-        total = np.zeros(factor.shape, np.int64)
-        for neighbour, cut in chosen:
-            total += value_views[neighbour][cut]
-        out = out + int(w) * total * factor
+        out = out + int(w) * _neighbour_sum(value_views, chosen, factor.shape) * factor
     return out
 
 
@@ -283,9 +290,7 @@ def level_mean_features(grid: np.ndarray, coarse: np.ndarray | None) -> np.ndarr
     views = _padded_views(np.asarray(grid, np.int64))
     for g in group_order(grid.ndim)[1:]:
         for k, (chosen, factor) in enumerate(_class_plan(tuple(grid.shape), g), start=1):
-            total = np.zeros(factor.shape, np.int64)
-            for neighbour, cut in chosen:
-                total += views[neighbour][cut]
+            total = _neighbour_sum(views, chosen, factor.shape)
             parity_view(out[k], g)[...] = total * factor / MEAN_K  # S_k / N_k
     return out
 
@@ -294,9 +299,7 @@ def _near_bins(magnitude_views: dict[int, np.ndarray], shape: Sequence[int], gro
     """Neighbourhood bins of group ``group``'s samples from the padded views of |latents| (those not
     decoded yet are 0 there)."""
     cuts, count = _near_plan(tuple(int(n) for n in shape), group)
-    total = np.zeros(count.shape, np.int32)  # at most 26 · 4095
-    for neighbour, cut in cuts:
-        total += magnitude_views[neighbour][cut]
+    total = _neighbour_sum(magnitude_views, cuts, count.shape, np.int32)  # at most 26 · 4095
     out = np.zeros(count.shape, np.int8)
     known = total > 0  # a zero sum is bin 0 with or without neighbours: most samples of sparse levels
     out[known] = _bins(total[known] / count[known])
