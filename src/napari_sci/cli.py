@@ -22,6 +22,7 @@ from napari_sci.base.config import (
     ENTROPY_MODELS,
     MODEL_FAMILIES,
     PARTITION_METHODS,
+    UPSAMPLINGS,
     AllocationConfig,
     CodingConfig,
     CompressConfig,
@@ -110,6 +111,10 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                         "neighbours and the coarser level), predictive (context, and each latent's "
                         "mean predicted from the same samples) or factorised (one scale per tile "
                         "level; needed by --fine-updates sparse) (default %(default)s)")
+    p.add_argument("--upsampling", choices=UPSAMPLINGS, default=grid.upsampling,
+                   help="grid: how latent levels reach the voxels: linear, or bspline (the cubic "
+                        "B-spline on level 1's samples, then linear; context or predictive entropy "
+                        "only) (default %(default)s)")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")
@@ -277,7 +282,7 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples,
         finest_level=None if args.finest_level == "auto" else args.finest_level,
         sparse_fine=args.fine_updates == "sparse", entropy=args.entropy,
-        exact_tiles=args.exact_tiles)
+        upsampling=args.upsampling, exact_tiles=args.exact_tiles)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading
@@ -348,7 +353,7 @@ def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
     from napari_sci.base.networks import param_count
     from napari_sci.core.lazy import open_sci
-    from napari_sci.io.format import GRID_MODELS, MODEL_GRID_OF_ENTROPY, grid_section
+    from napari_sci.io.format import GRID_KIND_OF_MODEL, GRID_MODELS, grid_section
 
     array = open_sci(path)
     h = array.header
@@ -356,8 +361,8 @@ def describe(path: str) -> dict[str, Any]:
     model: dict[str, Any] = {"family": "grid" if h.model in GRID_MODELS else "siren"}
     if h.model in GRID_MODELS:
         section = grid_section(h)
-        entropy = next(name for name, model_id in MODEL_GRID_OF_ENTROPY.items() if model_id == h.model)
-        model.update(entropy=entropy,
+        entropy, upsampling = GRID_KIND_OF_MODEL[h.model]
+        model.update(entropy=entropy, upsampling=upsampling,
                      levels=section.layout.levels, hidden=section.layout.hidden,
                      layers=section.layout.layers, latent_step=section.latent_step, lam=section.lam,
                      synthesis_bytes=len(section.synthesis))

@@ -18,7 +18,9 @@ from napari_sci.io.format import (
     KIND_GRID,
     MODEL_GRID,
     MODEL_GRID_CONTEXT,
+    MODEL_GRID_CONTEXT_BSPLINE,
     MODEL_GRID_PREDICTIVE,
+    MODEL_GRID_PREDICTIVE_BSPLINE,
 )
 
 
@@ -28,13 +30,16 @@ def grid_config(**kw):
     return compress_config(**settings)
 
 
-@pytest.mark.parametrize(("name", "entropy", "model"), [("mri", "context", MODEL_GRID_CONTEXT),
-                                                        ("ct", "context", MODEL_GRID_CONTEXT),
-                                                        ("ct", "factorised", MODEL_GRID),
-                                                        ("mri", "predictive", MODEL_GRID_PREDICTIVE)])
-def test_grid_round_trip_within_budget_and_above_the_mean(name, entropy, model, request):
+@pytest.mark.parametrize(("name", "entropy", "upsampling", "model"), [
+    ("mri", "context", "linear", MODEL_GRID_CONTEXT),
+    ("ct", "context", "linear", MODEL_GRID_CONTEXT),
+    ("ct", "factorised", "linear", MODEL_GRID),
+    ("mri", "predictive", "linear", MODEL_GRID_PREDICTIVE),
+    ("mri", "context", "bspline", MODEL_GRID_CONTEXT_BSPLINE),
+    ("ct", "predictive", "bspline", MODEL_GRID_PREDICTIVE_BSPLINE)])
+def test_grid_round_trip_within_budget_and_above_the_mean(name, entropy, upsampling, model, request):
     volume = request.getfixturevalue(name)
-    result = encode(volume, grid_config(entropy=entropy))
+    result = encode(volume, grid_config(entropy=entropy, upsampling=upsampling))
     assert result.n_bytes <= result.target_bytes
     contents = parse(result.data)
     assert (contents.header.version, contents.header.model) == (3, model)

@@ -212,6 +212,7 @@ class CodingConfig:
 
 MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
 ENTROPY_MODELS: tuple[str, ...] = ("context", "predictive", "factorised")
+UPSAMPLINGS: tuple[str, ...] = ("linear", "bspline")
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,10 @@ class GridConfig:
         ``predictive`` (model 4: model 3 with each latent's mean predicted from the same decoded
         samples, four weights a level trained with the latents) or ``factorised`` (model 2: one
         scale per tile level).
+    upsampling
+        How a level reaches the voxels: ``linear`` (models 2–4) or ``bspline`` (models 5 and 6: the
+        level evaluated by the cubic B-spline on level 1's samples, then linearly; a smoother basis
+        that needs no more work a step, context-coded entropy only).
     """
 
     levels: int = 7
@@ -280,6 +285,7 @@ class GridConfig:
     compile_step: str = "auto"
     exact_tiles: bool = True
     entropy: str = "context"
+    upsampling: str = "linear"
 
     @property
     def context_coded(self) -> bool:
@@ -294,6 +300,10 @@ class GridConfig:
     def __post_init__(self) -> None:
         _require(self.entropy in ENTROPY_MODELS,
                  f"entropy must be one of {ENTROPY_MODELS}, got {self.entropy!r}")
+        _require(self.upsampling in UPSAMPLINGS,
+                 f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
+        _require(self.upsampling == "linear" or self.context_coded,
+                 "B-spline upsampling (models 5 and 6) needs the context or predictive entropy model")
         _require(not (self.sparse_fine and self.context_coded),
                  "the sparse full-resolution step (sparse_fine) needs the factorised entropy model")
         _require(self.compile_step in ("auto", "on", "off"),

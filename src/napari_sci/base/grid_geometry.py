@@ -35,11 +35,13 @@ def latent_count(shape: Sequence[int], most: int) -> int:
 
 @dataclass(frozen=True)
 class GridLayout:
-    """What every tile of a file shares: the pyramid depth and the synthesis MLP's shape."""
+    """What every tile of a file shares: the pyramid depth, how levels are upsampled (``linear``,
+    models 2–4, or ``bspline``, models 5–6) and the synthesis MLP's shape."""
 
     levels: int
     hidden: int
     layers: int
+    upsampling: str = "linear"
 
     def dims(self) -> list[tuple[int, int]]:
         """(in, out) of each linear layer: levels → hidden → … → hidden → 1."""

@@ -53,7 +53,7 @@ class GridCoded:
 
 def layout_of(config: CompressConfig) -> GridLayout:
     grid = config.grid
-    return GridLayout(grid.levels, grid.grid_hidden, grid.grid_layers)
+    return GridLayout(grid.levels, grid.grid_hidden, grid.grid_layers, grid.upsampling)
 
 
 def section_overhead(config: CompressConfig) -> int:

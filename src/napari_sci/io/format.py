@@ -24,12 +24,19 @@ MAGIC = b"\x89SCI\r\n\x1a\n"
 FORMAT_VERSION = 2  # what the SIREN family writes; the latent-grid family writes 3
 SUPPORTED_VERSIONS = frozenset({1, 2, 3})
 MODEL_SIREN, MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE = 1, 2, 3, 4  # version 3 model ids
+MODEL_GRID_CONTEXT_BSPLINE, MODEL_GRID_PREDICTIVE_BSPLINE = 5, 6  # models 3 and 4, B-spline upsampling
 MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRID_CONTEXT,
-             "grid-predictive": MODEL_GRID_PREDICTIVE}
+             "grid-predictive": MODEL_GRID_PREDICTIVE, "grid-context-bspline": MODEL_GRID_CONTEXT_BSPLINE,
+             "grid-predictive-bspline": MODEL_GRID_PREDICTIVE_BSPLINE}
 # latent grids: factorised, context-coded, context-coded with predicted means
-GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE)
-MODEL_GRID_OF_ENTROPY = {"factorised": MODEL_GRID, "context": MODEL_GRID_CONTEXT,
-                         "predictive": MODEL_GRID_PREDICTIVE}  # GridConfig.entropy → model id
+GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE, MODEL_GRID_CONTEXT_BSPLINE,
+               MODEL_GRID_PREDICTIVE_BSPLINE)
+# (GridConfig.entropy, GridConfig.upsampling) → model id, and back
+GRID_MODEL_OF = {("factorised", "linear"): MODEL_GRID, ("context", "linear"): MODEL_GRID_CONTEXT,
+                 ("predictive", "linear"): MODEL_GRID_PREDICTIVE,
+                 ("context", "bspline"): MODEL_GRID_CONTEXT_BSPLINE,
+                 ("predictive", "bspline"): MODEL_GRID_PREDICTIVE_BSPLINE}
+GRID_KIND_OF_MODEL = {model: kind for kind, model in GRID_MODEL_OF.items()}
 _MODEL_HEAD = struct.Struct("<BI")  # version 3: model id, section length
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
@@ -324,7 +331,7 @@ def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
 
 
 def grid_section(header: SciHeader) -> GridSection:
-    """The parsed model section of a latent-grid file (model 2, 3 or 4)."""
-    return unpack_grid_section(header.section,
-                               context=header.model in (MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE),
-                               mean=header.model == MODEL_GRID_PREDICTIVE)
+    """The parsed model section of a latent-grid file (models 2–6)."""
+    entropy, upsampling = GRID_KIND_OF_MODEL[header.model]
+    return unpack_grid_section(header.section, context=entropy != "factorised",
+                               mean=entropy == "predictive", upsampling=upsampling)

@@ -95,7 +95,8 @@ def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
     return codes + 4 <= length <= codes + 4 * layout.params() + 64 and (length - codes) % 4 == 0
 
 
-def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False) -> GridSection:
+def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
+                        upsampling: str = "linear") -> GridSection:
     """Parse and validate a model 2 section (``context``: model 3's, with a context model after the
     fixed fields; ``mean`` too: model 4's, whose context model has mean weights); anything out of
     range is a ``SciFormatError``."""
@@ -109,7 +110,7 @@ def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False) 
         raise SciFormatError(f"latent-grid lambda {lam} must be finite and ≥ 0")
     if not (math.isfinite(step) and LATENT_STEP_RANGE[0] <= step <= LATENT_STEP_RANGE[1]):
         raise SciFormatError(f"latent step {step} is outside [2^-8, 2^8]")
-    layout = GridLayout(levels, hidden, layers)
+    layout = GridLayout(levels, hidden, layers, upsampling)
     start = GRID_SECTION.size + (ContextModel.packed_size(levels, mean) if context else 0)
     if len(data) < start:
         raise SciFormatError(f"latent-grid model section of {len(data)} bytes has no room for its "

@@ -1,4 +1,4 @@
-"""Latent-grid model family, the numpy side: decoding a box of a tile (format 3, models 2, 3 and 4).
+"""Latent-grid model family, the numpy side: decoding a box of a tile (format 3, models 2–6).
 
 A tile's value at a voxel is ``synthesis(features)``: the features are the tile's latent levels, each
 linearly interpolated at the voxel (level ``l`` has ``⌈s/2^l⌉`` samples along an axis of ``s`` voxels and
@@ -42,16 +42,67 @@ def interpolation_at(size: int, level: int, voxels: np.ndarray) -> tuple[np.ndar
     return lower, upper, (position - lower).astype(np.float32)
 
 
-def interpolate_box(grid: np.ndarray, level: int, tile_shape: Sequence[int], box: Box) -> np.ndarray:
-    """Level ``level`` of a tile, linearly interpolated on the voxels of ``box`` (tile coordinates)."""
-    return interpolate_at(grid, level, tile_shape, [np.arange(start, stop) for start, stop in box])
+def bspline_weights(t: np.ndarray) -> np.ndarray:
+    """The cubic B-spline's weights on samples ⌊q⌋−1 … ⌊q⌋+2 at fractional offsets ``t`` (…, 4)."""
+    t = np.asarray(t, np.float64)[..., None]
+    return np.concatenate([(1 - t) ** 3, 4 - 6 * t ** 2 + 3 * t ** 3,
+                           1 + 3 * t + 3 * t ** 2 - 3 * t ** 3, t ** 3], axis=-1) / 6
+
+
+def bspline_matrix(rows: int, levels_down: int) -> np.ndarray:
+    """(rows × ⌈rows/2^levels_down⌉) float64: a grid ``levels_down`` levels coarser than an axis of
+    ``rows`` samples, evaluated by the cubic B-spline at those samples (edge samples repeated)."""
+    n = -(-rows // (1 << levels_down))
+    q = np.clip((np.arange(rows) + 0.5) / (1 << levels_down) - 0.5, 0.0, n - 1.0)
+    f = np.floor(q)
+    taps = np.clip(f[:, None].astype(np.int64) + np.arange(-1, 3), 0, n - 1)
+    out = np.zeros((rows, n))
+    np.add.at(out, (np.repeat(np.arange(rows), 4), taps.reshape(-1)), bspline_weights(q - f).reshape(-1))
+    return out
+
+
+def axis_matrix(size: int, level: int, voxels: np.ndarray, upsampling: str = "linear") -> np.ndarray:
+    """(len(voxels) × ⌈size/2^level⌉) float32: level ``level`` of an axis of ``size`` voxels, upsampled
+    at ``voxels``. ``bspline`` (models 5 and 6): level 1 by the cubic B-spline at the voxels; levels
+    ≥ 2 by the cubic B-spline on level 1's samples, then linearly from them (docs/format.md)."""
+    voxels = np.asarray(voxels)
+    n = -(-size // (1 << level))
+    if upsampling == "bspline" and level == 1:
+        return bspline_matrix(size, 1)[voxels].astype(np.float32)
+    lower, upper, weight = interpolation_at(size, min(level, 1), voxels)
+    if upsampling == "bspline" and level >= 2:
+        coarse = bspline_matrix(-(-size // 2), level - 1)
+        w = weight.astype(np.float64)[:, None]
+        return ((1 - w) * coarse[lower] + w * coarse[upper]).astype(np.float32)
+    if level == 0:
+        out = np.zeros((voxels.size, n), np.float32)
+        out[np.arange(voxels.size), voxels] = 1
+        return out
+    lower, upper, weight = interpolation_at(size, level, voxels)
+    out = np.zeros((voxels.size, n), np.float32)
+    np.add.at(out, (np.arange(voxels.size), lower), 1 - weight)
+    np.add.at(out, (np.arange(voxels.size), upper), weight)
+    return out
+
+
+def interpolate_box(grid: np.ndarray, level: int, tile_shape: Sequence[int], box: Box,
+                    upsampling: str = "linear") -> np.ndarray:
+    """Level ``level`` of a tile, upsampled on the voxels of ``box`` (tile coordinates)."""
+    return interpolate_at(grid, level, tile_shape, [np.arange(start, stop) for start, stop in box],
+                          upsampling)
 
 
 def interpolate_at(grid: np.ndarray, level: int, tile_shape: Sequence[int],
-                   picks: Sequence[np.ndarray]) -> np.ndarray:
-    """Level ``level`` of a tile, linearly interpolated on the grid of voxel indices ``picks`` (one
-    array per axis: a box's ranges, or every 2^k-th voxel for a coarser view)."""
+                   picks: Sequence[np.ndarray], upsampling: str = "linear") -> np.ndarray:
+    """Level ``level`` of a tile, upsampled on the grid of voxel indices ``picks`` (one array per
+    axis: a box's ranges, or every 2^k-th voxel for a coarser view); linearly, or by the B-spline
+    (``upsampling="bspline"``, one small matrix per axis)."""
     out = grid.astype(np.float32)
+    if upsampling == "bspline" and level >= 1:
+        for axis, (size, voxels) in enumerate(zip(tile_shape, picks)):
+            matrix = axis_matrix(int(size), level, voxels, upsampling)
+            out = np.moveaxis(np.tensordot(matrix, out, axes=([1], [axis])), 0, axis)
+        return np.ascontiguousarray(out)
     for axis, (size, voxels) in enumerate(zip(tile_shape, picks)):
         lower, upper, weight = interpolation_at(int(size), level, voxels)
         a = np.take(out, lower, axis=axis)
@@ -99,7 +150,8 @@ def evaluate_tile_at(grids: Sequence[np.ndarray], weights: Sequence[np.ndarray],
     features = np.zeros((count, layout.levels), dtype=np.float32)
     for level, grid in enumerate(grids):
         if grid.any():
-            features[:, level] = interpolate_at(grid, level, tile_shape, picks).reshape(-1)
+            features[:, level] = interpolate_at(grid, level, tile_shape, picks,
+                                                layout.upsampling).reshape(-1)
     if latent_step != 1.0:
         features *= np.float32(latent_step)
     return synthesise(features, weights, layout).reshape(out_shape)

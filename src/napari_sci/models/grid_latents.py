@@ -5,6 +5,10 @@ arithmetic); here every tile and level lives in one vector, a table gives each (
 offset, shape and strides, and the interpolation at a batch of voxels of any tiles is one gather of
 (voxels, levels, corners) entries. Voxel samples are drawn sorted, so the gather and its scatter-add
 backward walk memory in order. The interpolation is the one of ``models.grid.interpolation``.
+
+With B-spline upsampling (models 5 and 6) every level from 1 on is first evaluated on level 1's
+samples (small matrix products per tile and level: level 1 is an eighth of the voxels), stacked
+channels-last, and one gather of 2^ndim corners then reads all those levels for a voxel at once.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from napari_sci.io.latent_context import (
     level_mean_features,
 )
 from napari_sci.io.latents import LATENT_LIMIT
-from napari_sci.models.grid import interpolation
+from napari_sci.models.grid import axis_matrix, bspline_matrix
 from napari_sci.models.grid_net import laplace_bits
 
 LATENT_MODES = ("noise", "ste", "hard")
@@ -160,6 +164,27 @@ class PackedLatents(nn.Module):
                                                       tile_sizes.cumsum(0)]), persistent=False)
         self.register_buffer("tile_dims", torch.tensor(self.shapes, dtype=torch.long).reshape(
             n_tiles, self.ndim), persistent=False)
+        self.upsampling = layout.upsampling
+        if self.upsampling == "bspline":  # each tile's levels ≥ 1 on level 1's samples (see module doc)
+            half = np.asarray([level_shape(shape, 1) for shape in self.shapes], np.int64).reshape(
+                n_tiles, self.ndim)
+            half_strides = np.ones_like(half)
+            for a in range(self.ndim - 2, -1, -1):
+                half_strides[:, a] = half_strides[:, a + 1] * half[:, a + 1]
+            half_start = np.concatenate([[0], np.cumsum(np.prod(half, axis=1))])
+            self.register_buffer("half_dims", torch.from_numpy(half), persistent=False)
+            self.register_buffer("half_strides", torch.from_numpy(half_strides), persistent=False)
+            self.register_buffer("half_start", torch.from_numpy(half_start[:-1].copy()), persistent=False)
+            self.register_buffer("_tap_offsets", torch.arange(-1, 3), persistent=False)
+            # the B-spline matrices as buffers, made here: built inside a compiled step they broke
+            # the graph (each tile's products then compiled on their own, past the recompile limit)
+            for t, shape in enumerate(self.shapes):
+                for level in range(max(2, self.tile_first[t]), self.tile_levels[t]):
+                    for rows in level_shape(shape, 1):
+                        name = f"_half_{rows}_{level}"
+                        if not hasattr(self, name):
+                            self.register_buffer(name, torch.from_numpy(
+                                bspline_matrix(rows, level - 1).astype(np.float32)), persistent=False)
 
     @property
     def n_voxels(self) -> int:
@@ -243,6 +268,8 @@ class PackedLatents(nn.Module):
         so that the step around it can be compiled. With ``fine`` (the voxels' own level-0 latents,
         (n,)), ``flat`` holds only the coarser levels (``flat[fine_size:]`` of the layout).
         """
+        if self.upsampling == "bspline":
+            return self._bspline_features(flat, tile, voxel)
         first = 1 if fine is not None else self.first  # finer levels: zero in every tile, not gathered
         position = voxel.to(torch.float32) + 0.5
         p = position[:, None, :] * self.inverse_scale[None, first:, None] - 0.5  # (n, levels, ndim)
@@ -269,6 +296,62 @@ class PackedLatents(nn.Module):
             features = torch.cat((features.new_zeros(features.shape[0], first), features), dim=1)
         return features
 
+    def _bspline_features(self, flat: torch.Tensor, tile: torch.Tensor, voxel: torch.Tensor) -> torch.Tensor:
+        """Features with B-spline upsampling: level 0 read at the voxel, level 1 by the B-spline at
+        the voxel (4^ndim samples), levels ≥ 2 from the level-1-resolution stack
+        (:meth:`half_stack`) interpolated linearly (2^ndim corners, every level at once)."""
+        n = voxel.shape[0]
+        p = (voxel.to(torch.float32) + 0.5) * 0.5 - 0.5                        # on level 1's samples
+        dims = self.half_dims[tile]
+        p = torch.minimum(p.clamp_min(0), (dims - 1).to(torch.float32))
+        lower_f = p.floor()
+        weight = p - lower_f
+        lower = lower_f.long()
+        # level 1: the cubic B-spline's four samples per axis
+        strides = self.strides[tile][:, 1]
+        index = self.offsets[tile][:, 1:2]
+        weights = self.present[tile][:, 1:2]
+        taps = _bspline_taps(weight)                                             # (n, ndim, 4)
+        for a in range(self.ndim):
+            at = torch.minimum((lower[:, a:a + 1] + self._tap_offsets).clamp_min(0), dims[:, a:a + 1] - 1)
+            index = (index[:, :, None] + (at * strides[:, a:a + 1])[:, None, :]).flatten(1)
+            weights = (weights[:, :, None] * taps[:, None, a, :]).flatten(1)
+        level_one = (flat[index * (weights != 0)] * weights).sum(1)
+        # levels ≥ 2: linear from the stack on level 1's samples
+        stack = self.half_stack(flat)                                            # (Σ half, levels − 2)
+        upper = torch.minimum(lower + 1, dims - 1)
+        strides = self.half_strides[tile]
+        index = self.half_start[tile][:, None]
+        weights = torch.ones((n, 1), device=flat.device)
+        for a in range(self.ndim):
+            pair_index = torch.stack((lower[:, a] * strides[:, a], upper[:, a] * strides[:, a]), dim=-1)
+            pair_weight = torch.stack((1 - weight[:, a], weight[:, a]), dim=-1)
+            index = (index[:, :, None] + pair_index[:, None, :]).flatten(1)
+            weights = (weights[:, :, None] * pair_weight[:, None, :]).flatten(1)
+        coarse = (stack[index] * weights[..., None]).sum(1)                      # (n, levels − 2)
+        if self.first == 0:
+            local = (voxel * self.strides[tile][:, 0]).sum(-1)
+            present = self.present[tile][:, 0]
+            fine = flat[(self.offsets[tile][:, 0] + local) * (present > 0)] * present
+        else:
+            fine = flat.new_zeros(n)
+        return torch.cat((fine[:, None], level_one[:, None], coarse), dim=1)
+
+    def half_stack(self, flat: torch.Tensor) -> torch.Tensor:
+        """(Σ tiles' level-1 samples, levels − 2): every tile's levels 2 … levels−1 evaluated by the
+        cubic B-spline on its level-1 samples (zeros for levels a tile does not have)."""
+        parts = []
+        for t, shape in enumerate(self.shapes):
+            half = level_shape(shape, 1)
+            count = int(np.prod(half))
+            columns = [flat.new_zeros(count)] * (self.layout.levels - 2)
+            for level, grid in enumerate(self.tile_grids(flat, t), start=self.tile_first[t]):
+                if level >= 2:
+                    mats = [getattr(self, f"_half_{rows}_{level}") for rows in half]
+                    columns[level - 2] = _separable(grid, mats).reshape(-1)
+            parts.append(torch.stack(columns, dim=1) if columns else flat.new_zeros((count, 0)))
+        return torch.cat(parts) if parts else flat.new_zeros((0, self.layout.levels - 2))
+
     def dense_features(self, flat: torch.Tensor, tile: int) -> torch.Tensor:
         """(levels, voxels) features of every voxel of one tile, channels first, in raster order.
 
@@ -286,29 +369,18 @@ class PackedLatents(nn.Module):
                 out.append(grid.reshape(-1))
                 continue
             mats = [self._matrix(size, level) for size in shape]
-            if self.ndim == 1:
-                up = mats[0] @ grid
-            elif self.ndim == 2:
-                up = mats[0] @ (grid @ mats[1].T)
-            else:
-                t = mats[1] @ (grid @ mats[2].T)                               # (n0, s1, s2)
-                up = mats[0] @ t.reshape(t.shape[0], -1)                       # (s0, s1·s2)
-            out.append(up.reshape(-1))
+            out.append(_separable(grid, mats).reshape(-1))
         # stacked, not assigned into a buffer: each in-place slice copy would clone the whole
         # gradient in the backward
         out += [flat.new_zeros(n)] * (self.layout.levels - len(out))
         return torch.stack(out)
 
     def _matrix(self, size: int, level: int) -> torch.Tensor:
-        """The (size × ⌈size/2^level⌉) linear-interpolation matrix of one axis (cached)."""
+        """The (size × ⌈size/2^level⌉) upsampling matrix of one axis, the decoder's (cached)."""
         key = (size, level)
         matrix = self._matrices.get(key)
         if matrix is None or matrix.device != self.flat.device:
-            lower, upper, weight = interpolation(size, level, 0, size)
-            dense = np.zeros((size, -(-size // (1 << level))), np.float32)
-            rows = np.arange(size)
-            np.add.at(dense, (rows, lower), 1 - weight)
-            np.add.at(dense, (rows, upper), weight)
+            dense = axis_matrix(size, level, np.arange(size), self.upsampling)
             matrix = torch.from_numpy(dense).to(self.flat.device)
             self._matrices[key] = matrix
         return matrix
@@ -433,6 +505,22 @@ class PackedLatents(nn.Module):
         model 4, each latent about its predicted mean)."""
         centre = self.rate_centres()
         return drawn_bits(flat - centre, self.rate_terms(flat, centre))
+
+
+def _bspline_taps(t: torch.Tensor) -> torch.Tensor:
+    """The cubic B-spline's weights on samples ⌊q⌋−1 … ⌊q⌋+2 at fractional offsets ``t``: (…, 4)."""
+    t2, t3 = t * t, t * t * t
+    return torch.stack(((1 - t) ** 3, 4 - 6 * t2 + 3 * t3, 1 + 3 * t + 3 * t2 - 3 * t3, t3), dim=-1) / 6
+
+
+def _separable(grid: torch.Tensor, mats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``grid`` (1-3 axes) with one matrix applied along each axis: (rows_0, rows_1, …)."""
+    if grid.dim() == 1:
+        return mats[0] @ grid
+    if grid.dim() == 2:
+        return mats[0] @ (grid @ mats[1].T)
+    t = mats[1] @ (grid @ mats[2].T)                                             # (n0, r1, r2)
+    return (mats[0] @ t.reshape(t.shape[0], -1)).reshape(mats[0].shape[0], *t.shape[1:])
 
 
 def _segment_scales(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
