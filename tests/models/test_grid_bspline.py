@@ -162,3 +162,13 @@ def test_bspline_needs_a_context_coded_entropy_model():
         GridConfig(upsampling="bspline", entropy="factorised")
     with pytest.raises(SciConfigError, match="upsampling must be one of"):
         GridConfig(upsampling="cubic")
+
+
+def test_the_bspline_gather_compiles_as_one_graph():
+    """A graph break inside the gather (numpy in the traced code) compiled every tile's products
+    on their own, past dynamo's recompile limit, and the step ran eagerly."""
+    latents = PackedLatents([(8, 20, 12), (8, 20, 12), (5, 6, 7)], LAYOUT, finest_level=1)
+    sample = latents.sample(500, torch.Generator().manual_seed(0))
+    compiled = torch.compile(latents.features_at, fullgraph=True)
+    torch.testing.assert_close(compiled(latents.flat, sample.tile, sample.voxel),
+                               latents.features_at(latents.flat, sample.tile, sample.voxel))

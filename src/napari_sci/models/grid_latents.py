@@ -13,6 +13,7 @@ channels-last, and one gather of 2^ndim corners then reads all those levels for 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -343,7 +344,7 @@ class PackedLatents(nn.Module):
         parts = []
         for t, shape in enumerate(self.shapes):
             half = level_shape(shape, 1)
-            count = int(np.prod(half))
+            count = math.prod(half)
             columns = [flat.new_zeros(count)] * (self.layout.levels - 2)
             for level, grid in enumerate(self.tile_grids(flat, t), start=self.tile_first[t]):
                 if level >= 2:
