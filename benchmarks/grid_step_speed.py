@@ -1,7 +1,7 @@
 """Seconds per latent-grid training step, eager and compiled, interleaved in one process (CPU).
 
     OMP_NUM_THREADS=2 python benchmarks/grid_step_speed.py ../shared/data/ct_aorta_totalseg.tif \
-        --out benchmarks/results/grid/step_speed_ct.json
+        --out benchmarks/results/grid/step_speed_ct.json [--upsampling bspline]
 
 The per-tile step of the previous round is not in the tree any more; its figure (5.2 s a step on the
 CT, same machine and load) was taken with the same script against that commit (f9141c5).
@@ -34,8 +34,8 @@ def trainer_for(path: str, config: GridConfig | None = None) -> tuple[GridTraine
     x = normalised_volume(volume, value_range(volume)).astype(np.float32)
     config = config or GridConfig()
     tiles = partition_volume(x, PartitionConfig(), min(config.max_tiles, x.size >> 15)).blocks
-    trainer = GridTrainer(x, [b.slices for b in tiles], layout_of(compress_config(bpv=0.1)), config, 0,
-                          torch.device("cpu"))
+    layout = layout_of(compress_config(bpv=0.1, upsampling=config.upsampling))
+    trainer = GridTrainer(x, [b.slices for b in tiles], layout, config, 0, torch.device("cpu"))
     trainer.step(1e-2, "noise", 1e-2)
     return trainer, len(tiles)
 
@@ -53,8 +53,9 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--upsampling", default="linear")
     args = parser.parse_args()
-    config = GridConfig()
+    config = GridConfig(upsampling=args.upsampling)
     trainer, n_tiles = trainer_for(args.volume, config)
     load = [os.getloadavg()[0]]
     started = time.perf_counter()
@@ -68,7 +69,8 @@ def main() -> None:
             trainer._compiled = compiled if mode == "compiled" else None
             rows.append({"mode": mode, "seconds_per_step": _seconds_per_step(trainer, args.steps)})
     load.append(os.getloadavg()[0])
-    record = {"volume": args.volume, "tiles": n_tiles, "voxels": trainer.n_voxels,
+    record = {"volume": args.volume, "upsampling": args.upsampling, "tiles": n_tiles,
+              "voxels": trainer.n_voxels,
               "latents": trainer.latents.numel(), "samples_per_step": config.grid_samples,
               "compile_seconds_with_one_step": compile_seconds, "compile_error": trainer.compile_error,
               "load_average_before_after": load, "runs": rows}

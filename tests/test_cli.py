@@ -79,16 +79,19 @@ def test_info_names_every_block_kind_of_a_lossless_grid_file(neuron, tmp_path):
     assert "exact" in {block["kind"] for block in json.loads(text)["block_table"]}
 
 
-@pytest.mark.parametrize(("golden", "entropy"), [("golden_v3.sci", "factorised"),
-                                                 ("golden_v3_context.sci", "context"),
-                                                 ("golden_v3_predictive.sci", "predictive")])
-def test_info_names_the_entropy_model_of_each_grid_model(golden, entropy):
+@pytest.mark.parametrize(("golden", "entropy", "upsampling"), [
+    ("golden_v3.sci", "factorised", "linear"), ("golden_v3_context.sci", "context", "linear"),
+    ("golden_v3_predictive.sci", "predictive", "linear"),
+    ("golden_v3_context_bspline.sci", "context", "bspline"),
+    ("golden_v3_predictive_bspline.sci", "predictive", "bspline")])
+def test_info_names_the_entropy_model_and_upsampling_of_each_grid_model(golden, entropy, upsampling):
     from pathlib import Path
 
     path = Path(__file__).resolve().parent / "data" / golden
     code, text = run(["info", str(path), "--json"])
     assert code == 0
-    assert json.loads(text)["model"]["entropy"] == entropy
+    model = json.loads(text)["model"]
+    assert (model["entropy"], model["upsampling"]) == (entropy, upsampling)
 
 
 def test_decompress_roi_and_evaluate(sci_file, volume_tif, tmp_path):

@@ -392,7 +392,10 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print(json.dumps(info, indent=2), file=out)
         return EXIT_OK
-    print(f"{info['path']}: .sci v{info['format_version']} ({info['model']['family']} model), "
+    model = info["model"]
+    kind = (f"{model['family']} model, {model['entropy']} entropy, {model['upsampling']} upsampling"
+            if "entropy" in model else f"{model['family']} model")
+    print(f"{info['path']}: .sci v{info['format_version']} ({kind}), "
           f"{'x'.join(map(str, info['shape']))} "
           f"{info['dtype']}, spacing {info['spacing']}\n"
           f"  {info['bytes']} bytes | {info['bpv']:.4f} BPV | ratio {info['ratio']:.1f}:1 | "

@@ -319,7 +319,7 @@ class PackedLatents(nn.Module):
             weights = (weights[:, :, None] * taps[:, None, a, :]).flatten(1)
         level_one = (flat[index * (weights != 0)] * weights).sum(1)
         # levels ≥ 2: linear from the stack on level 1's samples
-        stack = self.half_stack(flat)                                            # (Σ half, levels − 2)
+        stack = self.half_stack(flat)                                            # (levels − 2, Σ half)
         upper = torch.minimum(lower + 1, dims - 1)
         strides = self.half_strides[tile]
         index = self.half_start[tile][:, None]
@@ -329,7 +329,7 @@ class PackedLatents(nn.Module):
             pair_weight = torch.stack((1 - weight[:, a], weight[:, a]), dim=-1)
             index = (index[:, :, None] + pair_index[:, None, :]).flatten(1)
             weights = (weights[:, :, None] * pair_weight[:, None, :]).flatten(1)
-        coarse = (stack[index] * weights[..., None]).sum(1)                      # (n, levels − 2)
+        coarse = (stack[:, index] * weights).sum(-1).T                           # (n, levels − 2)
         if self.first == 0:
             local = (voxel * self.strides[tile][:, 0]).sum(-1)
             present = self.present[tile][:, 0]
@@ -339,8 +339,10 @@ class PackedLatents(nn.Module):
         return torch.cat((fine[:, None], level_one[:, None], coarse), dim=1)
 
     def half_stack(self, flat: torch.Tensor) -> torch.Tensor:
-        """(Σ tiles' level-1 samples, levels − 2): every tile's levels 2 … levels−1 evaluated by the
-        cubic B-spline on its level-1 samples (zeros for levels a tile does not have)."""
+        """(levels − 2, Σ tiles' level-1 samples): every tile's levels 2 … levels−1 evaluated by the
+        cubic B-spline on its level-1 samples (zeros for levels a tile does not have). Channels
+        first: with each level a strided column, the products' backward ran 30× slower (2.4 s
+        against 0.08 s a CT step)."""
         parts = []
         for t, shape in enumerate(self.shapes):
             half = level_shape(shape, 1)
@@ -350,8 +352,8 @@ class PackedLatents(nn.Module):
                 if level >= 2:
                     mats = [getattr(self, f"_half_{rows}_{level}") for rows in half]
                     columns[level - 2] = _separable(grid, mats).reshape(-1)
-            parts.append(torch.stack(columns, dim=1) if columns else flat.new_zeros((count, 0)))
-        return torch.cat(parts) if parts else flat.new_zeros((0, self.layout.levels - 2))
+            parts.append(torch.stack(columns) if columns else flat.new_zeros((0, count)))
+        return torch.cat(parts, dim=1) if parts else flat.new_zeros((self.layout.levels - 2, 0))
 
     def dense_features(self, flat: torch.Tensor, tile: int) -> torch.Tensor:
         """(levels, voxels) features of every voxel of one tile, channels first, in raster order.
