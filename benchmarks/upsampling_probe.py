@@ -19,6 +19,8 @@ import numpy as np
 import tifffile
 import torch
 
+from napari_sci.models.grid_net import laplace_bits
+
 p = argparse.ArgumentParser()
 p.add_argument("--kernel", default="linear")
 p.add_argument("--lam", type=float, default=3e-3)
@@ -92,13 +94,7 @@ def up(z, m):
     return torch.einsum("kc,ijc->ijk", m[2], z)
 
 
-def lbits(q, s):
-    d = q.abs()
-    upper = 0.5 - d
-    low = 0.5 * torch.exp((-0.5 - d) / s)
-    high = torch.where(upper <= 0, 0.5 * torch.exp(upper.clamp_max(0) / s),
-                       1 - 0.5 * torch.exp(-upper.clamp_min(0) / s))
-    return -torch.log2((high - low).clamp_min(1e-12))
+lbits = laplace_bits  # the codec's quantised-Laplace bits
 
 
 opt = torch.optim.Adam([{"params": lat, "lr": 1e-1}, {"params": [logscale], "lr": 1e-2},

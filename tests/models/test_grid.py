@@ -153,18 +153,21 @@ def _random_trainer(volume: np.ndarray, tiles, samples: int, **settings):
     from napari_sci.base.config import GridConfig
     from napari_sci.models.grid_fit import GridTrainer
 
-    trainer = GridTrainer(volume, tiles, LAYOUT, GridConfig(grid_samples=samples, **settings), 0,
-                          torch.device("cpu"))
+    config = GridConfig(grid_samples=samples, **settings)
+    layout = GridLayout(LAYOUT.levels, LAYOUT.hidden, LAYOUT.layers, config.upsampling)
+    trainer = GridTrainer(volume, tiles, layout, config, 0, torch.device("cpu"))
     with torch.no_grad():
         trainer.latents.flat.copy_(torch.randn(trainer.latents.numel(), generator=trainer.generator))
     return trainer
 
 
-@pytest.mark.parametrize("entropy", ["context", "predictive"])
-def test_the_compiled_step_computes_the_eager_loss_and_gradients(entropy):
+@pytest.mark.parametrize(("entropy", "upsampling"), [("context", "linear"), ("predictive", "linear"),
+                                                    ("context", "bspline")])
+def test_the_compiled_step_computes_the_eager_loss_and_gradients(entropy, upsampling):
     volume = np.random.default_rng(0).random((16, 20, 12)).astype(np.float32)
     tiles = [(slice(0, 8), slice(0, 20), slice(0, 12)), (slice(8, 16), slice(0, 20), slice(0, 12))]
-    trainer = _random_trainer(volume, tiles, samples=1024, sparse_fine=False, entropy=entropy)
+    trainer = _random_trainer(volume, tiles, samples=1024, sparse_fine=False, entropy=entropy,
+                              upsampling=upsampling, finest_level=0)
     if trainer.latents.mean:
         trainer.latents.refresh_contexts()
         with torch.no_grad():
