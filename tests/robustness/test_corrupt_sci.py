@@ -379,3 +379,18 @@ def test_a_tile_too_large_to_decode_quickly_is_refused():
     tree = BlockTree(header.shape, 0, header.min_leaf_side)
     with pytest.raises(SciFormatError, match="larger than a tile may be"):
         assemble(header, golden.payloads[:1], tree)
+
+
+def test_a_network_claiming_billions_of_parameters_is_refused_before_decoding():
+    """An ANS stream yields any number of symbols: a v2 record with hidden_width 33,289 (5·10⁹
+    parameters in a 608-byte payload) decoded until the fuzzer killed it (session 24)."""
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parents[1] / "data" / "golden_v2.sci").read_bytes()
+    contents = parse(data)
+    blocks = contents.header.blocks.copy()
+    network = int(np.flatnonzero(blocks["kind"] == 1)[0])
+    blocks["hidden_width"][network] = 33_289
+    hostile = serialise(replace(contents.header, blocks=blocks), contents.payloads)
+    with pytest.raises(SciFormatError, match="2\\^26"):
+        parse(hostile)

@@ -40,6 +40,10 @@ GRID_KIND_OF_MODEL = {model: kind for kind, model in GRID_MODEL_OF.items()}
 _MODEL_HEAD = struct.Struct("<BI")  # version 3: model id, section length
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
+# A version 2 payload is one ANS stream, which can yield any number of symbols from a few bytes: a
+# hostile record with hidden_width 33,289 (5·10⁹ parameters in 608 bytes) decoded until killed (fuzz
+# find, session 24). No encoder writes a block near 2^26 parameters (256 MB of float32).
+MAX_BLOCK_PARAMS = 1 << 26
 
 DTYPE_IDS: dict[int, np.dtype] = {
     1: np.dtype("uint8"), 2: np.dtype("uint16"), 3: np.dtype("int16"), 4: np.dtype("float32"),
@@ -309,6 +313,8 @@ def _check_block_fields(blocks: np.ndarray, header: SciHeader) -> None:
     bad = ~value & ((first < 1) | (hidden < 1))
     _check(not bad.any(), f"block {_first_node(blocks, bad)} has a zero width")
     params = param_count(header.ndim, first, hidden, header.layers)
+    bad = ~value & (params > MAX_BLOCK_PARAMS)
+    _check(not bad.any(), f"block {_first_node(blocks, bad)} claims more than 2^26 network parameters")
     if header.version == 1:
         bad = ~value & (length != 4 * params)
         expected = 4 * params
