@@ -61,27 +61,42 @@ def bspline_matrix(rows: int, levels_down: int) -> np.ndarray:
     return out
 
 
-def axis_matrix(size: int, level: int, voxels: np.ndarray, upsampling: str = "linear") -> np.ndarray:
-    """(len(voxels) × ⌈size/2^level⌉) float32: level ``level`` of an axis of ``size`` voxels, upsampled
-    at ``voxels``. ``bspline`` (models 5 and 6): level 1 by the cubic B-spline at the voxels; levels
-    ≥ 2 by the cubic B-spline on level 1's samples, then linearly from them (docs/format.md)."""
+def axis_taps(size: int, level: int, voxels: np.ndarray, upsampling: str = "linear"
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), both (len(voxels), taps): level ``level`` of an axis of ``size`` voxels at
+    ``voxels`` is Σ weights · level[indices]. ``bspline`` (models 5 and 6): level 1 by the cubic
+    B-spline at the voxels (4 taps); levels ≥ 2 by the B-spline on level 1's samples, then linearly
+    from them (8 taps; docs/format.md). Work and memory grow with the voxels asked for, never with the
+    axis (a hostile 2^24-voxel axis must not build a dense matrix)."""
     voxels = np.asarray(voxels)
     n = -(-size // (1 << level))
-    if upsampling == "bspline" and level == 1:
-        return bspline_matrix(size, 1)[voxels].astype(np.float32)
-    lower, upper, weight = interpolation_at(size, min(level, 1), voxels)
-    if upsampling == "bspline" and level >= 2:
-        coarse = bspline_matrix(-(-size // 2), level - 1)
-        w = weight.astype(np.float64)[:, None]
-        return ((1 - w) * coarse[lower] + w * coarse[upper]).astype(np.float32)
-    if level == 0:
-        out = np.zeros((voxels.size, n), np.float32)
-        out[np.arange(voxels.size), voxels] = 1
-        return out
-    lower, upper, weight = interpolation_at(size, level, voxels)
-    out = np.zeros((voxels.size, n), np.float32)
-    np.add.at(out, (np.arange(voxels.size), lower), 1 - weight)
-    np.add.at(out, (np.arange(voxels.size), upper), weight)
+    if upsampling != "bspline" or level == 0:
+        lower, upper, weight = interpolation_at(size, level, voxels)
+        return np.stack([lower, upper], 1), np.stack([1 - weight, weight], 1).astype(np.float32)
+
+    def spline(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = np.clip(q, 0.0, n - 1.0)
+        f = np.floor(q)
+        return np.clip(f[:, None].astype(np.int64) + np.arange(-1, 3), 0, n - 1), bspline_weights(q - f)
+
+    if level == 1:
+        index, weight = spline((voxels + 0.5) / 2 - 0.5)
+        return index, weight.astype(np.float32)
+    lower, upper, w = interpolation_at(size, 1, voxels)
+    w = w.astype(np.float64)[:, None]
+    i_low, w_low = spline((lower + 0.5) / (1 << (level - 1)) - 0.5)
+    i_up, w_up = spline((upper + 0.5) / (1 << (level - 1)) - 0.5)
+    return (np.concatenate([i_low, i_up], 1),
+            np.concatenate([(1 - w) * w_low, w * w_up], 1).astype(np.float32))
+
+
+def axis_matrix(size: int, level: int, voxels: np.ndarray, upsampling: str = "linear") -> np.ndarray:
+    """(len(voxels) × ⌈size/2^level⌉) float32: :func:`axis_taps` as a dense matrix (the trainer's
+    every-voxel step, on real tiles)."""
+    index, weight = axis_taps(size, level, voxels, upsampling)
+    out = np.zeros((index.shape[0], -(-size // (1 << level))), np.float32)
+    np.add.at(out, (np.repeat(np.arange(index.shape[0]), index.shape[1]), index.reshape(-1)),
+              weight.reshape(-1))
     return out
 
 
@@ -100,9 +115,12 @@ def interpolate_at(grid: np.ndarray, level: int, tile_shape: Sequence[int],
     out = grid.astype(np.float32)
     if upsampling == "bspline" and level >= 1:
         for axis, (size, voxels) in enumerate(zip(tile_shape, picks)):
-            matrix = axis_matrix(int(size), level, voxels, upsampling)
-            out = np.moveaxis(np.tensordot(matrix, out, axes=([1], [axis])), 0, axis)
-        return np.ascontiguousarray(out)
+            index, weight = axis_taps(int(size), level, voxels, upsampling)
+            shape = [1] * out.ndim
+            shape[axis] = -1
+            out = sum(np.take(out, index[:, k], axis=axis) * weight[:, k].reshape(shape)
+                      for k in range(index.shape[1]))
+        return np.ascontiguousarray(out, dtype=np.float32)
     for axis, (size, voxels) in enumerate(zip(tile_shape, picks)):
         lower, upper, weight = interpolation_at(int(size), level, voxels)
         a = np.take(out, lower, axis=axis)
