@@ -313,7 +313,7 @@ def _check_block_fields(blocks: np.ndarray, header: SciHeader) -> None:
     bad = ~value & ((first < 1) | (hidden < 1))
     _check(not bad.any(), f"block {_first_node(blocks, bad)} has a zero width")
     params = param_count(header.ndim, first, hidden, header.layers)
-    bad = ~value & (params > MAX_BLOCK_PARAMS)
+    bad = ~value & (params > MAX_BLOCK_PARAMS) & (header.version >= 2)  # v1: 4 bytes a parameter
     _check(not bad.any(), f"block {_first_node(blocks, bad)} claims more than 2^26 network parameters")
     if header.version == 1:
         bad = ~value & (length != 4 * params)
