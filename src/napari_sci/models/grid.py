@@ -49,15 +49,21 @@ def bspline_weights(t: np.ndarray) -> np.ndarray:
                            1 + 3 * t + 3 * t ** 2 - 3 * t ** 3, t ** 3], axis=-1) / 6
 
 
+def spline_taps(q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, weights), both (len(q), 4): the cubic B-spline of an axis of ``n`` samples at
+    positions ``q`` (clamped to [0, n − 1], edge samples repeated)."""
+    q = np.clip(np.asarray(q, np.float64), 0.0, n - 1.0)
+    f = np.floor(q)
+    return np.clip(f[:, None].astype(np.int64) + np.arange(-1, 3), 0, n - 1), bspline_weights(q - f)
+
+
 def bspline_matrix(rows: int, levels_down: int) -> np.ndarray:
     """(rows × ⌈rows/2^levels_down⌉) float64: a grid ``levels_down`` levels coarser than an axis of
     ``rows`` samples, evaluated by the cubic B-spline at those samples (edge samples repeated)."""
     n = -(-rows // (1 << levels_down))
-    q = np.clip((np.arange(rows) + 0.5) / (1 << levels_down) - 0.5, 0.0, n - 1.0)
-    f = np.floor(q)
-    taps = np.clip(f[:, None].astype(np.int64) + np.arange(-1, 3), 0, n - 1)
+    taps, weights = spline_taps((np.arange(rows) + 0.5) / (1 << levels_down) - 0.5, n)
     out = np.zeros((rows, n))
-    np.add.at(out, (np.repeat(np.arange(rows), 4), taps.reshape(-1)), bspline_weights(q - f).reshape(-1))
+    np.add.at(out, (np.repeat(np.arange(rows), 4), taps.reshape(-1)), weights.reshape(-1))
     return out
 
 
@@ -73,19 +79,13 @@ def axis_taps(size: int, level: int, voxels: np.ndarray, upsampling: str = "line
     if upsampling != "bspline" or level == 0:
         lower, upper, weight = interpolation_at(size, level, voxels)
         return np.stack([lower, upper], 1), np.stack([1 - weight, weight], 1).astype(np.float32)
-
-    def spline(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = np.clip(q, 0.0, n - 1.0)
-        f = np.floor(q)
-        return np.clip(f[:, None].astype(np.int64) + np.arange(-1, 3), 0, n - 1), bspline_weights(q - f)
-
     if level == 1:
-        index, weight = spline((voxels + 0.5) / 2 - 0.5)
+        index, weight = spline_taps((voxels + 0.5) / 2 - 0.5, n)
         return index, weight.astype(np.float32)
     lower, upper, w = interpolation_at(size, 1, voxels)
     w = w.astype(np.float64)[:, None]
-    i_low, w_low = spline((lower + 0.5) / (1 << (level - 1)) - 0.5)
-    i_up, w_up = spline((upper + 0.5) / (1 << (level - 1)) - 0.5)
+    i_low, w_low = spline_taps((lower + 0.5) / (1 << (level - 1)) - 0.5, n)
+    i_up, w_up = spline_taps((upper + 0.5) / (1 << (level - 1)) - 0.5, n)
     return (np.concatenate([i_low, i_up], 1),
             np.concatenate([(1 - w) * w_low, w * w_up], 1).astype(np.float32))
 
@@ -111,7 +111,8 @@ def interpolate_at(grid: np.ndarray, level: int, tile_shape: Sequence[int],
                    picks: Sequence[np.ndarray], upsampling: str = "linear") -> np.ndarray:
     """Level ``level`` of a tile, upsampled on the grid of voxel indices ``picks`` (one array per
     axis: a box's ranges, or every 2^k-th voxel for a coarser view); linearly, or by the B-spline
-    (``upsampling="bspline"``, one small matrix per axis)."""
+    (``upsampling="bspline"``, :func:`axis_taps` along each axis in turn). The linear path is kept
+    as it was, so that files of models 2–4 decode bit-identically."""
     out = grid.astype(np.float32)
     if upsampling == "bspline" and level >= 1:
         for axis, (size, voxels) in enumerate(zip(tile_shape, picks)):

@@ -6,9 +6,10 @@ offset, shape and strides, and the interpolation at a batch of voxels of any til
 (voxels, levels, corners) entries. Voxel samples are drawn sorted, so the gather and its scatter-add
 backward walk memory in order. The interpolation is the one of ``models.grid.interpolation``.
 
-With B-spline upsampling (models 5 and 6) every level from 1 on is first evaluated on level 1's
-samples (small matrix products per tile and level: level 1 is an eighth of the voxels), stacked
-channels-last, and one gather of 2^ndim corners then reads all those levels for a voxel at once.
+With B-spline upsampling (models 5 and 6) level 1 is gathered at 4^ndim samples a voxel, and every
+level from 2 on is first evaluated on level 1's samples (small matrix products per tile and level:
+level 1 is an eighth of the voxels), stacked channels first, so that one gather of 2^ndim corners
+reads all those levels for a voxel at once.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class PackedLatents(nn.Module):
         self.register_buffer("tile_dims", torch.tensor(self.shapes, dtype=torch.long).reshape(
             n_tiles, self.ndim), persistent=False)
         self.upsampling = layout.upsampling
-        if self.upsampling == "bspline":  # each tile's levels ≥ 1 on level 1's samples (see module doc)
+        if self.upsampling == "bspline":  # each tile's levels ≥ 2 on level 1's samples (see module doc)
             half = np.asarray([level_shape(shape, 1) for shape in self.shapes], np.int64).reshape(
                 n_tiles, self.ndim)
             half_strides = np.ones_like(half)
@@ -317,6 +318,7 @@ class PackedLatents(nn.Module):
             at = torch.minimum((lower[:, a:a + 1] + self._tap_offsets).clamp_min(0), dims[:, a:a + 1] - 1)
             index = (index[:, :, None] + (at * strides[:, a:a + 1])[:, None, :]).flatten(1)
             weights = (weights[:, :, None] * taps[:, None, a, :]).flatten(1)
+        # a tile without level 1 has offset 0 and weight 0: its indices are zeroed to stay in range
         level_one = (flat[index * (weights != 0)] * weights).sum(1)
         # levels ≥ 2: linear from the stack on level 1's samples
         stack = self.half_stack(flat)                                            # (levels − 2, Σ half)
