@@ -65,7 +65,7 @@ def seeds() -> list[bytes]:
     volume[8:] = 0
     small = [encode(volume, compress_config(
         bpv=5.0, steps=20, max_depth=1, min_leaf_side=4, method="equal", max_blocks=8, layers=4,
-        min_hidden=2, useful_hidden=2, seed=1, device="cpu", format=version)).data
+        min_hidden=2, useful_hidden=2, seed=1, device="cpu", format=version, model="siren")).data
         for version in (1, 2)]
     tiles = np.ascontiguousarray(tifffile.imread(SAMPLE)[:16, :64, :64])  # two 32k-voxel tiles
     small.append(encode(tiles, compress_config(bpv=0.5, steps=10, seed=1, device="cpu", model="grid",

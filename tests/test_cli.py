@@ -44,10 +44,34 @@ def test_compress_summary(sci_file, volume_tif):
 
 def test_compress_text_summary(volume_tif, tmp_path):
     code, text = run(["compress", str(volume_tif), "-o", str(tmp_path / "x.sci"), "--ratio", "20",
-                      "--steps", "20", "-q", "--partition", "none", "--fr", "1"])
+                      "--steps", "20", "-q", "--partition", "none", "--fr", "1", "--model", "siren"])
     assert code == 0
     for word in ("blocks", "parameters", "bytes", "BPV", "ratio", "PSNR", "SSIM", "time"):
         assert word in text
+
+
+def test_the_default_model_is_the_latent_grids_and_its_summary_counts_tiles(volume_tif, tmp_path):
+    out = tmp_path / "default.sci"
+    code, text = run(["compress", str(volume_tif), "-o", str(out), "--bpv", "1", "--steps", "20", "-q"])
+    assert code == 0
+    assert "tiles      1 (1 grid; latent-grid model, format 3)" in text
+    code, text = run(["info", str(out), "--json"])
+    assert json.loads(text)["model"]["family"] == "grid"
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    (["--fr", "1"], "--fr set the SIREN model"),
+    (["--form", "1", "--bits-per-param=5"], "--format, --bits-per-param set the SIREN model"),
+    (["--model", "siren", "--entropy", "predictive"], "--entropy set the grid model"),
+    (["--model", "siren", "--no-exact-tiles"], "--no-exact-tiles set the grid model"),
+])
+def test_an_option_of_the_other_model_is_refused_not_ignored(volume_tif, tmp_path, capsys, extra, named):
+    code, _ = run(["compress", str(volume_tif), "-o", str(tmp_path / "x.sci"), "--bpv", "1", *extra])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert named in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "x.sci").exists()
 
 
 def test_info(sci_file):

@@ -10,7 +10,8 @@ import tifffile
 from napari_sci.cli import main
 from napari_sci.io.container import read_sci
 
-FAST = ["--bpv", "2", "--steps", "4", "--partition", "none", "--fr", "1", "-q", "--compile", "off"]
+FAST = ["--bpv", "2", "--steps", "4", "--partition", "none", "--fr", "1", "-q", "--compile", "off",
+        "--model", "siren"]
 
 
 def run(argv):

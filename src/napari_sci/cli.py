@@ -62,14 +62,15 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                       help="target PSNR in dB (data range): the smallest file that reaches it")
     fit, part, net, coding = FitConfig, PartitionConfig, NetworkSpec, CodingConfig  # the defaults
     p.add_argument("--model", choices=MODEL_FAMILIES, default=CompressConfig.model,
-                   help="siren: the paper's funnel SIRENs (format 2); grid: latent-grid pyramids with a "
-                        "shared synthesis, trained for rate and distortion (format 3) (default %(default)s)")
+                   help="grid: latent-grid pyramids with a shared synthesis, trained for rate and "
+                        "distortion (format 3); siren: the paper's funnel SIRENs (format 2 or 1); the "
+                        "options marked siren: or grid: apply to that model only (default %(default)s)")
     p.add_argument("--steps", type=int, default=fit.steps, help="fitting steps (default %(default)s)")
     p.add_argument("--time-limit", type=float, default=fit.time_limit, help="stop fitting after SECONDS")
     p.add_argument("--device", default=fit.device, help="auto, cpu or cuda[:N] (default %(default)s)")
     p.add_argument("--seed", type=int, default=fit.seed, help="random seed (default %(default)s)")
     p.add_argument("--compile", choices=COMPILE_MODES, default=fit.compile,
-                   help="how a training step runs: off (eager), a torch.compile mode, or auto "
+                   help="siren: how a training step runs: off (eager), a torch.compile mode, or auto "
                         "(CUDA graphs on a GPU, the measured best on a CPU) (default %(default)s)")
     p.add_argument("--max-blocks", type=int, default=part.max_blocks,
                    help="a_max, most blocks (default %(default)s)")
@@ -77,18 +78,21 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="M of the spectrum concentration (default %(default)s)")
     p.add_argument("--depth", type=int, default=part.max_depth,
                    help="block tree levels below the root (default %(default)s)")
-    p.add_argument("--fr", type=float, default=net.fr, help="funnel ratio (default %(default)s)")
-    p.add_argument("--layers", type=int, default=net.layers, help="layers per network (default %(default)s)")
-    p.add_argument("--w0", type=float, default=net.w0, help="first-layer frequency (default %(default)s)")
+    p.add_argument("--fr", type=float, default=net.fr, help="siren: funnel ratio (default %(default)s)")
+    p.add_argument("--layers", type=int, default=net.layers,
+                   help="siren: layers per network (default %(default)s)")
+    p.add_argument("--w0", type=float, default=net.w0,
+                   help="siren: first-layer frequency (default %(default)s)")
     p.add_argument("--partition", choices=PARTITION_METHODS, default=part.method)
-    p.add_argument("--allocation", choices=ALLOCATION_RULES, default=AllocationConfig.rule)
+    p.add_argument("--allocation", choices=ALLOCATION_RULES, default=AllocationConfig.rule,
+                   help="siren: how the parameters are shared among the blocks (default %(default)s)")
     p.add_argument("--samples", type=int, default=fit.samples_per_block,
-                   help="voxels per block per step (default %(default)s)")
+                   help="siren: voxels per block per step (default %(default)s)")
     p.add_argument("--format", type=int, choices=(1, 2), default=coding.format_version,
-                   help="2: quantised, entropy-coded weights; 1: float32 weights as the paper "
+                   help="siren: 2: quantised, entropy-coded weights; 1: float32 weights as the paper "
                         "(default %(default)s)")
     p.add_argument("--bits-per-param", type=float, default=coding.bits_per_param,
-                   help="format 2: expected coded bits per parameter, sizes the networks "
+                   help="siren, format 2: expected coded bits per parameter, sizes the networks "
                         "(default %(default)s)")
     grid = GridConfig
     p.add_argument("--levels", type=int, default=grid.levels,
@@ -238,10 +242,17 @@ def _summary(args: argparse.Namespace, output: Path, shape: tuple[int, ...], dty
 
 def _print_summary(summary: dict[str, Any], result: Any, out: TextIO) -> None:
     m = result.metrics
+    header = result.contents.header
+    if header.version >= 3:
+        kinds = header.blocks["kind"].tolist()
+        counts = ", ".join(f"{kinds.count(k)} {KIND_NAMES[k]}" for k in sorted(set(kinds)))
+        parts = f"  tiles      {summary['blocks']} ({counts}; latent-grid model, format 3)\n"
+    else:
+        parts = (f"  blocks     {summary['blocks']} ({summary['networks']} networks, "
+                 f"{result.n_params} parameters)\n")
     print(f"{summary['input']} -> {summary['output']}\n"
           f"  volume     {'x'.join(map(str, summary['shape']))} {summary['dtype']}\n"
-          f"  blocks     {summary['blocks']} ({summary['networks']} networks, "
-          f"{result.n_params} parameters)\n"
+          f"{parts}"
           f"  size       {result.n_bytes} bytes of {result.target_bytes} allowed | "
           f"{result.bpv:.4f} BPV | ratio {result.ratio:.1f}:1\n"
           f"  PSNR       {_fmt(m.psnr_data)} dB (data range) | {_fmt(m.psnr_dtype)} dB (dtype range)\n"
@@ -445,12 +456,49 @@ COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "ev
             "bench": _bench}
 
 
+SIREN_ONLY = ("--fr", "--layers", "--w0", "--allocation", "--samples", "--format", "--bits-per-param",
+              "--compile")
+GRID_ONLY = ("--levels", "--grid-hidden", "--max-tiles", "--finest-level", "--fine-updates", "--entropy",
+             "--upsampling", "--exact-tiles", "--no-exact-tiles", "--grid-samples")
+
+
+def _options_given(argv: Sequence[str], known: Sequence[str]) -> list[str]:
+    """The options of ``known`` written on the command line (argparse's unique prefixes included)."""
+    given = []
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        name = token.split("=", 1)[0]
+        matches = [k for k in known if k == name] or [k for k in known if k.startswith(name)]
+        if len(matches) == 1 and matches[0] not in given:
+            given.append(matches[0])
+    return given
+
+
+def _check_family_options(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """An option of the other model family would be silently ignored: refuse it, naming it."""
+    if args.command != "compress":
+        return
+    if args.model == "grid":
+        wrong = _options_given(argv, SIREN_ONLY)
+        if wrong:
+            raise SciConfigError(f"{', '.join(wrong)} set the SIREN model, but the model is grid (the "
+                                 f"default, format 3); add --model siren to use them")
+    else:
+        wrong = _options_given(argv, GRID_ONLY)
+        if wrong:
+            raise SciConfigError(f"{', '.join(wrong)} set the grid model, but the model is siren; "
+                                 f"leave out --model siren to use them")
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     out = out or sys.stdout
     try:
+        _check_family_options(args, argv)
         if args.threads is not None:
             _set_threads(args.threads)
         return COMMANDS[args.command](args, out)

@@ -45,11 +45,12 @@ def tiny(sample: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def sci_file(tmp_path_factory: pytest.TempPathFactory, tiny: np.ndarray):
-    """``tiny`` compressed at 1 BPV, 2 mm × 1 mm × 1 mm voxels (a few seconds of fitting)."""
+    """``tiny`` compressed at 1 BPV, 2 mm × 1 mm × 1 mm voxels (a few seconds of fitting), as SIREN
+    blocks: many small tiles, which the tile-by-tile tests need (a grid file of this crop is one tile)."""
     path = tmp_path_factory.mktemp("sci") / "tiny.sci"
     with _single_torch_thread():  # session-scoped: set up before the module's one_torch_thread
         napari_sci.compress(tiny, bpv=1.0, out=path, spacing=(2.0, 1.0, 1.0), steps=200, device="cpu",
-                            max_depth=2, min_leaf_side=4)
+                            max_depth=2, min_leaf_side=4, model="siren")  # several SIREN blocks
     return path
 
 

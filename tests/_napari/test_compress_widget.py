@@ -24,6 +24,7 @@ def widget(make_napari_viewer, tiny, tmp_path):
     widget = CompressWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.image.value = viewer.layers["tiny"]
+    widget.model.value = "siren"  # most tests here watch the SIREN fit's phases; the grid has its own
     widget.budget.amount.value = 1.0
     widget.steps.value = 60
     widget.device.value = "cpu"
@@ -31,8 +32,17 @@ def widget(make_napari_viewer, tiny, tmp_path):
     return widget
 
 
+def test_the_model_defaults_to_the_latent_grids_and_format_follows_it(make_napari_viewer):
+    widget = CompressWidget(make_napari_viewer())
+    assert widget.model.value == "grid"  # main's default model
+    assert not widget.format.enabled  # the grid model always writes format 3
+    widget.model.value = "siren"
+    assert widget.format.enabled
+    assert widget.config().coding.format_version == 2
+
+
 def test_config_comes_from_the_widget_values(widget):
-    assert widget.config().coding.format_version == 2  # main's default format
+    assert widget.config().coding.format_version == 2  # main's default format for SIREN
     assert widget.search() is None
     cores = os.cpu_count() or 1
     assert widget.thread_count() == (1 if cores < 2 else max(2, cores - 1))  # 2 on a 2-core machine
@@ -57,6 +67,23 @@ def test_config_comes_from_the_widget_values(widget):
     assert widget.config().model == "siren"
     widget.model.value = "grid"
     assert widget.config().model == "grid"  # the latent-grid family (format 3)
+    assert not widget.format.enabled
+
+
+def test_the_default_grid_model_fits_in_the_background_and_adds_its_layer(widget, qtbot, tmp_path):
+    widget.model.value = "grid"
+    widget.steps.value = 40
+    widget.run()
+    while widget.running:
+        qtbot.wait(10)
+    array = napari_sci.open_sci(tmp_path / "out.sci")
+    assert array.header.version == 3
+    assert array.bpv <= 1.0
+    assert array.header.spacing == (2.0, 1.0, 1.0)
+    assert widget.viewer.layers["out"].metadata["sci"]["model"] == "grid"
+    assert widget.plot.steps
+    assert widget.plot.steps[-1] == 40  # the live plot followed the grid fit
+    assert "PSNR" in widget.status.value
 
 
 def test_compresses_in_the_background_and_adds_the_lazy_layer(widget, wait_for, qtbot, tmp_path):

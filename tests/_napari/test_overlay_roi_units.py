@@ -45,7 +45,7 @@ def test_block_labels_mark_walls_across_the_last_two_axes():
 
 
 def test_features_and_colours(mri):
-    plan = plan_blocks(mri, compress_config(bpv=0.5, max_depth=2))
+    plan = plan_blocks(mri, compress_config(bpv=0.5, max_depth=2, model="siren"))
     features = block_features(plan)
     assert len(features) == len(plan.partition.blocks)
     assert features["params"].sum() == sum(plan.params)

@@ -22,6 +22,7 @@ def widget(make_napari_viewer, tiny):
     viewer.add_image(tiny, name="tiny", scale=(2.0, 1.0, 1.0))
     widget = PartitionWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    widget.model.value = "siren"  # SIREN blocks: several per crop, each with its network's size
     widget.budget.amount.value = 4.0  # enough bytes for several networks on this small crop
     widget.depth.value = 2
     return widget
@@ -161,3 +162,21 @@ def test_a_failing_callback_reaches_the_status_line(widget, wait_for, monkeypatc
     assert messages
     assert "index 366" in messages[0]
     assert widget.run_button.enabled
+
+
+def test_the_grid_model_previews_its_tiles(make_napari_viewer, wait_for, mri):
+    viewer = make_napari_viewer()
+    volume = np.tile(mri, (2, 2, 2))  # 64×80×72: its 8 octants are tiles of format 3's size
+    viewer.add_image(volume, name="mri")
+    widget = PartitionWidget(viewer)
+    assert widget.model.value == "grid"  # main's default model
+    widget.budget.amount.value = 1.0
+    widget.depth.value = 1
+    widget.run()
+    wait_for(widget.job)
+    expected = plan_blocks(volume, widget.config())
+    n = len(expected.partition.blocks)
+    assert widget.table.rowCount() == n
+    assert all(b.voxels >= 1 << 15 for b in expected.partition.blocks)  # format 3's smallest tile
+    assert widget.status.value.startswith(f"{n} latent-grid tile")
+    assert "one λ" in widget.status.value

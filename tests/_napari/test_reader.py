@@ -66,12 +66,20 @@ def test_open_gives_a_lazy_scaled_layer_with_metadata(make_napari_viewer, sci_fi
     assert meta["blocks"] == len(array.header.blocks)
     assert math.isfinite(meta["psnr"])
     assert meta["psnr"] == pytest.approx(array.header.psnr)
-    assert meta["format"] == 2  # the default format of main's encoder
+    assert meta["format"] == 2
+    assert meta["model"] == "siren"
     # only the displayed plane(s) were decoded, never the whole volume
     assert decoded_boxes
     assert all(box[0][1] - box[0][0] == 1 for box in decoded_boxes)
     assert len({box[0] for box in decoded_boxes}) <= 2
     np.testing.assert_array_equal(np.asarray(layer.data[8]), array[8])
+
+
+def test_a_latent_grid_file_opens_with_its_model_named(make_napari_viewer):
+    [layer] = make_napari_viewer().open(GOLDEN / "golden_v3_context.sci", plugin="napari-sci")
+    meta = layer.metadata["sci"]
+    assert (meta["format"], meta["model"]) == (3, "grid")
+    np.testing.assert_array_equal(np.asarray(layer.data), napari_sci.decode(GOLDEN / "golden_v3_context.sci"))
 
 
 @pytest.mark.parametrize("version", [1, 2])

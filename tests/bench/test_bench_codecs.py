@@ -74,5 +74,6 @@ def test_value_mapping_is_stated(name, bits, lsm64):
 
 
 def test_every_codec_name_is_registered():
-    assert set(CODECS) == {"sci", "sci-v1", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl",
+    assert set(CODECS) == {"grid", "sci", "sci-v1", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000",
+                           "jpegxl",
                            "zfp", "sz3", "sperr"}

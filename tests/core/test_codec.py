@@ -37,7 +37,7 @@ def test_round_trip_beats_the_mean_by_a_margin(name, margin, request):
 
 
 def test_sparse_volume_uses_constant_blocks(neuron):
-    result = encode(neuron, config(bpv=2.0, steps=100, max_depth=2, useful_hidden=4))
+    result = encode(neuron, config(bpv=2.0, steps=100, max_depth=2, useful_hidden=4, model="siren"))
     kinds = result.contents.header.blocks["kind"]
     assert (kinds == 0).any()
     assert (kinds == 1).any()
@@ -53,7 +53,7 @@ def test_sparse_volume_uses_constant_blocks(neuron):
 def test_file_size_is_within_97_percent_of_the_target(shape, bpv, version):
     rng = np.random.default_rng(0)
     volume = rng.integers(0, 4000, size=shape).astype(np.uint16)
-    cfg = config(bpv=bpv, steps=0, format=version)
+    cfg = config(bpv=bpv, steps=0, format=version, model="siren")
     target = cfg.budget.target_bytes(volume.size, 2)
     if target < smallest_file_bytes(3, cfg):
         with pytest.raises(SciBudgetError, match="smallest achievable"):

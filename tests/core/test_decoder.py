@@ -9,7 +9,7 @@ from napari_sci.core.decoder import VolumeDecoder, deblock, decode_contents
 @pytest.fixture(scope="module")
 def encoded(mri):
     config = compress_config(bpv=1.5, steps=150, max_depth=2, min_leaf_side=4, samples_per_block=1024,
-                             useful_hidden=4)
+                             useful_hidden=4, model="siren")
     return encode(mri, config)
 
 

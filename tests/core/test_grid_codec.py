@@ -71,6 +71,26 @@ def test_grid_constant_tiles_and_2d(neuron):
     assert decode_contents(flat.contents).shape == image.shape
 
 
+@pytest.mark.parametrize("exact_tiles", [True, False])
+def test_a_volume_whose_every_tile_is_constant_needs_no_fit(exact_tiles):
+    volume = np.zeros((64, 64, 64), np.uint16)
+    volume[32:] = 900  # two values, each octant one of them
+    result = encode(volume, grid_config(max_depth=1, method="equal", max_tiles=8, exact_tiles=exact_tiles))
+    assert result.contents.header.version == 3
+    assert result.contents.header.blocks["kind"].tolist() == [KIND_CONSTANT] * 8
+    assert result.contents.header.steps == 0
+    np.testing.assert_array_equal(decode_contents(parse(result.data)), volume)
+
+
+@pytest.mark.parametrize("value", [0, 77])
+def test_a_constant_volume_is_stored_as_its_value_whatever_the_model(value):
+    volume = np.full((40, 40, 40), value, np.uint8)
+    result = encode(volume, grid_config())
+    assert result.n_bytes < 200  # one constant block (format 2): no model section to carry
+    assert result.contents.header.blocks["kind"].tolist() == [KIND_CONSTANT]
+    np.testing.assert_array_equal(decode_contents(parse(result.data)), volume)
+
+
 def test_grid_cancel_leaves_nothing(mri, tmp_path):
     stop = threading.Event()
 

@@ -8,7 +8,7 @@ from napari_sci.base.config import compress_config
 @pytest.fixture(scope="module")
 def sci_path(tmp_path_factory, mri):
     path = tmp_path_factory.mktemp("lazy") / "mri.sci"
-    config = dict(bpv=1.5, steps=100, max_depth=2, min_leaf_side=4, useful_hidden=4)
+    config = dict(bpv=1.5, steps=100, max_depth=2, min_leaf_side=4, useful_hidden=4, model="siren")
     napari_sci.compress(mri, out=path, spacing=(2.0, 1.0, 0.5), **config)
     assert compress_config(**config)
     return path

@@ -17,7 +17,7 @@ def _small_sci(mri: np.ndarray, version: int) -> bytes:
     volume[8:] = 0
     config = compress_config(bpv=5.0, steps=30, max_depth=1, min_leaf_side=4, method="equal",
                              max_blocks=8, layers=4, min_hidden=2, useful_hidden=2, seed=1,
-                             device="cpu", format=version)
+                             device="cpu", format=version, model="siren")
     data = encode(volume, config).data
     assert parse(data).header.version == version
     kinds = set(parse(data).header.blocks["kind"].tolist())

@@ -35,7 +35,7 @@ def ct_zarr(tmp_path_factory: pytest.TempPathFactory, ct_volume: np.ndarray) -> 
 @pytest.fixture(scope="session")
 def store_config():
     """Few steps, a shallow tree: fast chunks (the point here is the store, not the quality)."""
-    return compress_config(bpv=1.0, steps=60, max_depth=1, seed=7)
+    return compress_config(bpv=1.0, steps=60, max_depth=1, seed=7, model="siren")
 
 
 @pytest.fixture(scope="session")

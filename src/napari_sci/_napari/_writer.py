@@ -24,8 +24,9 @@ from napari_sci.errors import SciError
 @dataclass(frozen=True)
 class WriterDefaults:
     """Settings of File ▸ Save (docs/usage.md lists them): 0.1 bits per voxel, at most 1000 steps or
-    2 min (shorter than the codec's defaults: napari waits for a writer); device and format are the
-    codec's defaults (auto; format 2, quantised, entropy-coded weights; the SIREN model)."""
+    2 min (shorter than the codec's defaults: napari waits for a writer); device, model and format
+    are the codec's defaults (auto; the latent-grid model, which writes format 3; ``format`` applies
+    to the SIREN model only)."""
 
     bpv: float = 0.1
     steps: int = 1000

@@ -365,7 +365,7 @@ class CompressConfig:
     fit: FitConfig = field(default_factory=FitConfig)
     coding: CodingConfig = field(default_factory=CodingConfig)
     grid: GridConfig = field(default_factory=GridConfig)
-    model: str = "siren"
+    model: str = "grid"
 
     def __post_init__(self) -> None:
         _require(self.model in MODEL_FAMILIES,

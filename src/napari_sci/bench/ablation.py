@@ -1,8 +1,9 @@
 """The SCI paper's ablations (its Table 2): one factor changed at a time, same volume, budget, steps.
 
 Factors: the partition (adaptive ILP / equidistant ``equal`` / none), the funnel ratio fr (2.2 / 1.0 /
-0.5) and the allocation rule (size-over-d / size / inverse-d / equal). Every other setting stays at
-the core's default, so the default configuration appears in all three groups; it is encoded once.
+0.5) and the allocation rule (size-over-d / size / inverse-d / equal), all on the paper's SIREN model.
+Every other setting stays at the core's default, so the default configuration appears in all three
+groups; it is encoded once.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _encode(volume: np.ndarray, overrides: dict[str, Any], settings: AblationSet
     from napari_sci.io.container import parse
 
     config = compress_config(bpv=settings.bpv, steps=settings.steps, time_limit=settings.time_limit,
-                             device=settings.device, seed=settings.seed, **overrides)
+                             device=settings.device, seed=settings.seed, **{"model": "siren", **overrides})
     started = time.perf_counter()
     result = encode(volume, config)
     seconds = time.perf_counter() - started

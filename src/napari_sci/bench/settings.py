@@ -9,9 +9,10 @@ from napari_sci.base.config import ACCURACY_THRESHOLDS, FitConfig
 from napari_sci.errors import SciConfigError
 
 CODEC_NAMES: tuple[str, ...] = (
-    "sci", "sci-v1", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3", "sperr")
+    "grid", "sci", "sci-v1", "siren", "nerf", "hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3",
+    "sperr")
 CLASSICAL: tuple[str, ...] = ("hevc", "h264", "jpeg", "jpeg2000", "jpegxl", "zfp", "sz3", "sperr")
-NEURAL: tuple[str, ...] = ("sci", "sci-v1", "siren", "nerf")
+NEURAL: tuple[str, ...] = ("grid", "sci", "sci-v1", "siren", "nerf")
 DEFAULT_BPVS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.25)
 
 

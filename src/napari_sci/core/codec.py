@@ -210,6 +210,14 @@ def _spacing(array: np.ndarray, spacing: Sequence[float] | None) -> tuple[float,
     return tuple(float(s) for s in spacing)
 
 
+def family_for(config: CompressConfig, data: ValueRange) -> CompressConfig:
+    """A constant volume needs no model: it is stored as its value in one constant block (format 2,
+    the smallest file any family could write), whichever family was asked for."""
+    if data.span == 0 and config.model != "siren":
+        return replace(config, model="siren")
+    return config
+
+
 def checked_target(array: np.ndarray, data: ValueRange, config: CompressConfig) -> int:
     """The file size in bytes the budget allows; ``SciBudgetError`` if it cannot be met."""
     n_voxels = int(array.size)
@@ -267,6 +275,7 @@ def plan_blocks(volume: np.ndarray, config: CompressConfig,
     benchmarks)."""
     array = check_volume(volume)
     data = value_range(array)
+    config = family_for(config, data)
     target = checked_target(array, data, config)
     partition = partition_for_budget(array, data, target, config, analysis)
     if config.model == "grid":
@@ -288,6 +297,7 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     array = check_volume(volume)
     voxel_size = _spacing(array, spacing)
     data = value_range(array)
+    config = family_for(config, data)
     ndim = array.ndim
     target = checked_target(array, data, config)
     yield StageStarted("partition", f"{config.partition.method}, a_max {config.partition.max_blocks}")

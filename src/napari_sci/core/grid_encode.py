@@ -105,6 +105,17 @@ def tile_records(array: np.ndarray, blocks: Sequence[Block]) -> np.ndarray:
     return records
 
 
+def untrained_section(config: CompressConfig) -> bytes:
+    """The model section of a file whose tiles need no synthesis (all exact or constant): zero
+    weights, zero context slopes."""
+    layout = layout_of(config)
+    context = (ContextModel.zeros(layout.levels, config.grid.predicts_means) if config.grid.context_coded
+               else None)
+    zeros = [np.zeros(n) for n in layout.tensor_sizes()]
+    synthesis = grid_quant.synthesis_payload(zeros, [TensorCode(0, 0)] * len(zeros), layout)
+    return GridSection(layout, 0.0, synthesis, 1.0, context).pack()
+
+
 def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray, tiles: Sequence[int],
                  target: int, config: CompressConfig) -> GridCoded | None:
     """Every non-constant tile stored losslessly (kind 4), when that file fits the budget; else
@@ -113,12 +124,7 @@ def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray
     latents reached 51 dB at 0.1 BPV."""
     if not tiles or not config.grid.exact_tiles or not exact_dtype(array.dtype):
         return None
-    layout = layout_of(config)
-    context = (ContextModel.zeros(layout.levels, config.grid.predicts_means) if config.grid.context_coded
-               else None)
-    zeros = [np.zeros(n) for n in layout.tensor_sizes()]
-    synthesis = grid_quant.synthesis_payload(zeros, [TensorCode(0, 0)] * len(zeros), layout)
-    section = GridSection(layout, 0.0, synthesis, 1.0, context).pack()
+    section = untrained_section(config)
     room = target - file_overhead(array.ndim, len(blocks), len(section))
     payloads = [b""] * len(blocks)
     for i in tiles:
@@ -166,6 +172,9 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     if lossless is not None:
         yield StageStarted("quantise", "every tile fits the budget losslessly: stored exactly, no fit")
         return lossless
+    if not tiles:  # every tile holds one value: nothing to fit
+        yield StageStarted("quantise", "every tile is constant: stored as its value, no fit")
+        return GridCoded(records, [b""] * len(blocks), untrained_section(config), 0, 0.0, 0.0, 0)
     span = data.span if data.span > 0 else 1.0
     normalised = ((array.astype(np.float32) - np.float32(data.low)) / np.float32(span)).astype(np.float32)
     device = resolve_device(config.fit.device)
@@ -180,7 +189,7 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     n_latents = trainer.latents.numel()
     yield FitStarted(config.fit.steps, len(blocks), len(tiles), n_latents + layout.params(), 1,
                      str(device), config.fit.time_limit)
-    run = fit_grid(trainer, config.fit.steps if tiles else 0, latent_bits, config.fit.time_limit,
+    run = fit_grid(trainer, config.fit.steps, latent_bits, config.fit.time_limit,
                    stopped, config.fit.report_every)
     try:
         while True:

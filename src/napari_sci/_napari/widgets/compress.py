@@ -80,9 +80,11 @@ class CompressWidget(QWidget):
                                        min=0.0, max=1e6)
         self.device = ComboBox(label="device", choices=DEVICES, value=fit.device)
         self.model = ComboBox(label="model", choices=MODEL_FAMILIES, value=CompressConfig.model,
-                              tooltip="siren: the paper's funnel SIRENs (format 2); grid: latent-grid "
-                                      "pyramids trained for rate and distortion (format 3)")
-        self.format = ComboBox(label="format", choices=FORMATS, value=CodingConfig().format_version)
+                              tooltip="grid (the default): latent-grid pyramids trained for rate and "
+                                      "distortion (format 3); siren: the paper's funnel SIRENs (format 2 "
+                                      "or 1)")
+        self.format = ComboBox(label="format", choices=FORMATS, value=CodingConfig().format_version,
+                               tooltip="the SIREN model's file format; the grid model writes format 3")
         self.threads = SpinBox(label="CPU threads (0 = all)", value=default_threads(), min=0,
                                max=os.cpu_count() or 1)
         self.max_blocks = SpinBox(label="a_max (blocks)", value=PartitionConfig().max_blocks, min=1,
@@ -113,10 +115,16 @@ class CompressWidget(QWidget):
         self.cancel_button.changed.connect(self.cancel)
         self.image.changed.connect(self._suggest_output)
         self._suggest_output(self.image.value)
+        self.model.changed.connect(self._model_chosen)
+        self._model_chosen(self.model.value)
 
     def reset_choices(self, event: Any = None) -> None:
         """napari calls this when layers change (keeps the image list current)."""
         self.form.reset_choices()
+
+    def _model_chosen(self, model: str) -> None:
+        """Formats 1 and 2 are the SIREN model's; the grid model always writes format 3."""
+        self.format.enabled = model == "siren"
 
     def config(self) -> CompressConfig:
         """The widget's values as the codec's config (for a PSNR target: the first try's)."""

@@ -3,10 +3,12 @@
 All three take the byte budget directly (no search) and train with the same steps, time limit,
 device, seed, optimiser and learning-rate schedule (the core's :class:`FitConfig`).
 
-- ``sci``: :func:`napari_sci.core.codec.encode` with its defaults (adaptive ILP partition, funnel
-  ratio 2.2, ``size-over-d`` allocation); the ``.sci`` file is the output.
+- ``sci``: :func:`napari_sci.core.codec.encode` with the paper's model (adaptive ILP partition,
+  funnel SIRENs of ratio 2.2, ``size-over-d`` allocation, format 2); the ``.sci`` file is the output.
 - ``siren``: the same codec with ``method="none"`` (one block: the whole volume) and ``fr=1.0`` (all
   hidden layers the same width), i.e. a plain SIREN in a ``.sci`` file.
+- ``grid``: the latent-grid model (format 3, the codec's default since session 25), one λ for
+  all tiles; ``steps``/``time_limit`` bound its fit like the others'.
 - ``nerf``: :mod:`napari_sci.bench.nerf`.
 """
 
@@ -32,7 +34,7 @@ def _missing_torch() -> str | None:
 class SciCodec(Codec):
     name = "sci"
     summary = "napari-sci: adaptive ILP partition, funnel SIRENs (fr 2.2), size-over-d allocation"
-    overrides: ClassVar[dict[str, Any]] = {}
+    overrides: ClassVar[dict[str, Any]] = {"model": "siren"}
 
     def missing(self) -> str | None:
         return _missing_torch()
@@ -64,13 +66,20 @@ class SciCodec(Codec):
 class SciV1Codec(SciCodec):
     name = "sci-v1"
     summary = "napari-sci with float32 weights (format 1, as the paper stores them)"
-    overrides: ClassVar[dict[str, Any]] = {"format": 1}
+    overrides: ClassVar[dict[str, Any]] = {"model": "siren", "format": 1}
 
 
 class SirenCodec(SciCodec):
     name = "siren"
     summary = "one plain SIREN over the whole volume (napari-sci with method none, fr 1.0)"
-    overrides: ClassVar[dict[str, Any]] = {"method": "none", "fr": 1.0}
+    overrides: ClassVar[dict[str, Any]] = {"model": "siren", "method": "none", "fr": 1.0}
+
+
+class GridCodec(SciCodec):
+    name = "grid"
+    summary = ("napari-sci's latent grids: adaptive tiles, quantised context-coded latent pyramids, "
+               "one synthesis MLP, trained for rate and distortion (format 3)")
+    overrides: ClassVar[dict[str, Any]] = {"model": "grid"}
 
 
 class NerfCodec(Codec):
