@@ -34,14 +34,23 @@ def compress(array: np.ndarray, *, bpv: float | None = None, ratio: float | None
     With ``psnr`` instead, find the smallest file whose decoded PSNR (over the data's range) reaches
     it; ``bpv``/``ratio`` are then the first guess (default 0.1 BPV).
 
-    ``model="grid"`` uses the latent-grid family (format 3) instead of the paper's SIRENs.
+    The latent-grid family (format 3) is the default; ``model="siren"`` uses the paper's SIRENs
+    (formats 2 and 1). A setting that only the other family reads is refused, not ignored.
     ``settings`` are the fields of the stage configs, e.g. ``steps``, ``time_limit``, ``seed``,
     ``device``, ``max_blocks``, ``fr``, ``layers``, ``w0``, ``method`` (partition), ``rule``
     (allocation). ``stop`` is a ``threading.Event`` or callable that cancels the fit. When ``out`` is
     given the file is written atomically. Returns the :class:`~napari_sci.core.codec.EncodeResult`.
     """
-    from napari_sci.base.config import compress_config
+    from napari_sci.base.config import CompressConfig, compress_config, other_family_settings
     from napari_sci.core.codec import encode
+    from napari_sci.errors import SciConfigError
+
+    model = settings.get("model", CompressConfig.model)
+    wrong = other_family_settings(model, [k for k in settings if k != "model"])
+    if wrong:
+        other = "siren" if model == "grid" else "grid"
+        raise SciConfigError(f"{', '.join(wrong)} set the {other} model, but the model is {model}; "
+                             f"pass model={other!r} to use them")
 
     if psnr is not None:
         from napari_sci.core.target_quality import FIRST_GUESS_BPV, QualitySearch, compress_to_psnr

@@ -47,3 +47,28 @@ def test_flat_settings_reach_their_stage():
 def test_unknown_setting_is_refused():
     with pytest.raises(SciError, match="unknown setting 'stepz'"):
         compress_config(bpv=0.2, stepz=3)
+
+
+def test_the_latent_grid_model_is_the_default():
+    assert compress_config(bpv=0.1).model == "grid"
+
+
+def test_settings_of_the_other_family_are_named():
+    from napari_sci.base.config import other_family_settings
+
+    names = ["fr", "rule", "format", "compile", "samples_per_block", "steps", "max_blocks", "entropy",
+             "grid_hidden"]
+    assert other_family_settings("grid", names) == ["fr", "rule", "format", "compile", "samples_per_block"]
+    assert other_family_settings("siren", names) == ["entropy", "grid_hidden"]
+
+
+def test_the_api_refuses_a_setting_the_model_would_ignore():
+    import numpy as np
+
+    import napari_sci
+
+    volume = np.zeros((4, 4, 4), np.uint8)
+    with pytest.raises(SciConfigError, match="fr set the siren model, but the model is grid"):
+        napari_sci.compress(volume, bpv=1, fr=1.0)
+    with pytest.raises(SciConfigError, match="entropy set the grid model, but the model is siren"):
+        napari_sci.compress(volume, bpv=1, model="siren", entropy="predictive")

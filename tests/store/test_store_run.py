@@ -59,6 +59,7 @@ def test_a_budget_an_edge_chunk_cannot_meet_is_refused_before_anything_is_writte
 def test_the_command_line_writes_the_same_store(reference_store, ct_zarr, tmp_path, capsys):
     out = tmp_path / "cli.sci.zarr"
     code = main(["compress", str(ct_zarr), "-o", str(out), "--bpv", "1", "--steps", "60", "--depth", "1",
+                 "--model", "siren",
                  "--seed", "7", "--chunks", str(CHUNK), "--workers", "0", "--json", "-q"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -396,6 +397,22 @@ def _owner(name: str) -> tuple[str, str]:
                        | set(_ALIASES))
         raise SciConfigError(f"unknown setting {name!r}; known settings: {', '.join(known)}")
     return owners[0], name
+
+
+SIREN_STAGES = ("network", "allocation", "coding")
+SIREN_FIT_FIELDS = ("compile", "samples_per_block")
+
+
+def other_family_settings(model: str, names: Iterable[str]) -> list[str]:
+    """The settings among ``names`` that only the other model family reads (an API or a command
+    line refuses them rather than ignore them)."""
+    wrong = []
+    for name in names:
+        stage, field_name = _owner(name)
+        siren_only = stage in SIREN_STAGES or (stage == "fit" and field_name in SIREN_FIT_FIELDS)
+        if (model == "grid" and siren_only) or (model == "siren" and stage == "grid"):
+            wrong.append(name)
+    return wrong
 
 
 def compress_config(bpv: float | None = None, ratio: float | None = None,

@@ -110,6 +110,7 @@ class CompressWidget(QWidget):
         self._source: Any = None
         self._path = Path()
         self._time_limit: float | None = None
+        self._fine_tunes = False
         self._fit_started = time.monotonic()
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -187,6 +188,7 @@ class CompressWidget(QWidget):
             show_error(f"napari-sci: {error}")
             return
         self._source, self._path, self._time_limit = layer, path, config.fit.time_limit
+        self._fine_tunes = config.model == "siren"  # only SIREN fits on after quantising
         job = CompressJob(data, config, str(path), tuple(float(s) for s in layer.scale),
                           bool(self.overwrite.value), self.search(), self.thread_count())
         self._set_running(True)
@@ -222,7 +224,7 @@ class CompressWidget(QWidget):
             self.plot.clear()
         elif isinstance(event, FitProgress):
             self.plot.add(event)
-        elif isinstance(event, StageStarted) and event.stage == "quantise":
+        elif isinstance(event, StageStarted) and event.stage == "quantise" and self._fine_tunes:
             self.plot.mark("quantised fine-tuning")
         elif isinstance(event, QualityTry):
             self.tries.append(event)
