@@ -60,8 +60,8 @@ def test_the_default_model_is_the_latent_grids_and_its_summary_counts_tiles(volu
 
 
 @pytest.mark.parametrize(("extra", "named"), [
-    (["--fr", "1"], "--fr set the SIREN model"),
-    (["--form", "1", "--bits-per-param=5"], "--format, --bits-per-param set the SIREN model"),
+    (["--fr", "1"], "--fr set the siren model"),
+    (["--form", "1", "--bits-per-param=5"], "--format, --bits-per-param set the siren model"),
     (["--model", "siren", "--entropy", "predictive"], "--entropy set the grid model"),
     (["--model", "siren", "--no-exact-tiles"], "--no-exact-tiles set the grid model"),
 ])
@@ -253,3 +253,15 @@ def test_compress_with_the_latent_grid_model(volume_tif, tmp_path):
     assert info["format_version"] == 3
     assert info["model"]["family"] == "grid"
     assert {row["kind"] for row in info["block_table"]} <= {"grid", "constant"}
+
+
+def test_every_family_option_is_a_compress_option_and_names_a_setting():
+    from napari_sci.base.config import other_family_settings
+    from napari_sci.cli import FAMILY_OPTIONS, build_parser
+
+    compress = build_parser()._subparsers._group_actions[0].choices["compress"]
+    options = {o for action in compress._actions for o in action.option_strings}
+    assert set(FAMILY_OPTIONS) <= options
+    for setting in FAMILY_OPTIONS.values():  # each belongs to exactly one family
+        assert bool(other_family_settings("grid", [setting])) != bool(
+            other_family_settings("siren", [setting]))

@@ -31,6 +31,7 @@ from napari_sci.base.config import (
     NetworkSpec,
     PartitionConfig,
     StoreConfig,
+    other_family_settings,
 )
 from napari_sci.errors import SciConfigError, SciError, SciPathError
 
@@ -456,10 +457,14 @@ COMMANDS = {"compress": _compress, "decompress": _decompress, "info": _info, "ev
             "bench": _bench}
 
 
-SIREN_ONLY = ("--fr", "--layers", "--w0", "--allocation", "--samples", "--format", "--bits-per-param",
-              "--compile")
-GRID_ONLY = ("--levels", "--grid-hidden", "--max-tiles", "--finest-level", "--fine-updates", "--entropy",
-             "--upsampling", "--exact-tiles", "--no-exact-tiles", "--grid-samples")
+# the compress options that set one model family's settings (config.other_family_settings knows which)
+FAMILY_OPTIONS = {
+    "--fr": "fr", "--layers": "layers", "--w0": "w0", "--allocation": "rule",
+    "--samples": "samples_per_block", "--format": "format", "--bits-per-param": "bits_per_param",
+    "--compile": "compile", "--levels": "levels",
+    "--grid-hidden": "grid_hidden", "--max-tiles": "max_tiles", "--finest-level": "finest_level",
+    "--fine-updates": "sparse_fine", "--entropy": "entropy", "--upsampling": "upsampling",
+    "--exact-tiles": "exact_tiles", "--no-exact-tiles": "exact_tiles", "--grid-samples": "grid_samples"}
 
 
 def _options_given(argv: Sequence[str], known: Sequence[str]) -> list[str]:
@@ -479,16 +484,13 @@ def _check_family_options(args: argparse.Namespace, argv: Sequence[str]) -> None
     """An option of the other model family would be silently ignored: refuse it, naming it."""
     if args.command != "compress":
         return
-    if args.model == "grid":
-        wrong = _options_given(argv, SIREN_ONLY)
-        if wrong:
-            raise SciConfigError(f"{', '.join(wrong)} set the SIREN model, but the model is grid (the "
-                                 f"default, format 3); add --model siren to use them")
-    else:
-        wrong = _options_given(argv, GRID_ONLY)
-        if wrong:
-            raise SciConfigError(f"{', '.join(wrong)} set the grid model, but the model is siren; "
-                                 f"leave out --model siren to use them")
+    wrong = [option for option in _options_given(argv, list(FAMILY_OPTIONS))
+             if other_family_settings(args.model, [FAMILY_OPTIONS[option]])]
+    if wrong:
+        other = "siren" if args.model == "grid" else "grid"
+        default = " (the default, format 3)" if args.model == "grid" else ""
+        raise SciConfigError(f"{', '.join(wrong)} set the {other} model, but the model is "
+                             f"{args.model}{default}; use --model {other} for them")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
