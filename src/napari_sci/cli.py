@@ -365,13 +365,13 @@ def describe(path: str) -> dict[str, Any]:
     """Everything ``info`` prints, as a dict."""
     from napari_sci.base.networks import param_count
     from napari_sci.core.lazy import open_sci
-    from napari_sci.io.format import GRID_KIND_OF_MODEL, GRID_MODELS, grid_section
+    from napari_sci.io.format import GRID_KIND_OF_MODEL, grid_section
 
     array = open_sci(path)
     h = array.header
     networks = [b for b in h.blocks if b["kind"] == 1]
-    model: dict[str, Any] = {"family": "grid" if h.model in GRID_MODELS else "siren"}
-    if h.model in GRID_MODELS:
+    model: dict[str, Any] = {"family": h.family}
+    if h.family == "grid":
         section = grid_section(h)
         entropy, upsampling = GRID_KIND_OF_MODEL[h.model]
         model.update(entropy=entropy, upsampling=upsampling,

@@ -14,7 +14,6 @@ import numpy as np
 
 from napari_sci.core.lazy import SciArray
 from napari_sci.io.container import SciContents, read_sci
-from napari_sci.io.format import GRID_MODELS
 
 CACHE_ITEMS = 64  # decoded requests kept besides one per tile (2D planes)
 
@@ -33,7 +32,7 @@ def sci_metadata(array: SciArray) -> dict[str, Any]:
             "spacing": header.spacing,
             "steps": header.steps,
             "format": header.version,
-            "model": "grid" if header.model in GRID_MODELS else "siren",
+            "model": header.family,
         }
     }
 

@@ -93,6 +93,11 @@ class SciHeader:
     section: bytes = field(default=b"", repr=False)
 
     @property
+    def family(self) -> str:
+        """The model family that wrote the file: ``grid`` (latent grids) or ``siren``."""
+        return "grid" if self.model in GRID_MODELS else "siren"
+
+    @property
     def ndim(self) -> int:
         return len(self.shape)
 
