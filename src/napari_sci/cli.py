@@ -22,6 +22,7 @@ from napari_sci.base.config import (
     ENTROPY_MODELS,
     MODEL_FAMILIES,
     PARTITION_METHODS,
+    RESIDUALS,
     UPSAMPLINGS,
     AllocationConfig,
     CodingConfig,
@@ -120,11 +121,17 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="grid: how latent levels reach the voxels: linear, or bspline (the cubic "
                         "B-spline on level 1's samples, then linear; context or predictive entropy "
                         "only) (default %(default)s)")
+    p.add_argument("--residual", choices=RESIDUALS, default=grid.residual,
+                   help="grid: none, or dct: latents up to 0.1 BPV and the rest of the budget spent on "
+                        "8x8x8 DCT blocks of what they leave (3-D, context entropy) (default %(default)s)")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")
     p.add_argument("--grid-samples", type=int, default=grid.grid_samples,
                    help="grid: voxels drawn per training step, 0 = every voxel (default %(default)s)")
+    p.add_argument("--grid-lr", type=float, default=grid.grid_lr,
+                   help="grid: Adam's peak learning rate (cosine-decayed; the latents' is 10x) "
+                        "(default %(default)s)")
     p.add_argument("--channel-axis", type=int, default=None, metavar="AXIS",
                    help="for 4D+ input (channels, time): compress each index along AXIS to its own "
                         "file, OUTPUT with _c0, _c1, ... before the suffix")
@@ -294,7 +301,8 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         grid_hidden=args.grid_hidden, max_tiles=args.max_tiles, grid_samples=args.grid_samples,
         finest_level=None if args.finest_level == "auto" else args.finest_level,
         sparse_fine=args.fine_updates == "sparse", entropy=args.entropy,
-        upsampling=args.upsampling, exact_tiles=args.exact_tiles)
+        upsampling=args.upsampling, residual=args.residual, exact_tiles=args.exact_tiles,
+        grid_lr=args.grid_lr)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading
@@ -373,8 +381,8 @@ def describe(path: str) -> dict[str, Any]:
     model: dict[str, Any] = {"family": h.family}
     if h.family == "grid":
         section = grid_section(h)
-        entropy, upsampling = GRID_KIND_OF_MODEL[h.model]
-        model.update(entropy=entropy, upsampling=upsampling,
+        entropy, upsampling, residual = GRID_KIND_OF_MODEL[h.model]
+        model.update(entropy=entropy, upsampling=upsampling, residual=residual,
                      levels=section.layout.levels, hidden=section.layout.hidden,
                      layers=section.layout.layers, latent_step=section.latent_step, lam=section.lam,
                      synthesis_bytes=len(section.synthesis))
@@ -406,6 +414,7 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     model = info["model"]
     kind = (f"{model['family']} model, {model['entropy']} entropy, {model['upsampling']} upsampling"
+            + (f", {model['residual']} residual" if model.get("residual", "none") != "none" else "")
             if "entropy" in model else f"{model['family']} model")
     print(f"{info['path']}: .sci v{info['format_version']} ({kind}), "
           f"{'x'.join(map(str, info['shape']))} "
@@ -464,7 +473,9 @@ FAMILY_OPTIONS = {
     "--compile": "compile", "--levels": "levels",
     "--grid-hidden": "grid_hidden", "--max-tiles": "max_tiles", "--finest-level": "finest_level",
     "--fine-updates": "sparse_fine", "--entropy": "entropy", "--upsampling": "upsampling",
-    "--exact-tiles": "exact_tiles", "--no-exact-tiles": "exact_tiles", "--grid-samples": "grid_samples"}
+    "--residual": "residual",
+    "--exact-tiles": "exact_tiles", "--no-exact-tiles": "exact_tiles", "--grid-samples": "grid_samples",
+    "--grid-lr": "grid_lr"}
 
 
 def _options_given(argv: Sequence[str], known: Sequence[str]) -> list[str]:

@@ -20,6 +20,7 @@ from napari_sci.base.grid_geometry import MAX_TILE_VOXELS, GridLayout, levels_fo
 from napari_sci.base.volume import ValueRange
 from napari_sci.core.events import FitCancelled, FitEvent, FitProgress, FitStarted, StageStarted
 from napari_sci.core.fit import as_stop_flag, resolve_device
+from napari_sci.core.grid_residual import code_residual, decoded_tiles
 from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
 from napari_sci.errors import SciCancelledError, SciInputError
@@ -27,6 +28,8 @@ from napari_sci.io.exact_tiles import encode_exact, exact_dtype
 from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_EXACT, KIND_GRID, file_overhead
 from napari_sci.io.latent_context import ContextModel, refine_context_model
 from napari_sci.io.latents import GridSection
+from napari_sci.io.residual import SECTION_BYTES as RESIDUAL_SECTION_BYTES
+from napari_sci.io.residual import ResidualModel, join_payload
 from napari_sci.io.weights import TensorCode
 from napari_sci.models import grid_quant
 from napari_sci.models.grid import synthesise
@@ -62,7 +65,9 @@ def section_overhead(config: CompressConfig) -> int:
     real figure exists only after training)."""
     grid = config.grid
     context = ContextModel.packed_size(grid.levels, grid.predicts_means) if grid.context_coded else 0
-    return SECTION_FIXED_BYTES + context + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16
+    residual = RESIDUAL_SECTION_BYTES if grid.residual != "none" else 0
+    return (SECTION_FIXED_BYTES + context + residual
+            + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16)
 
 
 def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
@@ -113,7 +118,8 @@ def untrained_section(config: CompressConfig) -> bytes:
                else None)
     zeros = [np.zeros(n) for n in layout.tensor_sizes()]
     synthesis = grid_quant.synthesis_payload(zeros, [TensorCode(0, 0)] * len(zeros), layout)
-    return GridSection(layout, 0.0, synthesis, 1.0, context).pack()
+    residual = ResidualModel.empty() if config.grid.residual != "none" else None
+    return GridSection(layout, 0.0, synthesis, 1.0, context, residual).pack()
 
 
 def exact_coding(array: np.ndarray, blocks: Sequence[Block], records: np.ndarray, tiles: Sequence[int],
@@ -166,6 +172,10 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     """Fit the tiles of ``blocks`` to ``target`` file bytes; yield progress, return the coded parts."""
     stopped = as_stop_flag(stop)
     layout = layout_of(config)
+    residual = config.grid.residual != "none"
+    if residual and array.ndim != 3:
+        raise SciInputError(f"the residual layer (--residual {config.grid.residual}) is for 3-D volumes; "
+                            f"this one is {array.ndim}-D")
     records = tile_records(array, blocks)
     tiles = [i for i in range(len(blocks)) if records[i]["kind"] == KIND_GRID]
     lossless = exact_coding(array, blocks, records, tiles, target, config)
@@ -175,6 +185,11 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     if not tiles:  # every tile holds one value: nothing to fit
         yield StageStarted("quantise", "every tile is constant: stored as its value, no fit")
         return GridCoded(records, [b""] * len(blocks), untrained_section(config), 0, 0.0, 0.0, 0)
+    whole_target = target
+    if residual:  # the latents get at most residual_grid_bpv; the residual layer the rest
+        target = min(target, max(smallest_grid_file(array.ndim, config),
+                                 int(config.grid.residual_grid_bpv * array.size / 8)))
+    length_fields = 4 * len(tiles) if residual else 0  # each tile's u32 latent length (models 7, 8)
     span = data.span if data.span > 0 else 1.0
     normalised = ((array.astype(np.float32) - np.float32(data.low)) / np.float32(span)).astype(np.float32)
     device = resolve_device(config.fit.device)
@@ -183,7 +198,7 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     ndim = array.ndim
     # the λ controller steers the latents' entropy: everything else the file will hold comes off first
     # (container, expected model section, each tile's scale codes and ANS tail)
-    not_latents = file_overhead(ndim, len(blocks), section_overhead(config)) + sum(
+    not_latents = file_overhead(ndim, len(blocks), section_overhead(config)) + length_fields + sum(
         levels_for(blocks[i].size, layout.levels) + TILE_TAIL_BYTES for i in tiles)
     latent_bits = max(8.0, (target - not_latents) * 8.0)
     n_latents = trainer.latents.numel()
@@ -206,7 +221,7 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     if state.latents.context:  # the learned slopes, refined on the real code length of the latents
         context = refine_context_model(grid_quant.latents_at(raw, 1.0), state.latents.context_model())
     # the coded tile payloads (scale codes and tails included) must fit beside container and section
-    container = file_overhead(ndim, len(blocks), section_overhead(config))
+    container = file_overhead(ndim, len(blocks), section_overhead(config)) + length_fields
     step, latents, coded = grid_quant.fit_step_to_budget(raw, target, container, context=context)
     if stopped():
         raise SciCancelledError("compression cancelled while coding; nothing written")
@@ -214,12 +229,24 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     codes = grid_quant.choose_synthesis_steps(state.synthesis, distortion, state.lam / trainer.n_voxels,
                                               layout)
     synthesis = grid_quant.synthesis_payload(state.synthesis.flat_tensors(), codes, layout)
-    section = GridSection(layout, float(state.lam), synthesis, step, context).pack()
-    overhead = file_overhead(ndim, len(blocks), len(section))
+    section = GridSection(layout, float(state.lam), synthesis, step, context,
+                          ResidualModel.empty() if residual else None).pack()
+    overhead = file_overhead(ndim, len(blocks), len(section)) + length_fields
     scaled = [[g / step for g in tile] for tile in raw]
     coded, zeroed = grid_quant.trim_to_budget(latents, scaled, target, overhead, coded, context)
     if not zeroed:
         coded, _ = grid_quant.fill_to_budget(latents, scaled, target, overhead, coded, context=context)
+    if residual and context is not None:
+        yield StageStarted("quantise", "coding what the latents leave as 8³ DCT blocks (residual layer)")
+        shapes = [tuple(s.stop - s.start for s in blocks[i].slices) for i in tiles]
+        decoded, level1 = decoded_tiles(coded, shapes, layout, synthesis, step, context)
+        room = whole_target - overhead - sum(len(p) for p in coded)
+        model, streams = code_residual([normalised[blocks[i].slices] for i in tiles], decoded, level1,
+                                       room, stopped)
+        if stopped():
+            raise SciCancelledError("compression cancelled while coding the residual; nothing written")
+        section = GridSection(layout, float(state.lam), synthesis, step, context, model).pack()
+        coded = [join_payload(p, r) for p, r in zip(coded, streams)]
     payloads = [b""] * len(blocks)
     for index, payload in zip(tiles, coded):
         payloads[index] = payload

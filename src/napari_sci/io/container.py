@@ -35,6 +35,7 @@ from napari_sci.io.format import (
     KIND_GRID,
     KIND_SIREN,
     PREAMBLE,
+    RESIDUAL_MODELS,
     SciHeader,
     crc32,
     grid_section,
@@ -45,7 +46,8 @@ from napari_sci.io.format import (
     unpack_preamble,
     validate_fields,
 )
-from napari_sci.io.latents import tile_length_ok
+from napari_sci.io.latents import residual_stream_ok, tile_length_ok
+from napari_sci.io.residual import split_payload
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR, ans_stream_ok, decode_payload, tensor_sizes
 
 
@@ -206,6 +208,10 @@ def _check_tiles(header: SciHeader, tree: BlockTree) -> None:
             if int(record["length"]) < 1:
                 raise SciFormatError(f"exact tile node {record['node']} has an empty payload: the file "
                                      "is corrupt")
+        elif header.model in RESIDUAL_MODELS:  # u32 latent length first; the parts are checked with
+            if int(record["length"]) < 4 + levels_for(size, levels):  # the payloads (_check_streams)
+                raise SciFormatError(f"tile node {record['node']} payload of {record['length']} bytes is "
+                                     "too short for a latent length and its levels: the file is corrupt")
         elif not tile_length_ok(int(record["length"]), size, levels):
             raise SciFormatError(f"tile node {record['node']} payload of {record['length']} bytes does "
                                  f"not fit its latents: the file is corrupt")
@@ -226,7 +232,14 @@ def _check_streams(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree
         if record["kind"] == KIND_SIREN:
             offset = 2 * CODE_BYTES_PER_TENSOR * header.layers
         elif record["kind"] == KIND_GRID:
-            offset = levels_for(tree.nodes[int(record["node"])].size, levels)
+            size = tree.nodes[int(record["node"])].size
+            offset = levels_for(size, levels)
+            if header.model in RESIDUAL_MODELS:
+                payload, rest = split_payload(payload)
+                if not (tile_length_ok(len(payload), size, levels) and residual_stream_ok(len(rest), size)
+                        and ans_stream_ok(rest, 0)):
+                    raise SciFormatError(f"tile node {record['node']} has a malformed latent or residual "
+                                         "part: the file is corrupt")
         else:
             continue
         if not ans_stream_ok(payload, offset):

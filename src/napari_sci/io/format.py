@@ -25,17 +25,25 @@ FORMAT_VERSION = 2  # what the SIREN family writes; the latent-grid family write
 SUPPORTED_VERSIONS = frozenset({1, 2, 3})
 MODEL_SIREN, MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE = 1, 2, 3, 4  # version 3 model ids
 MODEL_GRID_CONTEXT_BSPLINE, MODEL_GRID_PREDICTIVE_BSPLINE = 5, 6  # models 3 and 4, B-spline upsampling
+MODEL_GRID_CONTEXT_RESIDUAL, MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL = 7, 8  # models 3 and 5 + a DCT residual
 MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRID_CONTEXT,
              "grid-predictive": MODEL_GRID_PREDICTIVE, "grid-context-bspline": MODEL_GRID_CONTEXT_BSPLINE,
-             "grid-predictive-bspline": MODEL_GRID_PREDICTIVE_BSPLINE}
+             "grid-predictive-bspline": MODEL_GRID_PREDICTIVE_BSPLINE,
+             "grid-context-residual": MODEL_GRID_CONTEXT_RESIDUAL,
+             "grid-context-bspline-residual": MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL}
 # latent grids: factorised, context-coded, context-coded with predicted means
 GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE, MODEL_GRID_CONTEXT_BSPLINE,
-               MODEL_GRID_PREDICTIVE_BSPLINE)
-# (GridConfig.entropy, GridConfig.upsampling) → model id, and back
-GRID_MODEL_OF = {("factorised", "linear"): MODEL_GRID, ("context", "linear"): MODEL_GRID_CONTEXT,
-                 ("predictive", "linear"): MODEL_GRID_PREDICTIVE,
-                 ("context", "bspline"): MODEL_GRID_CONTEXT_BSPLINE,
-                 ("predictive", "bspline"): MODEL_GRID_PREDICTIVE_BSPLINE}
+               MODEL_GRID_PREDICTIVE_BSPLINE, MODEL_GRID_CONTEXT_RESIDUAL,
+               MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL)
+RESIDUAL_MODELS = (MODEL_GRID_CONTEXT_RESIDUAL, MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL)  # 3-D files only
+# (GridConfig.entropy, GridConfig.upsampling, GridConfig.residual) → model id, and back
+GRID_MODEL_OF = {("factorised", "linear", "none"): MODEL_GRID,
+                 ("context", "linear", "none"): MODEL_GRID_CONTEXT,
+                 ("predictive", "linear", "none"): MODEL_GRID_PREDICTIVE,
+                 ("context", "bspline", "none"): MODEL_GRID_CONTEXT_BSPLINE,
+                 ("predictive", "bspline", "none"): MODEL_GRID_PREDICTIVE_BSPLINE,
+                 ("context", "linear", "dct"): MODEL_GRID_CONTEXT_RESIDUAL,
+                 ("context", "bspline", "dct"): MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL}
 GRID_KIND_OF_MODEL = {model: kind for kind, model in GRID_MODEL_OF.items()}
 _MODEL_HEAD = struct.Struct("<BI")  # version 3: model id, section length
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
@@ -293,6 +301,8 @@ def _check_grid_fields(blocks: np.ndarray, header: SciHeader) -> None:
     """Models 2, 3 and 4: a valid section whose synthesis depth is the header's ``layers``; kind 3 records
     have no widths (their payload lengths need the tile shapes: the reader checks them with the tree)."""
     section = grid_section(header)
+    _check(header.model not in RESIDUAL_MODELS or len(header.shape) == 3,
+           f"model {header.model} (a residual layer) needs a 3-D volume, not {len(header.shape)}-D")
     _check(section.layout.layers == header.layers,
            f"header layers {header.layers} differ from the synthesis' {section.layout.layers}")
     value = np.isin(blocks["kind"], VALUE_KINDS)
@@ -343,6 +353,7 @@ def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
 
 def grid_section(header: SciHeader) -> GridSection:
     """The parsed model section of a latent-grid file (models 2–6)."""
-    entropy, upsampling = GRID_KIND_OF_MODEL[header.model]
+    entropy, upsampling, residual = GRID_KIND_OF_MODEL[header.model]
     return unpack_grid_section(header.section, context=entropy != "factorised",
-                               mean=entropy == "predictive", upsampling=upsampling)
+                               mean=entropy == "predictive", upsampling=upsampling,
+                               residual=residual != "none")

@@ -19,6 +19,8 @@ from napari_sci.base.grid_geometry import GridLayout, latent_count, level_shape,
 from napari_sci.errors import SciFormatError
 from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, scale_code_for, scale_of
 from napari_sci.io.latent_context import ContextModel
+from napari_sci.io.residual import SECTION_BYTES as RESIDUAL_SECTION_BYTES
+from napari_sci.io.residual import ResidualModel
 
 __all__ = ["LATENT_LIMIT", "SCALE_CODE_ZERO", "scale_code_for", "scale_of"]
 
@@ -82,11 +84,13 @@ class GridSection:
     synthesis: bytes
     latent_step: float = 1.0
     context: ContextModel | None = None  # models 3 and 4: the latents' context entropy model
+    residual: ResidualModel | None = None  # models 7 and 8: the residual layer's step and codes
 
     def pack(self) -> bytes:
         fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam,
                                   self.latent_step)
-        return fixed + (self.context.pack() if self.context is not None else b"") + self.synthesis
+        return (fixed + (self.context.pack() if self.context is not None else b"")
+                + (self.residual.pack() if self.residual is not None else b"") + self.synthesis)
 
 
 def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
@@ -96,7 +100,7 @@ def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
 
 
 def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
-                        upsampling: str = "linear") -> GridSection:
+                        upsampling: str = "linear", residual: bool = False) -> GridSection:
     """Parse and validate a model 2 section (``context``: model 3's, with a context model after the
     fixed fields; ``mean`` too: model 4's, whose context model has mean weights); anything out of
     range is a ``SciFormatError``."""
@@ -116,14 +120,26 @@ def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
         raise SciFormatError(f"latent-grid model section of {len(data)} bytes has no room for its "
                              f"{levels}-level context model")
     model = ContextModel.unpack(bytes(data[GRID_SECTION.size:start]), levels, mean) if context else None
+    residual_model = None
+    if residual:
+        if len(data) < start + RESIDUAL_SECTION_BYTES:
+            raise SciFormatError(f"latent-grid model section of {len(data)} bytes has no room for its "
+                                 "residual model")
+        residual_model = ResidualModel.unpack(bytes(data[start:start + RESIDUAL_SECTION_BYTES]))
+        start += RESIDUAL_SECTION_BYTES
     synthesis = bytes(data[start:])
     if not synthesis_length_ok(len(synthesis), layout):
         raise SciFormatError(f"latent-grid synthesis payload of {len(synthesis)} bytes does not fit "
                              f"{layout.params()} parameters")
-    return GridSection(layout, float(lam), synthesis, float(step), model)
+    return GridSection(layout, float(lam), synthesis, float(step), model, residual_model)
 
 
 def tile_length_ok(length: int, tile_shape: Sequence[int], levels: int) -> bool:
     """A kind 3 payload: one code per level, whole u32 words, at most 32 bits a latent."""
     n = levels_for(tile_shape, levels)
     return n <= length <= n + 4 + 4 * latent_count(tile_shape, levels) and (length - n) % 4 == 0
+
+
+def residual_stream_ok(length: int, tile_shape: Sequence[int]) -> bool:
+    """A model 7/8 tile's residual stream: whole u32 words, at most 32 bits a coefficient and a flag."""
+    return length % 4 == 0 and length <= 4 + 8 * math.prod(tile_shape)

@@ -16,11 +16,13 @@ import numpy as np
 
 from napari_sci.base.grid_geometry import GridLayout
 from napari_sci.io import latent_context
+from napari_sci.io import residual as residual_coding
 from napari_sci.io.container import SciContents
 from napari_sci.io.exact_tiles import decode_exact
 from napari_sci.io.format import KIND_EXACT, grid_section
 from napari_sci.io.latent_context import ContextModel
 from napari_sci.io.latents import decode_tile
+from napari_sci.io.residual import ResidualModel
 from napari_sci.io.weights import decode_payload, split_tensors
 
 Box = tuple[tuple[int, int], ...]
@@ -186,7 +188,8 @@ class GridTiles:
     def __init__(self, layout: GridLayout, synthesis: bytes, payloads: Sequence[bytes],
                  sizes: Sequence[Sequence[int]], low: float = 0.0, span: float = 1.0,
                  latent_step: float = 1.0, context: ContextModel | None = None,
-                 exact: Sequence[bool] = (), dtype: np.dtype | None = None) -> None:
+                 exact: Sequence[bool] = (), dtype: np.dtype | None = None,
+                 residual: ResidualModel | None = None) -> None:
         self.exact = [bool(e) for e in exact] or [False] * len(payloads)  # kind 4: stored losslessly
         self.dtype = np.dtype(dtype) if dtype is not None else None
         self._values: dict[int, np.ndarray] = {}
@@ -199,19 +202,40 @@ class GridTiles:
         self.payloads = payloads
         self.sizes = [tuple(int(s) for s in size) for size in sizes]
         self._latents: dict[int, list[np.ndarray]] = {}
+        self.residual = residual  # models 7 and 8: each tile payload is latents + a residual stream
+        self._residuals: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def latents(self, index: int) -> list[np.ndarray]:
         with self._lock:
             grids = self._latents.get(index)
             if grids is None:
+                payload = self.payloads[index]
+                if self.residual is not None:
+                    payload = residual_coding.split_payload(payload)[0]
                 if self.context is not None:
-                    grids = latent_context.decode_tile(self.payloads[index], self.sizes[index],
+                    grids = latent_context.decode_tile(payload, self.sizes[index],
                                                        self.layout.levels, self.context)
                 else:
-                    grids = decode_tile(self.payloads[index], self.sizes[index], self.layout.levels)
+                    grids = decode_tile(payload, self.sizes[index], self.layout.levels)
                 self._latents[index] = grids
             return grids
+
+    def residual_values(self, index: int) -> np.ndarray | None:
+        """The tile's residual layer (float32, normalised values), decoded once; ``None`` without one."""
+        if self.residual is None:
+            return None
+        grids = self.latents(index)
+        with self._lock:
+            values = self._residuals.get(index)
+            if values is None:
+                shape = self.sizes[index]
+                stream = residual_coding.split_payload(self.payloads[index])[1]
+                level1 = grids[1] if len(grids) > 1 else None
+                blocks = residual_coding.decode(stream, shape, level1, self.residual)
+                values = residual_coding.reconstruct(shape, blocks, self.residual.step)
+                self._residuals[index] = values
+            return values
 
     @classmethod
     def from_contents(cls, contents: SciContents, sizes: Sequence[Sequence[int]]) -> GridTiles:
@@ -219,7 +243,7 @@ class GridTiles:
         section = grid_section(header)
         return cls(section.layout, section.synthesis, contents.payloads, sizes, header.value_min,
                    header.value_max - header.value_min, section.latent_step, section.context,
-                   header.blocks["kind"] == KIND_EXACT, header.dtype)
+                   header.blocks["kind"] == KIND_EXACT, header.dtype, section.residual)
 
     def exact_values(self, index: int) -> np.ndarray:
         """An exact tile's values (float32, which holds them exactly), decompressed once."""
@@ -238,6 +262,9 @@ class GridTiles:
             return self.exact_values(index)[tuple(slice(a, b) for a, b in local)].copy()
         y = evaluate_tile_box(self.latents(index), self.weights, self.layout, self.sizes[index], local,
                               self.step)
+        residual = self.residual_values(index)
+        if residual is not None:
+            y = y + residual[tuple(slice(a, b) for a, b in local)]
         return self.low + y * self.span
 
     def evaluate_at(self, index: int, picks: Sequence[np.ndarray]) -> np.ndarray:
@@ -247,4 +274,7 @@ class GridTiles:
             return self.exact_values(index)[np.ix_(*picks)]
         y = evaluate_tile_at(self.latents(index), self.weights, self.layout, self.sizes[index],
                              picks, self.step)
+        residual = self.residual_values(index)
+        if residual is not None:
+            y = y + residual[np.ix_(*picks)]
         return self.low + y * self.span

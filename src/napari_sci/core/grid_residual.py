@@ -1,0 +1,71 @@
+"""The encoder's residual layer (format 3, models 7 and 8): what the coded latents leave, as 8³ DCT
+blocks, at the step that fills the rest of the byte budget.
+
+The tiles are decoded exactly as a reader decodes them (the coded latents and synthesis), so the
+residual corrects what the file will show; the step is bisected on the real coded bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from napari_sci.base.grid_geometry import GridLayout
+from napari_sci.io import latent_context
+from napari_sci.io import residual as residual_coding
+from napari_sci.io.latent_context import ContextModel
+from napari_sci.io.residual import ResidualModel
+from napari_sci.models.grid import decode_synthesis, evaluate_tile_box
+
+BISECTION_STEPS = 18  # on log2 of the step between 2^-24 and 1: ~0.9 % apart at the end
+
+
+def decoded_tiles(payloads: Sequence[bytes], shapes: Sequence[Sequence[int]], layout: GridLayout,
+                  synthesis: bytes, latent_step: float, context: ContextModel,
+                  ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Each tile's synthesis output (normalised values) and its level-1 latents, from its coded
+    model 3 payload: what a reader computes before the residual."""
+    weights = decode_synthesis(synthesis, layout)
+    values, level1 = [], []
+    for payload, shape in zip(payloads, shapes):
+        grids = latent_context.decode_tile(payload, shape, layout.levels, context)
+        box = tuple((0, s) for s in shape)
+        values.append(evaluate_tile_box(grids, weights, layout, shape, box, latent_step))
+        level1.append(grids[1] if len(grids) > 1 else None)
+    return values, level1
+
+
+def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
+                  level1: Sequence[np.ndarray | None], room: int,
+                  stopped: Callable[[], bool] = lambda: False) -> tuple[ResidualModel, list[bytes]]:
+    """The residual model and each tile's residual stream, the largest that fits ``room`` bytes (the
+    model's own bytes excluded: the caller counts them).
+
+    ``targets`` are the tiles' normalised original values, ``decoded`` the synthesis output."""
+    shapes = [t.shape for t in targets]
+    coefficients = [residual_coding.transform(np.asarray(t, np.float64) - d)
+                    for t, d in zip(targets, decoded)]
+
+    def coded(step: float) -> tuple[ResidualModel, list[bytes]]:
+        blocks = [residual_coding.quantise(c, step) for c in coefficients]
+        model = residual_coding.best_codes(list(zip(shapes, level1, blocks)), step)
+        streams = [residual_coding.encode(s, l1, b, model) for s, l1, b in zip(shapes, level1, blocks)]
+        return model, streams
+
+    empty = (ResidualModel.empty(), [b""] * len(targets))
+    if room <= 0:
+        return empty
+    low, high = math.log2(residual_coding.STEP_RANGE[0]), 0.0  # log2 step: size falls as it grows
+    best = empty
+    for _ in range(BISECTION_STEPS):
+        if stopped():
+            break
+        middle = 0.5 * (low + high)
+        model, streams = coded(2.0 ** middle)
+        if sum(len(s) for s in streams) <= room:
+            best, high = (model, streams), middle
+        else:
+            low = middle
+    return best

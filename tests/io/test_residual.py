@@ -1,0 +1,145 @@
+"""Format 3's residual layer (models 7 and 8): the coefficient coding, its contexts against the spec's
+sentences, the encoder's use of the budget and the reader's refusals."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from napari_sci.errors import SciFormatError, SciInputError
+from napari_sci.io import residual as R
+
+
+def _level1(shape, rng, density=0.3):
+    half = tuple(-(-s // 2) for s in shape)
+    return (rng.integers(-5, 6, size=half) * (rng.random(half) < density)).astype(np.int64)
+
+
+@pytest.mark.parametrize("shape", [(19, 24, 13), (8, 8, 8), (3, 5, 17), (1, 1, 9)])
+def test_coefficients_round_trip_through_the_stream(shape):
+    rng = np.random.default_rng(sum(shape))
+    level1 = _level1(shape, rng)
+    residual = rng.normal(size=shape) * 0.01 * (rng.random(shape) < 0.2)
+    residual.flat[-1] = 0.05  # never all zero
+    blocks = R.quantise(R.transform(residual), 0.002)
+    model = R.best_codes([(shape, level1, blocks)], 0.002)
+    stream = R.encode(shape, level1, blocks, model)
+    decoded = R.decode(stream, shape, level1, R.ResidualModel.unpack(model.pack()))
+    assert len(decoded) == len(blocks)
+    assert all(np.array_equal(a, b) for a, b in zip(blocks, decoded))
+    # the correction removes most of the residual at this step
+    corrected = residual - R.reconstruct(shape, decoded, model.step)
+    assert np.sqrt(np.mean(corrected ** 2)) < 0.5 * np.sqrt(np.mean(residual ** 2))
+
+
+def test_an_all_zero_residual_costs_no_stream():
+    shape = (16, 16, 16)
+    blocks = R.quantise(R.transform(np.zeros(shape)), 0.01)
+    model = R.best_codes([(shape, None, blocks)], 0.01)
+    assert model.flag_codes == (0,) * R.BINS
+    assert model.class_codes == (0,) * R.CLASSES
+    assert R.encode(shape, None, blocks, model) == b""
+    assert all(not b.any() for b in R.decode(b"", shape, None, model))
+
+
+def test_activity_bins_follow_the_spec_sentence():
+    """A = Σ|q| over level-1 samples j with ⌊j_a/4⌋ = B_a; bin = how many of (1, 4, 16, 64, 256) A reaches."""
+    rng = np.random.default_rng(3)
+    shape = (21, 9, 30)
+    level1 = _level1(shape, rng, 0.6) * 20
+    bins = R.activity_bins(shape, level1)
+    for block in itertools.product(*(range(math.ceil(s / 8)) for s in shape)):
+        total = sum(abs(int(level1[j])) for j in itertools.product(*(range(n) for n in level1.shape))
+                    if all(j[a] // 4 == block[a] for a in range(3)))
+        assert bins[block] == sum(total >= t for t in (1, 4, 16, 64, 256))
+    assert not R.activity_bins(shape, None).any()
+
+
+def test_bands_follow_the_spec_formula():
+    for shape in [(8, 8, 8), (3, 8, 5)]:
+        band = R.band_of(shape)
+        for k in itertools.product(*(range(m) for m in shape)):
+            assert band[k] == min(sum(8 * k[a] // shape[a] for a in range(3)), 11)
+
+
+def test_the_section_refuses_a_step_out_of_range():
+    good = R.ResidualModel(0.01, (0,) * R.BINS, (0,) * R.CLASSES).pack()
+    for step in (0.0, 2.0, float("nan")):
+        bad = R.ResidualModel(step, (0,) * R.BINS, (0,) * R.CLASSES).pack()
+        with pytest.raises(SciFormatError, match="residual step"):
+            R.ResidualModel.unpack(bad)
+    with pytest.raises(SciFormatError, match="residual model of"):
+        R.ResidualModel.unpack(good[:-1])
+
+
+def test_a_latent_length_past_the_payload_is_refused():
+    payload = R.join_payload(b"\x01\x02", b"\x00" * 8)
+    assert R.split_payload(payload) == (b"\x01\x02", b"\x00" * 8)
+    with pytest.raises(SciFormatError, match="runs past"):
+        R.split_payload(b"\xff\x00\x00\x00" + b"\x00" * 8)
+    with pytest.raises(SciFormatError, match="no latent length"):
+        R.split_payload(b"\x01")
+
+
+def test_a_garbled_stream_is_a_format_error_not_a_crash():
+    shape = (16, 16, 16)
+    rng = np.random.default_rng(5)
+    blocks = R.quantise(R.transform(rng.normal(size=shape) * 0.02), 0.002)
+    model = R.best_codes([(shape, None, blocks)], 0.002)
+    stream = bytearray(R.encode(shape, None, blocks, model))
+    with pytest.raises(SciFormatError):
+        R.decode(bytes(stream[:-3]), shape, None, model)
+
+
+@pytest.fixture(scope="module")
+def textured():
+    """A 3-D volume with fine texture on smooth structure: what the latents alone blur."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.meshgrid(*(np.linspace(0, 1, n) for n in (32, 64, 64)), indexing="ij")
+    smooth = 100 + 80 * np.sin(3 * x + 2 * y) * np.cos(2 * z)
+    texture = 30 * np.sign(np.sin(40 * x) * np.sin(37 * y))
+    return np.clip(smooth + texture + rng.normal(0, 2, x.shape), 0, 255).astype(np.uint8)
+
+
+def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_path):
+    import napari_sci
+    from napari_sci.io.container import read_sci
+    from napari_sci.io.format import MODEL_GRID_CONTEXT_RESIDUAL
+
+    bpv = 0.5
+    settings = dict(steps=30, seed=1, device="cpu", residual_grid_bpv=0.15)
+    plain = napari_sci.compress(textured, bpv=bpv, out=tmp_path / "plain.sci", **settings)
+    layered = napari_sci.compress(textured, bpv=bpv, residual="dct", out=tmp_path / "layer.sci", **settings)
+    target = bpv * textured.size / 8
+    size = (tmp_path / "layer.sci").stat().st_size
+    assert 0.97 * target <= size <= target
+    contents = read_sci(tmp_path / "layer.sci")
+    assert contents.header.model == MODEL_GRID_CONTEXT_RESIDUAL
+
+    def psnr(path):
+        decoded = np.asarray(napari_sci.decode(path)).astype(float)
+        return 10 * np.log10(255 ** 2 / np.mean((decoded - textured) ** 2))
+
+    assert psnr(tmp_path / "layer.sci") > psnr(tmp_path / "plain.sci") + 1.0
+    # lazy decoding of a region equals the same region of the whole volume
+    whole = np.asarray(napari_sci.decode(tmp_path / "layer.sci"))
+    roi = np.s_[5:20, 10:50, 33:64]
+    assert np.array_equal(np.asarray(napari_sci.decode(tmp_path / "layer.sci", roi=roi)), whole[roi])
+    assert plain.contents.header.model != layered.contents.header.model
+
+
+def test_the_residual_layer_is_for_3d_volumes_only(tmp_path):
+    import napari_sci
+
+    image = (np.add.outer(np.arange(256), np.arange(256)) % 251).astype(np.uint8)
+    with pytest.raises(SciInputError, match="3-D"):
+        napari_sci.compress(image, bpv=0.5, residual="dct", steps=5)
+
+
+def test_the_residual_layer_needs_the_context_entropy_model():
+    from napari_sci.base.config import GridConfig
+    from napari_sci.errors import SciConfigError
+
+    with pytest.raises((SciConfigError, ValueError), match="context entropy"):
+        GridConfig(residual="dct", entropy="factorised")
