@@ -103,19 +103,22 @@ def test_info_names_every_block_kind_of_a_lossless_grid_file(neuron, tmp_path):
     assert "exact" in {block["kind"] for block in json.loads(text)["block_table"]}
 
 
-@pytest.mark.parametrize(("golden", "entropy", "upsampling"), [
-    ("golden_v3.sci", "factorised", "linear"), ("golden_v3_context.sci", "context", "linear"),
-    ("golden_v3_predictive.sci", "predictive", "linear"),
-    ("golden_v3_context_bspline.sci", "context", "bspline"),
-    ("golden_v3_predictive_bspline.sci", "predictive", "bspline")])
-def test_info_names_the_entropy_model_and_upsampling_of_each_grid_model(golden, entropy, upsampling):
+@pytest.mark.parametrize(("golden", "entropy", "upsampling", "residual"), [
+    ("golden_v3.sci", "factorised", "linear", "none"), ("golden_v3_context.sci", "context", "linear", "none"),
+    ("golden_v3_predictive.sci", "predictive", "linear", "none"),
+    ("golden_v3_context_bspline.sci", "context", "bspline", "none"),
+    ("golden_v3_predictive_bspline.sci", "predictive", "bspline", "none"),
+    ("golden_v3_context_residual.sci", "context", "linear", "dct"),
+    ("golden_v3_context_bspline_residual.sci", "context", "bspline", "dct")])
+def test_info_names_the_entropy_model_and_upsampling_of_each_grid_model(golden, entropy, upsampling,
+                                                                        residual):
     from pathlib import Path
 
     path = Path(__file__).resolve().parent / "data" / golden
     code, text = run(["info", str(path), "--json"])
     assert code == 0
     model = json.loads(text)["model"]
-    assert (model["entropy"], model["upsampling"]) == (entropy, upsampling)
+    assert (model["entropy"], model["upsampling"], model["residual"]) == (entropy, upsampling, residual)
 
 
 def test_decompress_roi_and_evaluate(sci_file, volume_tif, tmp_path):

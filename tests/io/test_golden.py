@@ -3,7 +3,9 @@
 One file per released format version (v1: raw float32 weights; v2: quantised, entropy-coded weights;
 v3: the latent-grid model family) and per version 3 model (v3_context: model 3, context-coded latents;
 v3_predictive: model 4, with predicted means; v3_context_bspline, v3_predictive_bspline: models 5 and
-6, B-spline upsampling) or block kind (v3_exact: kind 4, tiles stored losslessly).
+6, B-spline upsampling; v3_context_residual, v3_context_bspline_residual: models 7 and 8, a DCT
+residual layer) or block kind (v3_exact:
+kind 4, tiles stored losslessly).
 Regenerate (only when a format version is added, never to make a failing test pass) with
 ``NAPARI_SCI_REGEN_GOLDEN=1 pytest tests/io/test_golden.py``.
 """
@@ -22,21 +24,26 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 VERSIONS = (1, 2, 3)
 # file name → its format version
 GOLDENS = {"v1": 1, "v2": 2, "v3": 3, "v3_context": 3, "v3_exact": 3, "v3_predictive": 3,
-           "v3_context_bspline": 3, "v3_predictive_bspline": 3}
+           "v3_context_bspline": 3, "v3_predictive_bspline": 3, "v3_context_residual": 3,
+           "v3_context_bspline_residual": 3}
 # how each golden file was made: (bits per voxel, settings)
-RECIPES = {"v1": (3.0, {"format": 1}), "v2": (1.0, {"format": 2}),
+RECIPES = {"v1": (3.0, {"model": "siren", "format": 1}), "v2": (1.0, {"model": "siren", "format": 2}),
            "v3": (0.05, {"model": "grid", "entropy": "factorised"}),
            "v3_context": (0.05, {"model": "grid", "entropy": "context"}),
            "v3_exact": (0.1, {"model": "grid", "entropy": "context"}),
            "v3_predictive": (0.05, {"model": "grid", "entropy": "predictive"}),
            "v3_context_bspline": (0.05, {"model": "grid", "entropy": "context", "upsampling": "bspline"}),
            "v3_predictive_bspline": (0.05, {"model": "grid", "entropy": "predictive",
-                                            "upsampling": "bspline"})}
+                                            "upsampling": "bspline"}),
+           "v3_context_residual": (0.25, {"model": "grid", "entropy": "context", "residual": "dct"}),
+           "v3_context_bspline_residual": (0.25, {"model": "grid", "entropy": "context", "residual": "dct",
+                                                  "upsampling": "bspline"})}
 # the crop of the bundled sample each was made from (the grid's tiles are at least 32k voxels)
 CROPS = {"v1": np.s_[20:36, 40:72, 40:80], "v2": np.s_[20:36, 40:72, 40:80], "v3": np.s_[16:48, :, :],
          "v3_context": np.s_[16:48, :, :], "v3_exact": np.s_[16:48, :, :],
          "v3_predictive": np.s_[16:48, :, :], "v3_context_bspline": np.s_[16:48, :, :],
-         "v3_predictive_bspline": np.s_[16:48, :, :]}
+         "v3_predictive_bspline": np.s_[16:48, :, :], "v3_context_residual": np.s_[16:48, :, :],
+         "v3_context_bspline_residual": np.s_[16:48, :, :]}
 SPARSE = {"v3_exact": 150}  # values at or under it set to 0: a sparse volume, stored losslessly
 REGENERATE = ()  # names whose file may be (re)made: only a new one, never a released one
 
@@ -54,8 +61,9 @@ def golden(request, sample) -> tuple[int, bytes, np.ndarray]:
         if name in SPARSE:
             crop = np.where(crop > SPARSE[name], crop, 0).astype(crop.dtype)
         bpv, settings = RECIPES[name]
+        siren = {"useful_hidden": 4} if settings["model"] == "siren" else {}
         result = napari_sci.compress(crop, bpv=bpv, steps=300, seed=7, max_depth=2, min_leaf_side=4,
-                                     useful_hidden=4, spacing=(1.0, 1.0, 1.0), device="cpu", **settings)
+                                     spacing=(1.0, 1.0, 1.0), device="cpu", **siren, **settings)
         path.write_bytes(result.data)
         np.save(decoded, SciArray(result.contents)[...])
     return version, path.read_bytes(), np.load(decoded)
@@ -111,7 +119,10 @@ GOLDEN_SHA256 = {"v1": "74f21f2844f9d84409ad5cc5fd7057e0f4a69204e21318eea382dc9e
                  "v3_exact": "b42ce9e596cd40e3d2d5c8c83bc8a1bbce3f6ea5828c11bbf884f01f66b8d082",
                  "v3_predictive": "5adece39cf3a87d692138a761ae92ccaba8a2407a08fc3f300b6a303e2dad394",
                  "v3_context_bspline": "cab01d26caa2baeed277bdabb2b0d2c1212e18765353608de3896b9f745197ee",
-                 "v3_predictive_bspline": "f4397cd7543808fd6154923297fe41cb8ac9d01dbeb27bde434895c81d8fb023"}
+                 "v3_predictive_bspline": "f4397cd7543808fd6154923297fe41cb8ac9d01dbeb27bde434895c81d8fb023",
+                 "v3_context_residual": "3cf10c492e9269a7261a48d94c2dc8ff2a97cc9ee9560c1f2b00af1e329b6e7d",
+                 "v3_context_bspline_residual":
+                     "721f7443a53a3c36892839b607920d4a79e6e56646ff54ceb6a6aeab264e9da0"}
 
 
 def test_every_supported_version_has_a_pinned_golden_file():
