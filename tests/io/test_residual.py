@@ -22,25 +22,27 @@ def test_coefficients_round_trip_through_the_stream(shape):
     level1 = _level1(shape, rng)
     residual = rng.normal(size=shape) * 0.01 * (rng.random(shape) < 0.2)
     residual.flat[-1] = 0.05  # never all zero
-    blocks = R.quantise(R.transform(residual), 0.002)
-    model = R.best_codes([(shape, level1, blocks)], 0.002)
-    stream = R.encode(shape, level1, blocks, model)
-    decoded = R.decode(stream, shape, level1, R.ResidualModel.unpack(model.pack()))
-    assert len(decoded) == len(blocks)
-    assert all(np.array_equal(a, b) for a, b in zip(blocks, decoded))
+    layout = R.tile_layout(shape, level1)
+    q = R.quantise(R.transform(residual), 0.002)
+    assert q.size == math.prod(shape)
+    model = R.best_codes([(layout, q)], 0.002)
+    stream = R.encode(layout, q, model)
+    decoded = R.decode(stream, R.tile_layout(shape, level1), R.ResidualModel.unpack(model.pack()))
+    assert np.array_equal(decoded, q)
     # the correction removes most of the residual at this step
-    corrected = residual - R.reconstruct(shape, decoded, model.step)
+    corrected = residual - R.reconstruct(layout, decoded, model.step)
     assert np.sqrt(np.mean(corrected ** 2)) < 0.5 * np.sqrt(np.mean(residual ** 2))
 
 
 def test_an_all_zero_residual_costs_no_stream():
     shape = (16, 16, 16)
-    blocks = R.quantise(R.transform(np.zeros(shape)), 0.01)
-    model = R.best_codes([(shape, None, blocks)], 0.01)
+    layout = R.tile_layout(shape, None)
+    q = R.quantise(R.transform(np.zeros(shape)), 0.01)
+    model = R.best_codes([(layout, q)], 0.01)
     assert model.flag_codes == (0,) * R.BINS
     assert model.class_codes == (0,) * R.CLASSES
-    assert R.encode(shape, None, blocks, model) == b""
-    assert all(not b.any() for b in R.decode(b"", shape, None, model))
+    assert R.encode(layout, q, model) == b""
+    assert not R.decode(b"", layout, model).any()
 
 
 def test_activity_bins_follow_the_spec_sentence():
@@ -85,11 +87,12 @@ def test_a_latent_length_past_the_payload_is_refused():
 def test_a_garbled_stream_is_a_format_error_not_a_crash():
     shape = (16, 16, 16)
     rng = np.random.default_rng(5)
-    blocks = R.quantise(R.transform(rng.normal(size=shape) * 0.02), 0.002)
-    model = R.best_codes([(shape, None, blocks)], 0.002)
-    stream = bytearray(R.encode(shape, None, blocks, model))
+    layout = R.tile_layout(shape, None)
+    q = R.quantise(R.transform(rng.normal(size=shape) * 0.02), 0.002)
+    model = R.best_codes([(layout, q)], 0.002)
+    stream = R.encode(layout, q, model)
     with pytest.raises(SciFormatError):
-        R.decode(bytes(stream[:-3]), shape, None, model)
+        R.decode(stream[:-3], layout, model)
 
 
 @pytest.fixture(scope="module")

@@ -44,15 +44,14 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
     model's own bytes excluded: the caller counts them).
 
     ``targets`` are the tiles' normalised original values, ``decoded`` the synthesis output."""
-    shapes = [t.shape for t in targets]
+    layouts = [residual_coding.tile_layout(t.shape, l1) for t, l1 in zip(targets, level1)]
     coefficients = [residual_coding.transform(np.asarray(t, np.float64) - d)
                     for t, d in zip(targets, decoded)]
 
     def coded(step: float) -> tuple[ResidualModel, list[bytes]]:
-        blocks = [residual_coding.quantise(c, step) for c in coefficients]
-        model = residual_coding.best_codes(list(zip(shapes, level1, blocks)), step)
-        streams = [residual_coding.encode(s, l1, b, model) for s, l1, b in zip(shapes, level1, blocks)]
-        return model, streams
+        tiles = [(layout, residual_coding.quantise(c, step)) for layout, c in zip(layouts, coefficients)]
+        model = residual_coding.best_codes(tiles, step)
+        return model, [residual_coding.encode(layout, q, model) for layout, q in tiles]
 
     empty = (ResidualModel.empty(), [b""] * len(targets))
     if room <= 0:

@@ -92,71 +92,99 @@ def activity_bins(tile_shape: Sequence[int], level1: np.ndarray | None) -> np.nd
     return np.searchsorted(np.array(ACTIVITY_THRESHOLDS), total, side="right").astype(np.int64)
 
 
-def _blocks(tile_shape: Sequence[int]) -> list[tuple[tuple[int, ...], tuple[slice, ...]]]:
-    """Every block's index and slices, C order."""
+def _blocks(tile_shape: Sequence[int]) -> list[tuple[slice, ...]]:
+    """Every block's slices, C order of the block indices."""
     cuts = [block_cuts(s) for s in tile_shape]
-    out = []
-    for index in np.ndindex(*(len(c) for c in cuts)):
-        out.append((tuple(index), tuple(slice(*cuts[a][i]) for a, i in enumerate(index))))
-    return out
+    return [tuple(slice(*cuts[a][i]) for a, i in enumerate(index))
+            for index in np.ndindex(*(len(c) for c in cuts))]
 
 
-def transform(residual: np.ndarray) -> list[np.ndarray]:
-    """The orthonormal DCT-II of every block of a tile's residual (float64), C order."""
-    return [dctn(np.asarray(residual[s], np.float64), norm="ortho") for _, s in _blocks(residual.shape)]
+@dataclass(frozen=True)
+class TileLayout:
+    """Where a tile's coefficients sit in coding order (blocks in C order, each block's coefficients in
+    C order), each coefficient's class and each block's activity bin: fixed for a tile, whatever the
+    step, so the encoder's bisection and the decoder work on flat arrays."""
+
+    shape: tuple[int, ...]
+    blocks: list[tuple[slice, ...]]
+    starts: np.ndarray   # (blocks + 1,) offsets of each block's coefficients
+    bins: np.ndarray     # (blocks,) activity bin
+    classes: np.ndarray  # (coefficients,) 12·bin + band
+
+    @property
+    def block_of(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.blocks)), np.diff(self.starts))
 
 
-def reconstruct(tile_shape: Sequence[int], coefficients: Sequence[np.ndarray], step: float) -> np.ndarray:
-    """A tile's residual (float32, normalised values) from its blocks' integer coefficients."""
-    out = np.zeros(tuple(tile_shape), np.float32)
-    for (_, s), q in zip(_blocks(tile_shape), coefficients):
+def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
+    shape = tuple(int(s) for s in tile_shape)
+    blocks = _blocks(shape)
+    bins = activity_bins(shape, level1).reshape(-1)
+    sizes = [math.prod(sl.stop - sl.start for sl in b) for b in blocks]
+    starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    classes = np.concatenate([BANDS * int(a) + _band(tuple(sl.stop - sl.start for sl in b)).reshape(-1)
+                              for a, b in zip(bins, blocks)]) if blocks else np.zeros(0, np.int64)
+    return TileLayout(shape, blocks, starts, bins, classes)
+
+
+def transform(residual: np.ndarray) -> np.ndarray:
+    """The orthonormal DCT-II of every block of a tile's residual (float64), in coding order."""
+    return np.concatenate([dctn(np.asarray(residual[b], np.float64), norm="ortho").reshape(-1)
+                           for b in _blocks(residual.shape)])
+
+
+def reconstruct(layout: TileLayout, coefficients: np.ndarray, step: float) -> np.ndarray:
+    """A tile's residual (float32, normalised values) from its integer coefficients (coding order)."""
+    out = np.zeros(layout.shape, np.float32)
+    for i, b in enumerate(layout.blocks):
+        q = coefficients[layout.starts[i]:layout.starts[i + 1]]
         if q.any():
-            out[s] = idctn(q.astype(np.float64) * step, norm="ortho")
+            out[b] = idctn(q.reshape([sl.stop - sl.start for sl in b]).astype(np.float64) * step,
+                           norm="ortho")
     return out
 
 
-def quantise(coefficients: Sequence[np.ndarray], step: float, offset: float = 0.33) -> list[np.ndarray]:
+def quantise(coefficients: np.ndarray, step: float, offset: float = 0.33) -> np.ndarray:
     """Dead-zone quantisation: sign · ⌊|X|/step + offset⌋, clipped to the symbol range."""
-    return [np.clip(np.sign(c) * np.floor(np.abs(c) / step + offset), -LATENT_LIMIT, LATENT_LIMIT
-                    ).astype(np.int64) for c in coefficients]
+    return np.clip(np.sign(coefficients) * np.floor(np.abs(coefficients) / step + offset),
+                   -LATENT_LIMIT, LATENT_LIMIT).astype(np.int64)
 
 
-def _classes(tile_shape: Sequence[int], bins: np.ndarray) -> list[np.ndarray]:
-    return [BANDS * int(bins[index]) + _band(tuple(sl.stop - sl.start for sl in s))
-            for index, s in _blocks(tile_shape)]
+def _coded_blocks(layout: TileLayout, q: np.ndarray) -> np.ndarray:
+    """Blocks holding a non-zero coefficient."""
+    if not layout.blocks:
+        return np.zeros(0, bool)
+    return np.add.reduceat((q != 0).astype(np.int64), layout.starts[:-1]) > 0
 
 
-def best_codes(tiles: Sequence[tuple[Sequence[int], np.ndarray | None, Sequence[np.ndarray]]],
-               step: float) -> ResidualModel:
-    """Flag and class codes minimising the ideal code length of these tiles' coefficients
-    (each tile: its shape, its level-1 latents, its blocks' integer coefficients)."""
+def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float) -> ResidualModel:
+    """Flag and class codes minimising the ideal code length of these tiles' coefficients (each tile:
+    its layout and its integer coefficients in coding order)."""
     flags = np.zeros((BINS, 2), np.int64)
-    symbols: list[list[np.ndarray]] = [[] for _ in range(CLASSES)]
-    for shape, level1, blocks in tiles:
-        bins = activity_bins(shape, level1).reshape(-1)
-        for b, classes, q in zip(bins, _classes(shape, activity_bins(shape, level1)), blocks):
-            coded = bool(q.any())
-            flags[b, int(coded)] += 1
-            if coded:
-                for c in np.unique(classes):
-                    symbols[c].append(q[classes == c])
-    flag_codes = []
-    for zero, one in flags:
-        flag_codes.append(0 if one == 0 else int(np.clip(round(256 * one / (zero + one)), 1, 255)))
-    class_codes = []
-    grid = np.arange(1, 256)
-    for parts in symbols:
-        values = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        if not values.any():
-            class_codes.append(SCALE_CODE_ZERO)
+    keys = []
+    for layout, q in tiles:
+        coded = _coded_blocks(layout, q)
+        flags += np.stack((np.bincount(layout.bins[~coded], minlength=BINS),
+                           np.bincount(layout.bins[coded], minlength=BINS)), axis=1)
+        inside = coded[layout.block_of]
+        keys.append(layout.classes[inside] * (LATENT_LIMIT + 1) + np.abs(q[inside]))
+    flag_codes = tuple(0 if one == 0 else int(np.clip(round(256 * one / (zero + one)), 1, 255))
+                       for zero, one in flags)
+    pairs, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
+    classes, magnitudes = np.divmod(pairs, LATENT_LIMIT + 1)
+    class_codes = [SCALE_CODE_ZERO] * CLASSES
+    codes = np.arange(1, 256)
+    for c in np.unique(classes):
+        member = classes == c
+        m, n = magnitudes[member], counts[member]
+        if not m.any():
             continue
-        magnitudes, counts = np.unique(np.abs(values), return_counts=True)
-        mean = float(np.sum(magnitudes * counts) / counts.sum())
+        mean = float(np.sum(m * n) / n.sum())
         centre = int(np.clip(round(16 * (math.log2(max(mean, 2.0 ** -6)) + 6)), 1, 255))
-        candidates = grid[max(0, centre - 40):centre + 24]
-        bits = [float(np.sum(counts * laplace_bits_each(magnitudes, SCALES[c]))) for c in candidates]
-        class_codes.append(int(candidates[int(np.argmin(bits))]))
-    return ResidualModel(step, tuple(flag_codes), tuple(class_codes))
+        candidates = codes[max(0, centre - 41):centre + 24]
+        bits = [float(np.sum(n * laplace_bits_each(m, SCALES[k]))) for k in candidates]
+        class_codes[int(c)] = int(candidates[int(np.argmin(bits))])
+    return ResidualModel(step, flag_codes, tuple(class_codes))
 
 
 def _categorical():  # type: ignore[no-untyped-def]
@@ -176,81 +204,59 @@ def _flag_probabilities(codes: np.ndarray) -> np.ndarray:
     return np.stack((1.0 - p, p), axis=1)
 
 
-def encode(tile_shape: Sequence[int], level1: np.ndarray | None, blocks: Sequence[np.ndarray],
-           model: ResidualModel) -> bytes:
-    """A tile's residual stream (u32 words) from its blocks' integer coefficients under ``model``.
+def _flag_order(layout: TileLayout, flag_codes: np.ndarray) -> np.ndarray:
+    """The blocks whose flag is coded, in decoding order (bins 0 to 5, blocks in C order)."""
+    order = np.argsort(layout.bins, kind="stable")
+    return order[flag_codes[layout.bins[order]] > 0]
 
-    A block with a non-zero coefficient in a class whose code is 0, or in a bin whose flag code is 0,
-    cannot be coded: such coefficients are dropped (the encoder's codes come from the same blocks, so
-    this happens only when a caller passes codes chosen on other data)."""
+
+def encode(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> bytes:
+    """A tile's residual stream (u32 words) from its integer coefficients (coding order).
+
+    A coefficient in a class whose code is 0, or in a block of a bin whose flag code is 0, cannot be
+    coded and is dropped (codes chosen on the same coefficients never do that)."""
     import constriction
 
-    bins = activity_bins(tile_shape, level1).reshape(-1)
     flag_codes = np.array(model.flag_codes, np.int64)
     class_codes = np.array(model.class_codes, np.int64)
-    coded = np.array([bool(q.any()) for q in blocks]) & (flag_codes[bins] > 0)
-    symbols, codes = [], []
-    for classes, q, on in zip(_classes(tile_shape, activity_bins(tile_shape, level1)), blocks, coded):
-        if on:
-            c = class_codes[classes].reshape(-1)
-            keep = c > 0
-            symbols.append(q.reshape(-1)[keep])
-            codes.append(c[keep])
+    coded = _coded_blocks(layout, q) & (flag_codes[layout.bins] > 0)
+    codes = class_codes[layout.classes]
+    keep = coded[layout.block_of] & (codes > 0)
     coder = constriction.stream.stack.AnsCoder()
-    if symbols:  # coefficients are decoded after the flags: pushed first
-        flat = np.concatenate(symbols).astype(np.int32)
-        if flat.size:
-            coder.encode_reverse(flat, _laplace(), np.zeros(flat.size), SCALES[np.concatenate(codes)])
-    flag_symbols, flag_p = [], []
-    for b in range(BINS):
-        members = np.flatnonzero(bins == b)
-        if flag_codes[b] and members.size:
-            flag_symbols.append(coded[members].astype(np.int32))
-            flag_p.append(np.full(members.size, flag_codes[b]))
-    if flag_symbols:
-        coder.encode_reverse(np.concatenate(flag_symbols), _categorical(),
-                             _flag_probabilities(np.concatenate(flag_p)))
+    if keep.any():  # the coefficients are decoded after the flags: pushed first
+        coder.encode_reverse(q[keep].astype(np.int32), _laplace(), np.zeros(int(keep.sum())),
+                             SCALES[codes[keep]])
+    flagged = _flag_order(layout, flag_codes)
+    if flagged.size:
+        coder.encode_reverse(coded[flagged].astype(np.int32), _categorical(),
+                             _flag_probabilities(flag_codes[layout.bins[flagged]]))
     return coder.get_compressed().astype("<u4").tobytes()
 
 
-def decode(data: bytes, tile_shape: Sequence[int], level1: np.ndarray | None,
-           model: ResidualModel) -> list[np.ndarray]:
-    """A tile's blocks' integer coefficients from its residual stream; malformed: ``SciFormatError``."""
+def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
+    """A tile's integer coefficients (coding order) from its residual stream; malformed:
+    ``SciFormatError``."""
     import constriction
 
     if len(data) % 4:
         raise SciFormatError(f"residual stream of {len(data)} bytes is not whole u32 words")
-    bins_grid = activity_bins(tile_shape, level1)
-    bins = bins_grid.reshape(-1)
     flag_codes = np.array(model.flag_codes, np.int64)
     class_codes = np.array(model.class_codes, np.int64)
-    layout = _blocks(tile_shape)
-    blocks = [np.zeros([sl.stop - sl.start for sl in s], np.int64) for _, s in layout]
+    q = np.zeros(layout.classes.size, np.int64)
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-        coded = np.zeros(len(layout), bool)
-        for b in range(BINS):
-            members = np.flatnonzero(bins == b)
-            if flag_codes[b] and members.size:
-                p = _flag_probabilities(np.full(members.size, flag_codes[b]))
-                coded[members] = coder.decode(_categorical(), p) == 1
-        keeps, codes = [], []
-        for i, classes in enumerate(_classes(tile_shape, bins_grid)):
-            if coded[i]:
-                c = class_codes[classes].reshape(-1)
-                keeps.append((i, np.flatnonzero(c > 0)))
-                codes.append(c[c > 0])
-        if keeps:
-            flat_codes = np.concatenate(codes)
-            values = (coder.decode(_laplace(), np.zeros(flat_codes.size), SCALES[flat_codes])
-                      if flat_codes.size else np.zeros(0, np.int64))
-            at = 0
-            for i, keep in keeps:
-                blocks[i].reshape(-1)[keep] = values[at:at + keep.size]
-                at += keep.size
+        coded = np.zeros(len(layout.blocks), bool)
+        flagged = _flag_order(layout, flag_codes)
+        if flagged.size:
+            coded[flagged] = coder.decode(_categorical(),
+                                          _flag_probabilities(flag_codes[layout.bins[flagged]])) == 1
+        codes = class_codes[layout.classes]
+        keep = coded[layout.block_of] & (codes > 0)
+        if keep.any():
+            q[keep] = coder.decode(_laplace(), np.zeros(int(keep.sum())), SCALES[codes[keep]])
     except (ValueError, RuntimeError, OverflowError) as error:
         raise SciFormatError(f"residual stream cannot be decoded: {error}") from error
-    return blocks
+    return q
 
 
 def split_payload(payload: bytes) -> tuple[bytes, bytes]:

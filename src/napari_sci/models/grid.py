@@ -232,8 +232,9 @@ class GridTiles:
                 shape = self.sizes[index]
                 stream = residual_coding.split_payload(self.payloads[index])[1]
                 level1 = grids[1] if len(grids) > 1 else None
-                blocks = residual_coding.decode(stream, shape, level1, self.residual)
-                values = residual_coding.reconstruct(shape, blocks, self.residual.step)
+                layout = residual_coding.tile_layout(shape, level1)
+                coefficients = residual_coding.decode(stream, layout, self.residual)
+                values = residual_coding.reconstruct(layout, coefficients, self.residual.step)
                 self._residuals[index] = values
             return values
 
