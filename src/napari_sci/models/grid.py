@@ -203,7 +203,7 @@ class GridTiles:
         self.sizes = [tuple(int(s) for s in size) for size in sizes]
         self._latents: dict[int, list[np.ndarray]] = {}
         self.residual = residual  # models 7 and 8: each tile payload is latents + a residual stream
-        self._residuals: dict[int, np.ndarray] = {}
+        self._residuals: dict[int, tuple[residual_coding.TileLayout, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     def latents(self, index: int) -> list[np.ndarray]:
@@ -221,22 +221,29 @@ class GridTiles:
                 self._latents[index] = grids
             return grids
 
-    def residual_values(self, index: int) -> np.ndarray | None:
-        """The tile's residual layer (float32, normalised values), decoded once; ``None`` without one."""
+    def residual_coefficients(self, index: int) -> tuple[residual_coding.TileLayout, np.ndarray] | None:
+        """The tile's residual coefficients and their layout, decoded once; ``None`` without a
+        residual layer."""
         if self.residual is None:
             return None
         grids = self.latents(index)
         with self._lock:
-            values = self._residuals.get(index)
-            if values is None:
-                shape = self.sizes[index]
+            decoded = self._residuals.get(index)
+            if decoded is None:
+                layout = residual_coding.tile_layout(self.sizes[index], grids[1] if len(grids) > 1 else None)
                 stream = residual_coding.split_payload(self.payloads[index])[1]
-                level1 = grids[1] if len(grids) > 1 else None
-                layout = residual_coding.tile_layout(shape, level1)
-                coefficients = residual_coding.decode(stream, layout, self.residual)
-                values = residual_coding.reconstruct(layout, coefficients, self.residual.step)
-                self._residuals[index] = values
-            return values
+                decoded = (layout, residual_coding.decode(stream, layout, self.residual))
+                self._residuals[index] = decoded
+            return decoded
+
+    def residual_values(self, index: int, local: Box | None = None) -> np.ndarray | None:
+        """The tile's residual layer (float32, normalised values) on the tile-local box ``local``
+        (default: the whole tile); ``None`` without one."""
+        decoded = self.residual_coefficients(index)
+        if decoded is None or self.residual is None:
+            return None
+        layout, coefficients = decoded
+        return residual_coding.reconstruct(layout, coefficients, self.residual.step, local)
 
     @classmethod
     def from_contents(cls, contents: SciContents, sizes: Sequence[Sequence[int]]) -> GridTiles:
@@ -263,9 +270,9 @@ class GridTiles:
             return self.exact_values(index)[tuple(slice(a, b) for a, b in local)].copy()
         y = evaluate_tile_box(self.latents(index), self.weights, self.layout, self.sizes[index], local,
                               self.step)
-        residual = self.residual_values(index)
+        residual = self.residual_values(index, local)
         if residual is not None:
-            y = y + residual[tuple(slice(a, b) for a, b in local)]
+            y = y + residual
         return self.low + y * self.span
 
     def evaluate_at(self, index: int, picks: Sequence[np.ndarray]) -> np.ndarray:
@@ -275,7 +282,8 @@ class GridTiles:
             return self.exact_values(index)[np.ix_(*picks)]
         y = evaluate_tile_at(self.latents(index), self.weights, self.layout, self.sizes[index],
                              picks, self.step)
-        residual = self.residual_values(index)
-        if residual is not None:
-            y = y + residual[np.ix_(*picks)]
+        box = tuple((int(p.min()), int(p.max()) + 1) for p in picks) if all(len(p) for p in picks) else None
+        residual = self.residual_values(index, box) if box is not None else None
+        if residual is not None and box is not None:
+            y = y + residual[np.ix_(*(np.asarray(p) - lo for p, (lo, _) in zip(picks, box)))]
         return self.low + y * self.span
