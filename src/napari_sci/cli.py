@@ -122,8 +122,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                         "B-spline on level 1's samples, then linear; context or predictive entropy "
                         "only) (default %(default)s)")
     p.add_argument("--residual", choices=RESIDUALS, default=grid.residual,
-                   help="grid: none, or dct: latents up to 0.1 BPV and the rest of the budget spent on "
-                        "8x8x8 DCT blocks of what they leave (3-D, context entropy) (default %(default)s)")
+                   help="grid: dct: latents up to 0.1 BPV and the rest of the budget spent on 8x8x8 "
+                        "DCT blocks of what they leave (3-D, context entropy); none; auto: dct for 3-D "
+                        "volumes above 0.125 BPV (default %(default)s)")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")

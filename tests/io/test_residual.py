@@ -112,7 +112,7 @@ def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_pat
 
     bpv = 0.5
     settings = dict(steps=30, seed=1, device="cpu", residual_grid_bpv=0.15)
-    plain = napari_sci.compress(textured, bpv=bpv, out=tmp_path / "plain.sci", **settings)
+    plain = napari_sci.compress(textured, bpv=bpv, residual="none", out=tmp_path / "plain.sci", **settings)
     layered = napari_sci.compress(textured, bpv=bpv, residual="dct", out=tmp_path / "layer.sci", **settings)
     target = bpv * textured.size / 8
     size = (tmp_path / "layer.sci").stat().st_size
@@ -130,6 +130,21 @@ def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_pat
     roi = np.s_[5:20, 10:50, 33:64]
     assert np.array_equal(np.asarray(napari_sci.decode(tmp_path / "layer.sci", roi=roi)), whole[roi])
     assert plain.contents.header.model != layered.contents.header.model
+
+
+def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp_path):
+    """``residual="auto"`` (the default): a residual layer above 1.25 × residual_grid_bpv on a 3-D
+    volume, none at or below it nor on a 2-D image."""
+    import napari_sci
+    from napari_sci.io.format import MODEL_GRID_CONTEXT, MODEL_GRID_CONTEXT_RESIDUAL
+
+    settings = dict(steps=5, seed=1, device="cpu")
+    high = napari_sci.compress(textured, bpv=0.3, **settings)
+    low = napari_sci.compress(textured, bpv=0.1, **settings)
+    assert high.contents.header.model == MODEL_GRID_CONTEXT_RESIDUAL
+    assert low.contents.header.model == MODEL_GRID_CONTEXT
+    image = napari_sci.compress(textured[10], bpv=1.0, **settings)
+    assert image.contents.header.model == MODEL_GRID_CONTEXT
 
 
 def test_the_residual_layer_is_for_3d_volumes_only(tmp_path):

@@ -214,7 +214,7 @@ class CodingConfig:
 MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
 ENTROPY_MODELS: tuple[str, ...] = ("context", "predictive", "factorised")
 UPSAMPLINGS: tuple[str, ...] = ("linear", "bspline")
-RESIDUALS: tuple[str, ...] = ("none", "dct")
+RESIDUALS: tuple[str, ...] = ("auto", "none", "dct")
 
 
 @dataclass(frozen=True)
@@ -270,10 +270,12 @@ class GridConfig:
         level evaluated by the cubic B-spline on level 1's samples, then linearly; a smoother basis
         that needs no more work a step, context-coded entropy only).
     residual
-        ``none``, or ``dct`` (models 7 and 8, 3-D volumes, context entropy): the latents are fitted to
-        at most ``residual_grid_bpv`` and what they leave is coded as 8³ DCT blocks with the rest of
-        the budget — above ~0.1 BPV a latent fit's curve flattens and a block transform codes the
-        residual at a far steeper slope (docs/benchmarks.md §7, session 26).
+        ``dct`` (models 7 and 8, 3-D volumes, context entropy): the latents are fitted to at most
+        ``residual_grid_bpv`` and what they leave is coded as 8³ DCT blocks with the rest of the
+        budget — above ~0.1 BPV a latent fit's curve flattens and a block transform codes the
+        residual at a far steeper slope (docs/benchmarks.md §7, session 26); ``none``; ``auto``
+        (the default): ``dct`` for a 3-D volume with the context entropy model when the budget is
+        above 1.25 × ``residual_grid_bpv``, else ``none``.
     residual_grid_bpv
         With a residual layer, the most bits per voxel the latents get (the probe on the MRI: latents
         at 0.1 BPV and the residual the rest beat latents at 0.05 at every total rate).
@@ -296,7 +298,7 @@ class GridConfig:
     exact_tiles: bool = True
     entropy: str = "context"
     upsampling: str = "linear"
-    residual: str = "none"
+    residual: str = "auto"
     residual_grid_bpv: float = 0.1
 
     @property
@@ -317,7 +319,7 @@ class GridConfig:
         _require(self.upsampling == "linear" or self.context_coded,
                  "B-spline upsampling (models 5 and 6) needs the context or predictive entropy model")
         _require(self.residual in RESIDUALS, f"residual must be one of {RESIDUALS}, got {self.residual!r}")
-        _require(self.residual == "none" or self.entropy == "context",
+        _require(self.residual != "dct" or self.entropy == "context",
                  "the residual layer (models 7 and 8) needs the context entropy model")
         _require(self.residual_grid_bpv > 0, f"residual_grid_bpv must be > 0, got {self.residual_grid_bpv}")
         _require(not (self.sparse_fine and self.context_coded),

@@ -26,6 +26,7 @@ from napari_sci.core.grid_encode import (
     affordable_tiles,
     check_tile_sizes,
     fit_and_code_grid,
+    resolve_residual,
     smallest_grid_file,
 )
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
@@ -300,6 +301,8 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     config = family_for(config, data)
     ndim = array.ndim
     target = checked_target(array, data, config)
+    if config.model == "grid":
+        config = resolve_residual(config, ndim, target, array.size)
     yield StageStarted("partition", f"{config.partition.method}, a_max {config.partition.max_blocks}")
     partition = partition_for_budget(array, data, target, config, analysis)
     t_partition = time.perf_counter() - started
