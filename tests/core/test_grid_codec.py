@@ -19,27 +19,35 @@ from napari_sci.io.format import (
     MODEL_GRID,
     MODEL_GRID_CONTEXT,
     MODEL_GRID_CONTEXT_BSPLINE,
+    MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL,
+    MODEL_GRID_CONTEXT_RESIDUAL,
     MODEL_GRID_PREDICTIVE,
     MODEL_GRID_PREDICTIVE_BSPLINE,
 )
 
 
 def grid_config(**kw):
-    settings = {"bpv": 1.0, "steps": 120, "device": "cpu", "model": "grid", "grid_samples": 1 << 14}
+    # the latent models alone unless a test asks for the residual layer (the default adds it above
+    # 0.125 BPV): these tests are about the latents
+    settings = {"bpv": 1.0, "steps": 120, "device": "cpu", "model": "grid", "grid_samples": 1 << 14,
+                "residual": "none"}
     settings.update(kw)
     return compress_config(**settings)
 
 
-@pytest.mark.parametrize(("name", "entropy", "upsampling", "model"), [
-    ("mri", "context", "linear", MODEL_GRID_CONTEXT),
-    ("ct", "context", "linear", MODEL_GRID_CONTEXT),
-    ("ct", "factorised", "linear", MODEL_GRID),
-    ("mri", "predictive", "linear", MODEL_GRID_PREDICTIVE),
-    ("mri", "context", "bspline", MODEL_GRID_CONTEXT_BSPLINE),
-    ("ct", "predictive", "bspline", MODEL_GRID_PREDICTIVE_BSPLINE)])
-def test_grid_round_trip_within_budget_and_above_the_mean(name, entropy, upsampling, model, request):
+@pytest.mark.parametrize(("name", "entropy", "upsampling", "residual", "model"), [
+    ("mri", "context", "linear", "none", MODEL_GRID_CONTEXT),
+    ("ct", "context", "linear", "none", MODEL_GRID_CONTEXT),
+    ("ct", "factorised", "linear", "none", MODEL_GRID),
+    ("mri", "predictive", "linear", "none", MODEL_GRID_PREDICTIVE),
+    ("mri", "context", "bspline", "none", MODEL_GRID_CONTEXT_BSPLINE),
+    ("ct", "predictive", "bspline", "none", MODEL_GRID_PREDICTIVE_BSPLINE),
+    ("mri", "context", "linear", "auto", MODEL_GRID_CONTEXT_RESIDUAL),
+    ("ct", "context", "bspline", "dct", MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL)])
+def test_grid_round_trip_within_budget_and_above_the_mean(name, entropy, upsampling, residual, model,
+                                                          request):
     volume = request.getfixturevalue(name)
-    result = encode(volume, grid_config(entropy=entropy, upsampling=upsampling))
+    result = encode(volume, grid_config(entropy=entropy, upsampling=upsampling, residual=residual))
     assert result.n_bytes <= result.target_bytes
     contents = parse(result.data)
     assert (contents.header.version, contents.header.model) == (3, model)
