@@ -9,6 +9,7 @@ import pytest
 
 from napari_sci.errors import SciFormatError, SciInputError
 from napari_sci.io import residual as R
+from napari_sci.models import residual_blocks as B
 
 
 def _level1(shape, rng, density=0.3):
@@ -23,21 +24,21 @@ def test_coefficients_round_trip_through_the_stream(shape):
     residual = rng.normal(size=shape) * 0.01 * (rng.random(shape) < 0.2)
     residual.flat[-1] = 0.05  # never all zero
     layout = R.tile_layout(shape, level1)
-    q = R.quantise(R.transform(residual), 0.002)
+    q = R.quantise(B.transform(residual), 0.002)
     assert q.size == math.prod(shape)
     model = R.best_codes([(layout, q)], 0.002)
     stream = R.encode(layout, q, model)
     decoded = R.decode(stream, R.tile_layout(shape, level1), R.ResidualModel.unpack(model.pack()))
     assert np.array_equal(decoded, q)
     # the correction removes most of the residual at this step
-    corrected = residual - R.reconstruct(layout, decoded, model.step)
+    corrected = residual - B.reconstruct(layout, decoded, model.step)
     assert np.sqrt(np.mean(corrected ** 2)) < 0.5 * np.sqrt(np.mean(residual ** 2))
 
 
 def test_an_all_zero_residual_costs_no_stream():
     shape = (16, 16, 16)
     layout = R.tile_layout(shape, None)
-    q = R.quantise(R.transform(np.zeros(shape)), 0.01)
+    q = R.quantise(B.transform(np.zeros(shape)), 0.01)
     model = R.best_codes([(layout, q)], 0.01)
     assert model.flag_codes == (0,) * R.BINS
     assert model.class_codes == (0,) * R.CLASSES
@@ -88,7 +89,7 @@ def test_a_garbled_stream_is_a_format_error_not_a_crash():
     shape = (16, 16, 16)
     rng = np.random.default_rng(5)
     layout = R.tile_layout(shape, None)
-    q = R.quantise(R.transform(rng.normal(size=shape) * 0.02), 0.002)
+    q = R.quantise(B.transform(rng.normal(size=shape) * 0.02), 0.002)
     model = R.best_codes([(layout, q)], 0.002)
     stream = R.encode(layout, q, model)
     with pytest.raises(SciFormatError):

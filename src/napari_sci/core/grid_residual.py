@@ -17,6 +17,7 @@ from napari_sci.io import latent_context
 from napari_sci.io import residual as residual_coding
 from napari_sci.io.latent_context import ContextModel
 from napari_sci.io.residual import ResidualModel
+from napari_sci.models import residual_blocks
 from napari_sci.models.grid import decode_synthesis, evaluate_tile_box
 
 BISECTION_STEPS = 18  # on log2 of the step between 2^-24 and 1: ~0.9 % apart at the end
@@ -45,7 +46,7 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
 
     ``targets`` are the tiles' normalised original values, ``decoded`` the synthesis output."""
     layouts = [residual_coding.tile_layout(t.shape, l1) for t, l1 in zip(targets, level1)]
-    coefficients = [residual_coding.transform(np.asarray(t, np.float64) - d)
+    coefficients = [residual_blocks.transform(np.asarray(t, np.float64) - d)
                     for t, d in zip(targets, decoded)]
 
     def coded(step: float) -> tuple[ResidualModel, list[bytes]]:

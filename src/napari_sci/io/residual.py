@@ -3,7 +3,8 @@
 A latent fit's rate–distortion curve flattens above ~0.1 BPV; a block transform codes what the latents
 leave at a far steeper slope (docs/benchmarks.md §7, session 26). Spec: docs/format.md "Models 7 and 8".
 Contexts come from integers only (the tile's level-1 latents, the coefficient's position), so encoder
-and decoder agree on every machine; the values are a float inverse DCT.
+and decoder agree on every machine. This module codes the integer coefficients; the transform itself
+(a float DCT) is ``models/residual_blocks``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.fft import dctn, idctn
 
 from napari_sci.errors import SciFormatError
 from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, laplace_bits_each, scale_of
@@ -92,7 +92,7 @@ def activity_bins(tile_shape: Sequence[int], level1: np.ndarray | None) -> np.nd
     return np.searchsorted(np.array(ACTIVITY_THRESHOLDS), total, side="right").astype(np.int64)
 
 
-def _blocks(tile_shape: Sequence[int]) -> list[tuple[slice, ...]]:
+def block_slices(tile_shape: Sequence[int]) -> list[tuple[slice, ...]]:
     """Every block's slices, C order of the block indices."""
     cuts = [block_cuts(s) for s in tile_shape]
     return [tuple(slice(*cuts[a][i]) for a, i in enumerate(index))
@@ -118,53 +118,13 @@ class TileLayout:
 
 def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
     shape = tuple(int(s) for s in tile_shape)
-    blocks = _blocks(shape)
+    blocks = block_slices(shape)
     bins = activity_bins(shape, level1).reshape(-1)
     sizes = [math.prod(sl.stop - sl.start for sl in b) for b in blocks]
     starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     classes = np.concatenate([BANDS * int(a) + _band(tuple(sl.stop - sl.start for sl in b)).reshape(-1)
                               for a, b in zip(bins, blocks)]) if blocks else np.zeros(0, np.int64)
     return TileLayout(shape, blocks, starts, bins, classes)
-
-
-def transform(residual: np.ndarray) -> np.ndarray:
-    """The orthonormal DCT-II of every block of a tile's residual (float64), in coding order."""
-    return np.concatenate([dctn(np.asarray(residual[b], np.float64), norm="ortho").reshape(-1)
-                           for b in _blocks(residual.shape)])
-
-
-def reconstruct(layout: TileLayout, coefficients: np.ndarray, step: float,
-                box: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
-    """A tile's residual (float32, normalised values) from its integer coefficients (coding order),
-    on the tile-local ``box`` (default: the whole tile): only the blocks the box touches are
-    inverse-transformed, the full 8³ ones in one call."""
-    box = tuple(box) if box is not None else tuple((0, s) for s in layout.shape)
-    out = np.zeros(tuple(b - a for a, b in box), np.float32)
-    full, partial = [], []
-    for i, b in enumerate(layout.blocks):
-        if any(sl.stop <= lo or sl.start >= hi for sl, (lo, hi) in zip(b, box)):
-            continue
-        q = coefficients[layout.starts[i]:layout.starts[i + 1]]
-        if not q.any():
-            continue
-        (full if q.size == BLOCK ** len(b) else partial).append(i)
-
-    def place(values: np.ndarray, b: tuple[slice, ...]) -> None:
-        inner = tuple(slice(max(sl.start, lo), min(sl.stop, hi)) for sl, (lo, hi) in zip(b, box))
-        out[tuple(slice(s.start - lo, s.stop - lo) for s, (lo, _) in zip(inner, box))] = values[
-            tuple(slice(s.start - sl.start, s.stop - sl.start) for s, sl in zip(inner, b))]
-
-    if full:
-        stack = np.stack([coefficients[layout.starts[i]:layout.starts[i + 1]] for i in full])
-        values = idctn(stack.reshape(len(full), *(BLOCK,) * len(layout.shape)).astype(np.float64) * step,
-                       axes=tuple(range(1, len(layout.shape) + 1)), norm="ortho")
-        for v, i in zip(values, full):
-            place(v, layout.blocks[i])
-    for i in partial:
-        b = layout.blocks[i]
-        q = coefficients[layout.starts[i]:layout.starts[i + 1]]
-        place(idctn(q.reshape([sl.stop - sl.start for sl in b]).astype(np.float64) * step, norm="ortho"), b)
-    return out
 
 
 def quantise(coefficients: np.ndarray, step: float, offset: float = 0.33) -> np.ndarray:

@@ -24,6 +24,7 @@ from napari_sci.io.latent_context import ContextModel
 from napari_sci.io.latents import decode_tile
 from napari_sci.io.residual import ResidualModel
 from napari_sci.io.weights import decode_payload, split_tensors
+from napari_sci.models import residual_blocks
 
 Box = tuple[tuple[int, int], ...]
 
@@ -243,7 +244,7 @@ class GridTiles:
         if decoded is None or self.residual is None:
             return None
         layout, coefficients = decoded
-        return residual_coding.reconstruct(layout, coefficients, self.residual.step, local)
+        return residual_blocks.reconstruct(layout, coefficients, self.residual.step, local)
 
     @classmethod
     def from_contents(cls, contents: SciContents, sizes: Sequence[Sequence[int]]) -> GridTiles:
