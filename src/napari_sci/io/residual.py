@@ -117,6 +117,7 @@ class TileLayout:
 
 
 def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
+    """The coding order, bins and classes of a tile of ``tile_shape`` with these level-1 latents."""
     shape = tuple(int(s) for s in tile_shape)
     blocks = block_slices(shape)
     bins = activity_bins(shape, level1).reshape(-1)
