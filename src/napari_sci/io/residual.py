@@ -113,7 +113,7 @@ class TileLayout:
 
     @property
     def block_of(self) -> np.ndarray:
-        return np.repeat(np.arange(len(self.blocks)), np.diff(self.starts))
+        return np.repeat(np.arange(len(self.blocks), dtype=np.int32), np.diff(self.starts))
 
 
 def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
@@ -125,13 +125,13 @@ def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLay
     starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     classes = np.concatenate([BANDS * int(a) + _band(tuple(sl.stop - sl.start for sl in b)).reshape(-1)
                               for a, b in zip(bins, blocks)]) if blocks else np.zeros(0, np.int64)
-    return TileLayout(shape, blocks, starts, bins, classes)
+    return TileLayout(shape, blocks, starts, bins, classes.astype(np.int16))  # a tile: up to 2^24 of them
 
 
 def quantise(coefficients: np.ndarray, step: float, offset: float = 0.33) -> np.ndarray:
     """Dead-zone quantisation: sign · ⌊|X|/step + offset⌋, clipped to the symbol range."""
     return np.clip(np.sign(coefficients) * np.floor(np.abs(coefficients) / step + offset),
-                   -LATENT_LIMIT, LATENT_LIMIT).astype(np.int64)
+                   -LATENT_LIMIT, LATENT_LIMIT).astype(np.int32)
 
 
 def _coded_blocks(layout: TileLayout, q: np.ndarray) -> np.ndarray:
@@ -151,7 +151,7 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float) -> R
         flags += np.stack((np.bincount(layout.bins[~coded], minlength=BINS),
                            np.bincount(layout.bins[coded], minlength=BINS)), axis=1)
         inside = coded[layout.block_of]
-        keys.append(layout.classes[inside] * (LATENT_LIMIT + 1) + np.abs(q[inside]))
+        keys.append(layout.classes[inside].astype(np.int64) * (LATENT_LIMIT + 1) + np.abs(q[inside]))
     flag_codes = tuple(0 if one == 0 else int(np.clip(round(256 * one / (zero + one)), 1, 255))
                        for zero, one in flags)
     pairs, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
@@ -202,7 +202,7 @@ def encode(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> bytes:
     import constriction
 
     flag_codes = np.array(model.flag_codes, np.int64)
-    class_codes = np.array(model.class_codes, np.int64)
+    class_codes = np.array(model.class_codes, np.int16)
     coded = _coded_blocks(layout, q) & (flag_codes[layout.bins] > 0)
     codes = class_codes[layout.classes]
     keep = coded[layout.block_of] & (codes > 0)
@@ -225,8 +225,8 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
     if len(data) % 4:
         raise SciFormatError(f"residual stream of {len(data)} bytes is not whole u32 words")
     flag_codes = np.array(model.flag_codes, np.int64)
-    class_codes = np.array(model.class_codes, np.int64)
-    q = np.zeros(layout.classes.size, np.int64)
+    class_codes = np.array(model.class_codes, np.int16)
+    q = np.zeros(layout.classes.size, np.int32)
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
         coded = np.zeros(len(layout.blocks), bool)
