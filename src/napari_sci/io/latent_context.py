@@ -14,6 +14,7 @@ and corner neighbours, in integer arithmetic (docs/format.md, "Model 4").
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -193,8 +194,19 @@ def _padded_views(values: np.ndarray) -> dict[int, np.ndarray]:
 NearPlan = tuple[tuple[tuple[int, tuple[slice, ...]], ...], np.ndarray]
 
 
-@lru_cache(maxsize=256)
+# Plans are cached for levels up to this many samples (a plan holds arrays of an eighth of that): a
+# reader fed many shapes (the fuzzer, session 26: 4 GB) would otherwise keep 256 plans of any size.
+PLAN_CACHE_SAMPLES = 1 << 21
+
+
 def _near_plan(shape: tuple[int, ...], group: int) -> NearPlan:
+    """:func:`_compute_near_plan`, cached for levels of at most ``PLAN_CACHE_SAMPLES`` samples."""
+    if math.prod(shape) <= PLAN_CACHE_SAMPLES:
+        return _cached_near_plan(shape, group)
+    return _compute_near_plan(shape, group)
+
+
+def _compute_near_plan(shape: tuple[int, ...], group: int) -> NearPlan:
     """For group ``group`` of a level of ``shape``: per earlier neighbour offset ``d``, the
     neighbour's group and the cut of its padded view that lines up with the group's samples (sample
     ``i = p + 2k``, ``p`` the group's parities, has its neighbour ``i + d`` at ``k + ⌊(p+d)/2⌋``); and
@@ -216,6 +228,9 @@ def _near_plan(shape: tuple[int, ...], group: int) -> NearPlan:
     return tuple(cuts), count
 
 
+_cached_near_plan = lru_cache(maxsize=256)(_compute_near_plan)
+
+
 def _neighbour_sum(views: dict[int, np.ndarray], cuts: Sequence[tuple[int, tuple[slice, ...]]],
                    shape: tuple[int, ...], dtype: type = np.int64) -> np.ndarray:
     """The sum over ``cuts`` (neighbour group, cut of its padded view) of ``views``: one group's
@@ -226,9 +241,17 @@ def _neighbour_sum(views: dict[int, np.ndarray], cuts: Sequence[tuple[int, tuple
     return total
 
 
-@lru_cache(maxsize=256)
-def _class_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[tuple[int, tuple[slice, ...]], ...],
-                                                                 np.ndarray], ...]:
+ClassPlan = tuple[tuple[tuple[tuple[int, tuple[slice, ...]], ...], np.ndarray], ...]
+
+
+def _class_plan(shape: tuple[int, ...], group: int) -> ClassPlan:
+    """:func:`_compute_class_plan`, cached like :func:`_near_plan`."""
+    if math.prod(shape) <= PLAN_CACHE_SAMPLES:
+        return _cached_class_plan(shape, group)
+    return _compute_class_plan(shape, group)
+
+
+def _compute_class_plan(shape: tuple[int, ...], group: int) -> ClassPlan:
     """Model 4: :func:`_near_plan`'s neighbours split by how many coordinates of their offset are
     non-zero (faces, edges, corners): per class, its (group, cut) pairs and each sample's factor
     ``K / N_k`` (``K`` where a sample has no such neighbour: its sum is then 0 whatever the factor)."""
@@ -246,6 +269,9 @@ def _class_plan(shape: tuple[int, ...], group: int) -> tuple[tuple[tuple[tuple[i
         factor.flags.writeable = False
         out.append((chosen, factor))
     return tuple(out)
+
+
+_cached_class_plan = lru_cache(maxsize=256)(_compute_class_plan)
 
 
 def _class_terms(value_views: dict[int, np.ndarray], shape: Sequence[int], group: int,
