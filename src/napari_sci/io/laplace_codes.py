@@ -15,6 +15,10 @@ def scale_of(code: int) -> float:
     return 2.0 ** (code / 16 - 6)
 
 
+# every code's scale (code 0, "not coded", as 1.0), for per-symbol scales; scalar pow, as model 2
+SCALES = np.array([1.0] + [scale_of(code) for code in range(1, 256)])
+
+
 def scale_code_for(scale: float) -> int:
     """The nearest scale code (1..255) to a Laplace scale."""
     if not scale > 0:

@@ -26,15 +26,14 @@ from napari_sci.errors import SciFormatError
 from napari_sci.io.laplace_codes import (
     LATENT_LIMIT,
     SCALE_CODE_ZERO,
+    SCALES,
     laplace_bits_each,
     scale_code_for,
-    scale_of,
 )
 
 THRESHOLDS = np.array([1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256], np.int64)
 BINS = len(THRESHOLDS) + 1  # a bin is 0 … 16
 SLOPE_LIMIT = 127           # the three per-level parameters are i8
-SCALES = np.array([1.0] + [scale_of(code) for code in range(1, 256)])  # by code; scalar pow, as model 2
 MEAN_TERMS = 4              # model 4, per level: the coarser value's weight, then faces, edges, corners
 MEAN_UNIT = 32              # a mean weight is in 1/32
 MEAN_K = 64 * 27720         # 64 · lcm(1 … 12): every term of a mean's numerator is an integer

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_sci.errors import SciFormatError
-from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, laplace_bits_each, scale_of
+from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, SCALES, laplace_bits_each
 
 BLOCK = 8
 BANDS = 12
@@ -29,7 +29,6 @@ STEP_RANGE = (2.0 ** -24, 1.0)
 _STEP = struct.Struct("<f")
 SECTION_BYTES = _STEP.size + BINS + CLASSES
 _LENGTH = struct.Struct("<I")
-SCALES = np.array([scale_of(c) if c else 1.0 for c in range(256)])
 
 
 @dataclass(frozen=True)
