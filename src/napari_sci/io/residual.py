@@ -109,10 +109,7 @@ class TileLayout:
     starts: np.ndarray   # (blocks + 1,) offsets of each block's coefficients
     bins: np.ndarray     # (blocks,) activity bin
     classes: np.ndarray  # (coefficients,) 12·bin + band
-
-    @property
-    def block_of(self) -> np.ndarray:
-        return np.repeat(np.arange(len(self.blocks), dtype=np.int32), np.diff(self.starts))
+    block_of: np.ndarray  # (coefficients,) the block each belongs to
 
 
 def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
@@ -124,7 +121,8 @@ def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLay
     starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     classes = np.concatenate([BANDS * int(a) + _band(tuple(sl.stop - sl.start for sl in b)).reshape(-1)
                               for a, b in zip(bins, blocks)]) if blocks else np.zeros(0, np.int64)
-    return TileLayout(shape, blocks, starts, bins, classes.astype(np.int16))  # a tile: up to 2^24 of them
+    block_of = np.repeat(np.arange(len(blocks), dtype=np.int32), np.diff(starts))
+    return TileLayout(shape, blocks, starts, bins, classes.astype(np.int16), block_of)  # up to 2^24 each
 
 
 def quantise(coefficients: np.ndarray, step: float, offset: float = 0.33) -> np.ndarray:
