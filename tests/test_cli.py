@@ -109,7 +109,9 @@ def test_info_names_every_block_kind_of_a_lossless_grid_file(neuron, tmp_path):
     ("golden_v3_context_bspline.sci", "context", "bspline", "none"),
     ("golden_v3_predictive_bspline.sci", "predictive", "bspline", "none"),
     ("golden_v3_context_residual.sci", "context", "linear", "dct"),
-    ("golden_v3_context_bspline_residual.sci", "context", "bspline", "dct")])
+    ("golden_v3_context_bspline_residual.sci", "context", "bspline", "dct"),
+    ("golden_v3_context_residual_banded.sci", "context", "linear", "dct"),
+    ("golden_v3_context_bspline_residual_banded.sci", "context", "bspline", "dct")])
 def test_info_names_the_entropy_model_and_upsampling_of_each_grid_model(golden, entropy, upsampling,
                                                                         residual):
     from pathlib import Path

@@ -383,7 +383,7 @@ def describe(path: str) -> dict[str, Any]:
     if h.family == "grid":
         section = grid_section(h)
         entropy, upsampling, residual = GRID_KIND_OF_MODEL[h.model]
-        model.update(entropy=entropy, upsampling=upsampling, residual=residual,
+        model.update(entropy=entropy, upsampling=upsampling, residual=residual, model_id=h.model,
                      levels=section.layout.levels, hidden=section.layout.hidden,
                      layers=section.layout.layers, latent_step=section.latent_step, lam=section.lam,
                      synthesis_bytes=len(section.synthesis))

@@ -25,8 +25,10 @@ VERSIONS = (1, 2, 3)
 # file name → its format version
 GOLDENS = {"v1": 1, "v2": 2, "v3": 3, "v3_context": 3, "v3_exact": 3, "v3_predictive": 3,
            "v3_context_bspline": 3, "v3_predictive_bspline": 3, "v3_context_residual": 3,
-           "v3_context_bspline_residual": 3}
-# how each golden file was made: (bits per voxel, settings)
+           "v3_context_bspline_residual": 3, "v3_context_residual_banded": 3,
+           "v3_context_bspline_residual_banded": 3}
+# how each golden file was made: (bits per voxel, settings); the *_residual files (models 7 and 8)
+# were made by session 26's encoder, which the same settings now write as models 9 and 10 (*_banded)
 RECIPES = {"v1": (3.0, {"model": "siren", "format": 1}), "v2": (1.0, {"model": "siren", "format": 2}),
            "v3": (0.05, {"model": "grid", "entropy": "factorised"}),
            "v3_context": (0.05, {"model": "grid", "entropy": "context"}),
@@ -37,15 +39,21 @@ RECIPES = {"v1": (3.0, {"model": "siren", "format": 1}), "v2": (1.0, {"model": "
                                             "upsampling": "bspline"}),
            "v3_context_residual": (0.25, {"model": "grid", "entropy": "context", "residual": "dct"}),
            "v3_context_bspline_residual": (0.25, {"model": "grid", "entropy": "context", "residual": "dct",
-                                                  "upsampling": "bspline"})}
+                                                  "upsampling": "bspline"}),
+           "v3_context_residual_banded": (0.25, {"model": "grid", "entropy": "context", "residual": "dct",
+                                                 "upsampling": "linear"}),
+           "v3_context_bspline_residual_banded": (0.25, {"model": "grid", "entropy": "context",
+                                                         "residual": "dct", "upsampling": "bspline"})}
 # the crop of the bundled sample each was made from (the grid's tiles are at least 32k voxels)
 CROPS = {"v1": np.s_[20:36, 40:72, 40:80], "v2": np.s_[20:36, 40:72, 40:80], "v3": np.s_[16:48, :, :],
          "v3_context": np.s_[16:48, :, :], "v3_exact": np.s_[16:48, :, :],
          "v3_predictive": np.s_[16:48, :, :], "v3_context_bspline": np.s_[16:48, :, :],
          "v3_predictive_bspline": np.s_[16:48, :, :], "v3_context_residual": np.s_[16:48, :, :],
-         "v3_context_bspline_residual": np.s_[16:48, :, :]}
+         "v3_context_bspline_residual": np.s_[16:48, :, :], "v3_context_residual_banded": np.s_[16:48, :, :],
+         "v3_context_bspline_residual_banded": np.s_[16:48, :, :]}
 SPARSE = {"v3_exact": 150}  # values at or under it set to 0: a sparse volume, stored losslessly
-REGENERATE = ()  # names whose file may be (re)made: only a new one, never a released one
+# names whose file may be (re)made: only a new one, never a released one
+REGENERATE = ()
 
 
 @pytest.fixture(scope="module", params=list(GOLDENS))
@@ -122,7 +130,11 @@ GOLDEN_SHA256 = {"v1": "74f21f2844f9d84409ad5cc5fd7057e0f4a69204e21318eea382dc9e
                  "v3_predictive_bspline": "f4397cd7543808fd6154923297fe41cb8ac9d01dbeb27bde434895c81d8fb023",
                  "v3_context_residual": "3cf10c492e9269a7261a48d94c2dc8ff2a97cc9ee9560c1f2b00af1e329b6e7d",
                  "v3_context_bspline_residual":
-                     "721f7443a53a3c36892839b607920d4a79e6e56646ff54ceb6a6aeab264e9da0"}
+                     "721f7443a53a3c36892839b607920d4a79e6e56646ff54ceb6a6aeab264e9da0",
+                 "v3_context_residual_banded":
+                     "7cd46f778df98a20f2842afe22b403068c29df8905e19a9b57e2291f978231ba",
+                 "v3_context_bspline_residual_banded":
+                     "756c143262367ff2312389ba658467e21fc657f10bebeab2873778ee13e8af4e"}
 
 
 def test_every_supported_version_has_a_pinned_golden_file():

@@ -30,7 +30,7 @@ from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_EXACT, KIND_G
 from napari_sci.io.latent_context import ContextModel, refine_context_model
 from napari_sci.io.latents import GridSection
 from napari_sci.io.residual import SECTION_BYTES as RESIDUAL_SECTION_BYTES
-from napari_sci.io.residual import ResidualModel, join_payload
+from napari_sci.io.residual import WRITTEN_CODING, ResidualModel, join_payload
 from napari_sci.io.weights import TensorCode
 from napari_sci.models import grid_quant
 from napari_sci.models.grid import synthesise
@@ -81,7 +81,7 @@ def section_overhead(config: CompressConfig) -> int:
     real figure exists only after training)."""
     grid = config.grid
     context = ContextModel.packed_size(grid.levels, grid.predicts_means) if grid.context_coded else 0
-    residual = RESIDUAL_SECTION_BYTES if grid.residual == "dct" else 0
+    residual = RESIDUAL_SECTION_BYTES[WRITTEN_CODING] if grid.residual == "dct" else 0
     return (SECTION_FIXED_BYTES + context + residual
             + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16)
 

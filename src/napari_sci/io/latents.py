@@ -84,7 +84,7 @@ class GridSection:
     synthesis: bytes
     latent_step: float = 1.0
     context: ContextModel | None = None  # models 3 and 4: the latents' context entropy model
-    residual: ResidualModel | None = None  # models 7 and 8: the residual layer's step and codes
+    residual: ResidualModel | None = None  # models 7–10: the residual layer's step and codes
 
     def pack(self) -> bytes:
         fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam,
@@ -100,7 +100,7 @@ def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
 
 
 def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
-                        upsampling: str = "linear", residual: bool = False) -> GridSection:
+                        upsampling: str = "linear", residual: int = 0) -> GridSection:
     """Parse and validate a model 2 section (``context``: model 3's, with a context model after the
     fixed fields; ``mean`` too: model 4's, whose context model has mean weights); anything out of
     range is a ``SciFormatError``."""
@@ -121,12 +121,13 @@ def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
                              f"{levels}-level context model")
     model = ContextModel.unpack(bytes(data[GRID_SECTION.size:start]), levels, mean) if context else None
     residual_model = None
-    if residual:
-        if len(data) < start + RESIDUAL_SECTION_BYTES:
+    if residual:  # the residual layer's coding: 1 (models 7 and 8) or 2 (models 9 and 10)
+        size = RESIDUAL_SECTION_BYTES[residual]
+        if len(data) < start + size:
             raise SciFormatError(f"latent-grid model section of {len(data)} bytes has no room for its "
                                  "residual model")
-        residual_model = ResidualModel.unpack(bytes(data[start:start + RESIDUAL_SECTION_BYTES]))
-        start += RESIDUAL_SECTION_BYTES
+        residual_model = ResidualModel.unpack(bytes(data[start:start + size]), residual)
+        start += size
     synthesis = bytes(data[start:])
     if not synthesis_length_ok(len(synthesis), layout):
         raise SciFormatError(f"latent-grid synthesis payload of {len(synthesis)} bytes does not fit "
@@ -141,5 +142,6 @@ def tile_length_ok(length: int, tile_shape: Sequence[int], levels: int) -> bool:
 
 
 def residual_stream_ok(length: int, tile_shape: Sequence[int]) -> bool:
-    """A model 7/8 tile's residual stream: whole u32 words, at most 32 bits a coefficient and a flag."""
-    return length % 4 == 0 and length <= 4 + 8 * math.prod(tile_shape)
+    """A model 7–10 tile's residual stream: whole u32 words, at most 32 bits a coefficient and two
+    flags (a block's and, models 9 and 10, a band's: at most as many as coefficients)."""
+    return length % 4 == 0 and length <= 4 + 12 * math.prod(tile_shape)

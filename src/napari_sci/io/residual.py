@@ -1,7 +1,9 @@
-"""The residual layer of format 3's models 7 and 8: 8³ DCT blocks of integer coefficients per tile.
+"""The residual layer of format 3's models 7 to 10: 8³ DCT blocks of integer coefficients per tile.
 
 A latent fit's rate–distortion curve flattens above ~0.1 BPV; a block transform codes what the latents
-leave at a far steeper slope (docs/benchmarks.md §7, session 26). Spec: docs/format.md "Models 7 and 8".
+leave at a far steeper slope (docs/benchmarks.md §7, session 26). Spec: docs/format.md "Models 7 and 8"
+(coding 1: every coefficient of a coded block is a symbol) and "Models 9 and 10" (coding 2: a flag per
+block and band, only significant bands' coefficients coded, scaled by their lower-frequency neighbours).
 Contexts come from integers only (the tile's level-1 latents, the coefficient's position), so encoder
 and decoder agree on every machine. This module codes the integer coefficients; the transform itself
 (a float DCT) is ``models/residual_blocks``.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,36 +27,48 @@ BANDS = 12
 ACTIVITY_THRESHOLDS = (1, 4, 16, 64, 256)
 BINS = len(ACTIVITY_THRESHOLDS) + 1
 CLASSES = BINS * BANDS
+BAND_CONTEXTS = BINS * BANDS * 2  # coding 2: (bin, band, previous band significant)
+NEIGHBOURHOODS = 4                 # coding 2: min(3, Σ |lower-frequency neighbours|)
+CODING_CLASSES = {1: CLASSES, 2: CLASSES * NEIGHBOURHOODS}
+WRITTEN_CODING = 2  # what the encoder writes (models 9 and 10); coding 1 (models 7 and 8) is read
 STEP_RANGE = (2.0 ** -24, 1.0)
 _STEP = struct.Struct("<f")
-SECTION_BYTES = _STEP.size + BINS + CLASSES
+SECTION_BYTES = {1: _STEP.size + BINS + CLASSES,
+                 2: _STEP.size + BINS + BAND_CONTEXTS + CLASSES * NEIGHBOURHOODS}
 _LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
 class ResidualModel:
-    """The residual's part of the model section: coefficient step, flag and class codes."""
+    """The residual's part of the model section: coefficient step, flag and class codes, and for
+    coding 2 (models 9 and 10) the band codes."""
 
     step: float
     flag_codes: tuple[int, ...]   # per activity bin: 0 = no coded block, else P(coded) = code/256
-    class_codes: tuple[int, ...]  # per class 12·bin + band: 0 = all zero, else a Laplace scale code
+    class_codes: tuple[int, ...]  # per class: 0 = all zero, else a Laplace scale code
+    band_codes: tuple[int, ...] = ()  # coding 2, per band context: 0 = never significant, else P·256
+    coding: int = 1
 
     def pack(self) -> bytes:
-        return _STEP.pack(self.step) + bytes(self.flag_codes) + bytes(self.class_codes)
+        return (_STEP.pack(self.step) + bytes(self.flag_codes) + bytes(self.band_codes)
+                + bytes(self.class_codes))
 
     @classmethod
-    def unpack(cls, data: bytes) -> ResidualModel:
-        if len(data) != SECTION_BYTES:
-            raise SciFormatError(f"residual model of {len(data)} bytes, {SECTION_BYTES} expected")
+    def unpack(cls, data: bytes, coding: int = 1) -> ResidualModel:
+        if len(data) != SECTION_BYTES[coding]:
+            raise SciFormatError(f"residual model of {len(data)} bytes, {SECTION_BYTES[coding]} expected")
         (step,) = _STEP.unpack_from(data, 0)
         if not (math.isfinite(step) and STEP_RANGE[0] <= step <= STEP_RANGE[1]):
             raise SciFormatError(f"residual step {step} is outside [2^-24, 1]")
-        flags = tuple(data[_STEP.size:_STEP.size + BINS])
-        return cls(float(step), flags, tuple(data[_STEP.size + BINS:]))
+        at = _STEP.size + BINS
+        flags = tuple(data[_STEP.size:at])
+        bands = tuple(data[at:at + BAND_CONTEXTS]) if coding == 2 else ()
+        return cls(float(step), flags, tuple(data[at + len(bands):]), bands, coding)
 
     @classmethod
-    def empty(cls) -> ResidualModel:
-        return cls(1.0, (0,) * BINS, (0,) * CLASSES)
+    def empty(cls, coding: int = WRITTEN_CODING) -> ResidualModel:
+        return cls(1.0, (0,) * BINS, (0,) * CODING_CLASSES[coding],
+                   (0,) * BAND_CONTEXTS if coding == 2 else (), coding)
 
 
 def block_cuts(size: int) -> list[tuple[int, int]]:
@@ -111,6 +125,46 @@ class TileLayout:
     classes: np.ndarray  # (coefficients,) 12·bin + band
     block_of: np.ndarray  # (coefficients,) the block each belongs to
 
+    @functools.cached_property
+    def band_members(self) -> list[np.ndarray]:
+        """Coding 2: per band, its coefficients' positions in coding order (ascending)."""
+        band = self.classes % BANDS
+        order = np.argsort(band, kind="stable")
+        cuts = np.searchsorted(band[order], np.arange(BANDS + 1))
+        return [order[cuts[b]:cuts[b + 1]] for b in range(BANDS)]
+
+    @functools.cached_property
+    def has_band(self) -> np.ndarray:
+        """Coding 2: (blocks, bands) whether the block has a coefficient in the band."""
+        out = np.zeros((len(self.blocks), BANDS), bool)
+        out[self.block_of, self.classes % BANDS] = True
+        return out
+
+    @functools.cached_property
+    def lower(self) -> np.ndarray:
+        """Coding 2: (coefficients, 3) the positions of each coefficient's neighbours k − e_a in a
+        lower band of its block (−1: none)."""
+        if not self.blocks:
+            return np.zeros((0, 3), np.int64)
+        return np.concatenate([np.where(local >= 0, local + start, -1) for local, start in
+                               zip((_lower(tuple(sl.stop - sl.start for sl in b)) for b in self.blocks),
+                                   self.starts[:-1])])
+
+
+@functools.lru_cache(maxsize=64)
+def _lower(shape: tuple[int, ...]) -> np.ndarray:
+    """(coefficients, 3): within a block of ``shape`` (C order), each coefficient's neighbour k − e_a
+    when it lies in a lower band, else −1."""
+    band = band_of(shape).reshape(-1)
+    positions = np.indices(shape).reshape(len(shape), -1)
+    out = np.full((band.size, 3), -1, np.int64)
+    for axis in range(len(shape)):
+        neighbour = np.arange(band.size) - math.prod(shape[axis + 1:])
+        ok = positions[axis] >= 1
+        ok[ok] = band[neighbour[ok]] < band[ok]
+        out[ok, axis] = neighbour[ok]
+    return out
+
 
 def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
     """The coding order, bins and classes of a tile of ``tile_shape`` with these level-1 latents."""
@@ -138,22 +192,57 @@ def _coded_blocks(layout: TileLayout, q: np.ndarray) -> np.ndarray:
     return np.add.reduceat((q != 0).astype(np.int64), layout.starts[:-1]) > 0
 
 
-def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float) -> ResidualModel:
-    """Flag and class codes minimising the ideal code length of these tiles' coefficients (each tile:
-    its layout and its integer coefficients in coding order)."""
+def _probability_code(zero: int, one: int) -> int:
+    """A flag's code: 0 when it is never 1 (then it is not coded), else P(1)·256 in [1, 255]."""
+    return 0 if one == 0 else int(np.clip(round(256 * one / (zero + one)), 1, 255))
+
+
+def _significance(layout: TileLayout, q: np.ndarray) -> np.ndarray:
+    """(blocks, bands): whether the band of the block holds a non-zero coefficient."""
+    out = np.zeros((len(layout.blocks), BANDS), bool)
+    nonzero = q != 0
+    out[layout.block_of[nonzero], layout.classes[nonzero] % BANDS] = True
+    return out
+
+
+def _neighbourhood(layout: TileLayout, q: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Coding 2: min(3, Σ |q| of the lower-band neighbours) of the coefficients at ``members``."""
+    lower = layout.lower[members]
+    total = np.where(lower >= 0, np.abs(q[np.maximum(lower, 0)]), 0).sum(axis=1)
+    return np.minimum(total, NEIGHBOURHOODS - 1)
+
+
+def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float,
+               coding: int = WRITTEN_CODING) -> ResidualModel:
+    """Flag, band and class codes minimising the ideal code length of these tiles' coefficients (each
+    tile: its layout and its integer coefficients in coding order)."""
     flags = np.zeros((BINS, 2), np.int64)
+    bands = np.zeros((BAND_CONTEXTS, 2), np.int64)
     keys = []
     for layout, q in tiles:
         coded = _coded_blocks(layout, q)
         flags += np.stack((np.bincount(layout.bins[~coded], minlength=BINS),
                            np.bincount(layout.bins[coded], minlength=BINS)), axis=1)
-        inside = coded[layout.block_of]
-        keys.append(layout.classes[inside].astype(np.int64) * (LATENT_LIMIT + 1) + np.abs(q[inside]))
-    flag_codes = tuple(0 if one == 0 else int(np.clip(round(256 * one / (zero + one)), 1, 255))
-                       for zero, one in flags)
+        if coding == 1:
+            inside = np.flatnonzero(coded[layout.block_of])
+            classes = layout.classes[inside].astype(np.int64)
+        else:
+            significant = _significance(layout, q)
+            previous = np.ones(len(layout.blocks), bool)
+            for band in range(BANDS):
+                context = 2 * (BANDS * layout.bins + band) + previous
+                asked = coded & layout.has_band[:, band]
+                np.add.at(bands, (context[asked], significant[asked, band].astype(np.int64)), 1)
+                previous = significant[:, band]
+            inside = np.flatnonzero(significant[layout.block_of, layout.classes % BANDS])
+            classes = (NEIGHBOURHOODS * layout.classes[inside].astype(np.int64)
+                       + _neighbourhood(layout, q, inside))
+        keys.append(classes * (LATENT_LIMIT + 1) + np.abs(q[inside]))
+    flag_codes = tuple(_probability_code(zero, one) for zero, one in flags)
+    band_codes = tuple(_probability_code(zero, one) for zero, one in bands) if coding == 2 else ()
     pairs, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
     classes, magnitudes = np.divmod(pairs, LATENT_LIMIT + 1)
-    class_codes = [SCALE_CODE_ZERO] * CLASSES
+    class_codes = [SCALE_CODE_ZERO] * CODING_CLASSES[coding]
     for c in np.unique(classes):
         member = classes == c
         m, n = magnitudes[member], counts[member]
@@ -163,7 +252,7 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float) -> R
         # sparse high bands (a few ±1 among zeros), 9 % of the MRI's residual bits at 0.25 BPV
         bits = n @ laplace_bits_each(m[:, None], SCALES[None, 1:])
         class_codes[int(c)] = 1 + int(np.argmin(bits))
-    return ResidualModel(step, flag_codes, tuple(class_codes))
+    return ResidualModel(step, flag_codes, tuple(class_codes), band_codes, coding)
 
 
 def _categorical():  # type: ignore[no-untyped-def]
@@ -192,24 +281,82 @@ def _flag_order(layout: TileLayout, flag_codes: np.ndarray) -> np.ndarray:
 def encode(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> bytes:
     """A tile's residual stream (u32 words) from its integer coefficients (coding order).
 
-    A coefficient in a class whose code is 0, or in a block of a bin whose flag code is 0, cannot be
-    coded and is dropped (codes chosen on the same coefficients never do that)."""
+    A coefficient in a class whose code is 0, or in a block of a bin whose flag code is 0 (coding 2:
+    or in a band whose context code is 0), cannot be coded and is dropped (codes chosen on the same
+    coefficients never do that)."""
     import constriction
 
     flag_codes = np.array(model.flag_codes, np.int64)
-    class_codes = np.array(model.class_codes, np.int16)
     coded = _coded_blocks(layout, q) & (flag_codes[layout.bins] > 0)
-    codes = class_codes[layout.classes]
-    keep = coded[layout.block_of] & (codes > 0)
     coder = constriction.stream.stack.AnsCoder()
-    if keep.any():  # the coefficients are decoded after the flags: pushed first
-        coder.encode_reverse(q[keep].astype(np.int32), _laplace(), np.zeros(int(keep.sum())),
-                             SCALES[codes[keep]])
+    if model.coding == 1:
+        class_codes = np.array(model.class_codes, np.int16)
+        codes = class_codes[layout.classes]
+        keep = coded[layout.block_of] & (codes > 0)
+        parts = [(q[keep], codes[keep], False)]
+    else:
+        parts = _band_parts(layout, model, coded, q)
+    for symbols, codes, is_flag in reversed(parts):  # a stack: the last part decoded is pushed first
+        if symbols.size:
+            if is_flag:
+                coder.encode_reverse(symbols.astype(np.int32), _categorical(), _flag_probabilities(codes))
+            else:
+                coder.encode_reverse(symbols.astype(np.int32), _laplace(), np.zeros(symbols.size),
+                                     SCALES[codes])
     flagged = _flag_order(layout, flag_codes)
     if flagged.size:
         coder.encode_reverse(coded[flagged].astype(np.int32), _categorical(),
                              _flag_probabilities(flag_codes[layout.bins[flagged]]))
     return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: np.ndarray | None,
+                decode: Callable[[np.ndarray, bool], np.ndarray] | None = None,
+                ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """Coding 2, band after band: the significance flags and the coefficients in decoding order, as
+    (symbols, codes, is_flag) parts. Encoding, ``q`` holds the coefficients; decoding, ``decode``
+    pops the symbols of (codes, is_flag) and the coefficients are filled in as they come (the neighbourhood
+    of band ``b`` reads bands below it only)."""
+    band_codes = np.array(model.band_codes, np.int64)
+    class_codes = np.array(model.class_codes, np.int16)
+    out = np.zeros(layout.classes.size, np.int32)  # what a decoder holds so far
+    previous = np.ones(len(layout.blocks), bool)
+    parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
+    for band in range(BANDS):
+        context = 2 * (BANDS * layout.bins + band) + previous
+        asked = np.flatnonzero(coded & layout.has_band[:, band] & (band_codes[context] > 0))
+        flag_codes = band_codes[context[asked]]
+        if decode is None:
+            flags = _significance_of(layout, q, asked, band)
+        else:
+            flags = decode(flag_codes, True) if asked.size else np.zeros(0, np.int32)
+        parts.append((flags, flag_codes, True))
+        significant = np.zeros(len(layout.blocks), bool)
+        significant[asked] = flags == 1
+        members = layout.band_members[band]
+        members = members[significant[layout.block_of[members]]]
+        codes = class_codes[NEIGHBOURHOODS * layout.classes[members].astype(np.int64)
+                            + _neighbourhood(layout, out, members)]
+        members, codes = members[codes > 0], codes[codes > 0]
+        if decode is None:
+            symbols = q[members]
+        else:
+            symbols = decode(codes, False) if members.size else np.zeros(0, np.int32)
+        out[members] = symbols
+        parts.append((symbols, codes, False))
+        previous = significant
+    if decode is not None:
+        parts.append((out, np.zeros(0, np.int16), False))
+    return parts
+
+
+def _significance_of(layout: TileLayout, q: np.ndarray | None, blocks: np.ndarray, band: int) -> np.ndarray:
+    """Whether band ``band`` of each of ``blocks`` holds a non-zero coefficient (1) or not (0)."""
+    assert q is not None
+    members = layout.band_members[band]
+    hit = np.zeros(len(layout.blocks), bool)
+    hit[layout.block_of[members[q[members] != 0]]] = True
+    return hit[blocks].astype(np.int32)
 
 
 def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
@@ -220,8 +367,6 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
     if len(data) % 4:
         raise SciFormatError(f"residual stream of {len(data)} bytes is not whole u32 words")
     flag_codes = np.array(model.flag_codes, np.int64)
-    class_codes = np.array(model.class_codes, np.int16)
-    q = np.zeros(layout.classes.size, np.int32)
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
         coded = np.zeros(len(layout.blocks), bool)
@@ -229,7 +374,15 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
         if flagged.size:
             coded[flagged] = coder.decode(_categorical(),
                                           _flag_probabilities(flag_codes[layout.bins[flagged]])) == 1
-        codes = class_codes[layout.classes]
+        if model.coding == 2:
+            def pop(codes: np.ndarray, is_flag: bool) -> np.ndarray:
+                if is_flag:
+                    return coder.decode(_categorical(), _flag_probabilities(codes)).astype(np.int32)
+                return coder.decode(_laplace(), np.zeros(codes.size), SCALES[codes]).astype(np.int32)
+
+            return _band_parts(layout, model, coded, None, decode=pop)[-1][0]
+        q = np.zeros(layout.classes.size, np.int32)
+        codes = np.array(model.class_codes, np.int16)[layout.classes]
         keep = coded[layout.block_of] & (codes > 0)
         if keep.any():
             q[keep] = coder.decode(_laplace(), np.zeros(int(keep.sum())), SCALES[codes[keep]])
