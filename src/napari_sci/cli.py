@@ -120,11 +120,14 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--upsampling", choices=UPSAMPLINGS, default=grid.upsampling,
                    help="grid: how latent levels reach the voxels: linear, or bspline (the cubic "
                         "B-spline on level 1's samples, then linear; context or predictive entropy "
-                        "only) (default %(default)s)")
+                        "only); auto: bspline unless --entropy factorised (default %(default)s)")
     p.add_argument("--residual", choices=RESIDUALS, default=grid.residual,
                    help="grid: dct: latents up to 0.1 BPV and the rest of the budget spent on 8x8x8 "
                         "DCT blocks of what they leave (3-D, context entropy); none; auto: dct for 3-D "
                         "volumes above 0.125 BPV (default %(default)s)")
+    p.add_argument("--residual-grid-bpv", type=float, default=grid.residual_grid_bpv,
+                   help="grid, with a residual layer: the most bits per voxel the latents get, the "
+                        "rest going to the DCT blocks (default %(default)s)")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")
@@ -303,7 +306,7 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         finest_level=None if args.finest_level == "auto" else args.finest_level,
         sparse_fine=args.fine_updates == "sparse", entropy=args.entropy,
         upsampling=args.upsampling, residual=args.residual, exact_tiles=args.exact_tiles,
-        grid_lr=args.grid_lr)
+        grid_lr=args.grid_lr, residual_grid_bpv=args.residual_grid_bpv)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading
@@ -474,7 +477,7 @@ FAMILY_OPTIONS = {
     "--compile": "compile", "--levels": "levels",
     "--grid-hidden": "grid_hidden", "--max-tiles": "max_tiles", "--finest-level": "finest_level",
     "--fine-updates": "sparse_fine", "--entropy": "entropy", "--upsampling": "upsampling",
-    "--residual": "residual",
+    "--residual": "residual", "--residual-grid-bpv": "residual_grid_bpv",
     "--exact-tiles": "exact_tiles", "--no-exact-tiles": "exact_tiles", "--grid-samples": "grid_samples",
     "--grid-lr": "grid_lr"}
 

@@ -213,7 +213,7 @@ class CodingConfig:
 
 MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
 ENTROPY_MODELS: tuple[str, ...] = ("context", "predictive", "factorised")
-UPSAMPLINGS: tuple[str, ...] = ("linear", "bspline")
+UPSAMPLINGS: tuple[str, ...] = ("auto", "linear", "bspline")
 RESIDUALS: tuple[str, ...] = ("auto", "none", "dct")
 
 
@@ -267,8 +267,10 @@ class GridConfig:
         scale per tile level).
     upsampling
         How a level reaches the voxels: ``linear`` (models 2–4) or ``bspline`` (models 5 and 6: the
-        level evaluated by the cubic B-spline on level 1's samples, then linearly; a smoother basis
-        that needs no more work a step, context-coded entropy only).
+        level evaluated by the cubic B-spline on level 1's samples, then linearly; a smoother basis,
+        context-coded entropy only); ``auto`` (the default): ``bspline`` with the context and
+        predictive entropy models, ``linear`` with the factorised one (session 27: the B-spline ahead
+        or level on every development volume and rate, docs/benchmarks.md §7).
     residual
         ``dct`` (models 7 and 8, 3-D volumes, context entropy): the latents are fitted to at most
         ``residual_grid_bpv`` and what they leave is coded as 8³ DCT blocks with the rest of the
@@ -297,7 +299,7 @@ class GridConfig:
     compile_step: str = "auto"
     exact_tiles: bool = True
     entropy: str = "context"
-    upsampling: str = "linear"
+    upsampling: str = "auto"
     residual: str = "auto"
     residual_grid_bpv: float = 0.1
 
@@ -305,6 +307,13 @@ class GridConfig:
     def context_coded(self) -> bool:
         """Latents coded with contexts (models 3 and 4), not one scale per tile level (model 2)."""
         return self.entropy in ("context", "predictive")
+
+    @property
+    def upsampling_used(self) -> str:
+        """``upsampling`` with ``auto`` resolved: what the file's model id and the decoder follow."""
+        if self.upsampling == "auto":
+            return "bspline" if self.context_coded else "linear"
+        return self.upsampling
 
     @property
     def predicts_means(self) -> bool:
@@ -316,7 +325,7 @@ class GridConfig:
                  f"entropy must be one of {ENTROPY_MODELS}, got {self.entropy!r}")
         _require(self.upsampling in UPSAMPLINGS,
                  f"upsampling must be one of {UPSAMPLINGS}, got {self.upsampling!r}")
-        _require(self.upsampling == "linear" or self.context_coded,
+        _require(self.upsampling != "bspline" or self.context_coded,
                  "B-spline upsampling (models 5 and 6) needs the context or predictive entropy model")
         _require(self.residual in RESIDUALS, f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         _require(self.residual != "dct" or self.entropy == "context",

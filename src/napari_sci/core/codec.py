@@ -167,7 +167,7 @@ def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], parti
             w0_hidden=1.0, fr=1.0, partition=config.partition.method, allocation="equal",
             max_blocks=config.partition.max_blocks, top_m=config.partition.top_m, steps=steps,
             seed=config.fit.seed, psnr=psnr, blocks=records, version=3,
-            model=GRID_MODEL_OF[config.grid.entropy, config.grid.upsampling, config.grid.residual],
+            model=GRID_MODEL_OF[config.grid.entropy, config.grid.upsampling_used, config.grid.residual],
             section=section)
     return SciHeader(
         shape=tuple(array.shape), dtype=array.dtype, spacing=tuple(float(s) for s in spacing),

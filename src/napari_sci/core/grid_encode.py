@@ -72,7 +72,7 @@ def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_vox
 
 def layout_of(config: CompressConfig) -> GridLayout:
     grid = config.grid
-    return GridLayout(grid.levels, grid.grid_hidden, grid.grid_layers, grid.upsampling)
+    return GridLayout(grid.levels, grid.grid_hidden, grid.grid_layers, grid.upsampling_used)
 
 
 def section_overhead(config: CompressConfig) -> int:
