@@ -144,11 +144,12 @@ class TileLayout:
     def lower(self) -> np.ndarray:
         """Coding 2: (coefficients, 3) the positions of each coefficient's neighbours k − e_a in a
         lower band of its block (−1: none)."""
-        if not self.blocks:
-            return np.zeros((0, 3), np.int64)
-        return np.concatenate([np.where(local >= 0, local + start, -1) for local, start in
-                               zip((_lower(tuple(sl.stop - sl.start for sl in b)) for b in self.blocks),
-                                   self.starts[:-1])])
+        out = np.full((self.classes.size, 3), -1, np.int64)
+        for block_shape, members in _by_shape(self).items() if self.blocks else ():
+            local = _lower(block_shape)
+            first = self.starts[members][:, None, None]
+            out[first[:, :, 0] + np.arange(local.shape[0])] = np.where(local >= 0, local + first, -1)
+        return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -166,17 +167,36 @@ def _lower(shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
+def _block_extents(tile_shape: tuple[int, ...]) -> np.ndarray:
+    """(blocks, ndim): each block's size along each axis, blocks in C order."""
+    per_axis = [np.diff([start for start, _ in block_cuts(s)] + [s]) for s in tile_shape]
+    grids = np.meshgrid(*per_axis, indexing="ij")
+    return np.stack([g.reshape(-1) for g in grids], axis=1) if per_axis else np.zeros((1, 0), np.int64)
+
+
+def _by_shape(layout: TileLayout) -> dict[tuple[int, ...], np.ndarray]:
+    """The tile's blocks grouped by shape (at most 2^ndim shapes: full blocks and the last ones)."""
+    extents = _block_extents(layout.shape)
+    shapes, inverse = np.unique(extents, axis=0, return_inverse=True)
+    return {tuple(int(v) for v in shape): np.flatnonzero(inverse.reshape(-1) == i)
+            for i, shape in enumerate(shapes)}
+
+
 def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
-    """The coding order, bins and classes of a tile of ``tile_shape`` with these level-1 latents."""
+    """The coding order, bins and classes of a tile of ``tile_shape`` with these level-1 latents
+    (built a block shape at a time: a tile holds thousands of blocks of at most 2^ndim shapes)."""
     shape = tuple(int(s) for s in tile_shape)
     blocks = block_slices(shape)
     bins = activity_bins(shape, level1).reshape(-1)
-    sizes = [math.prod(sl.stop - sl.start for sl in b) for b in blocks]
+    sizes = np.prod(_block_extents(shape), axis=1) if blocks else np.zeros(0, np.int64)
     starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-    classes = np.concatenate([BANDS * int(a) + _band(tuple(sl.stop - sl.start for sl in b)).reshape(-1)
-                              for a, b in zip(bins, blocks)]) if blocks else np.zeros(0, np.int64)
-    block_of = np.repeat(np.arange(len(blocks), dtype=np.int32), np.diff(starts))
-    return TileLayout(shape, blocks, starts, bins, classes.astype(np.int16), block_of)  # up to 2^24 each
+    classes = np.zeros(int(starts[-1]), np.int16)  # up to 2^24 each
+    layout = TileLayout(shape, blocks, starts, bins, classes, np.repeat(
+        np.arange(len(blocks), dtype=np.int32), np.diff(starts)))
+    for block_shape, members in _by_shape(layout).items() if blocks else ():
+        positions = starts[members][:, None] + np.arange(math.prod(block_shape))
+        classes[positions] = BANDS * bins[members][:, None] + _band(block_shape).reshape(-1)
+    return layout
 
 
 def quantise(coefficients: np.ndarray, step: float, offset: float = 0.33) -> np.ndarray:
