@@ -129,7 +129,7 @@ class TileLayout:
     def band_members(self) -> list[np.ndarray]:
         """Coding 2: per band, its coefficients' positions in coding order (ascending)."""
         band = self.classes % BANDS
-        order = np.argsort(band, kind="stable")
+        order = np.argsort(band, kind="stable").astype(np.int32)  # a tile: at most 2^24 voxels
         cuts = np.searchsorted(band[order], np.arange(BANDS + 1))
         return [order[cuts[b]:cuts[b + 1]] for b in range(BANDS)]
 
@@ -144,7 +144,7 @@ class TileLayout:
     def lower(self) -> np.ndarray:
         """Coding 2: (coefficients, 3) the positions of each coefficient's neighbours k − e_a in a
         lower band of its block (−1: none)."""
-        out = np.full((self.classes.size, 3), -1, np.int64)
+        out = np.full((self.classes.size, 3), -1, np.int32)  # a tile holds at most 2^24 voxels
         for block_shape, members in _by_shape(self).items() if self.blocks else ():
             local = _lower(block_shape)
             first = self.starts[members][:, None, None]
