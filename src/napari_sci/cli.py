@@ -417,7 +417,8 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
         print(json.dumps(info, indent=2), file=out)
         return EXIT_OK
     model = info["model"]
-    kind = (f"{model['family']} model, {model['entropy']} entropy, {model['upsampling']} upsampling"
+    kind = (f"{model['family']} model {model['model_id']}, {model['entropy']} entropy, "
+            f"{model['upsampling']} upsampling"
             + (f", {model['residual']} residual" if model.get("residual", "none") != "none" else "")
             if "entropy" in model else f"{model['family']} model")
     print(f"{info['path']}: .sci v{info['format_version']} ({kind}), "

@@ -315,7 +315,7 @@ def encode(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> bytes:
         keep = coded[layout.block_of] & (codes > 0)
         parts = [(q[keep], codes[keep], False)]
     else:
-        parts = _band_parts(layout, model, coded, q)
+        parts = _band_parts(layout, model, coded, q)[0]
     for symbols, codes, is_flag in reversed(parts):  # a stack: the last part decoded is pushed first
         if symbols.size:
             if is_flag:
@@ -332,11 +332,11 @@ def encode(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> bytes:
 
 def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: np.ndarray | None,
                 decode: Callable[[np.ndarray, bool], np.ndarray] | None = None,
-                ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+                ) -> tuple[list[tuple[np.ndarray, np.ndarray, bool]], np.ndarray]:
     """Coding 2, band after band: the significance flags and the coefficients in decoding order, as
-    (symbols, codes, is_flag) parts. Encoding, ``q`` holds the coefficients; decoding, ``decode``
-    pops the symbols of (codes, is_flag) and the coefficients are filled in as they come (the neighbourhood
-    of band ``b`` reads bands below it only)."""
+    (symbols, codes, is_flag) parts, and the coefficients they give. Encoding, ``q`` holds the
+    coefficients; decoding, ``decode`` pops the symbols of (codes, is_flag), the coefficients filled
+    in as they come (the neighbourhood of band ``b`` reads the bands below it only)."""
     band_codes = np.array(model.band_codes, np.int64)
     class_codes = np.array(model.class_codes, np.int16)
     out = np.zeros(layout.classes.size, np.int32)  # what a decoder holds so far
@@ -365,9 +365,7 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
         out[members] = symbols
         parts.append((symbols, codes, False))
         previous = significant
-    if decode is not None:
-        parts.append((out, np.zeros(0, np.int16), False))
-    return parts
+    return parts, out
 
 
 def _significance_of(layout: TileLayout, q: np.ndarray | None, blocks: np.ndarray, band: int) -> np.ndarray:
@@ -400,7 +398,7 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
                     return coder.decode(_categorical(), _flag_probabilities(codes)).astype(np.int32)
                 return coder.decode(_laplace(), np.zeros(codes.size), SCALES[codes]).astype(np.int32)
 
-            return _band_parts(layout, model, coded, None, decode=pop)[-1][0]
+            return _band_parts(layout, model, coded, None, decode=pop)[1]
         q = np.zeros(layout.classes.size, np.int32)
         codes = np.array(model.class_codes, np.int16)[layout.classes]
         keep = coded[layout.block_of] & (codes > 0)
