@@ -40,7 +40,7 @@ def grid_config(**kw):
     ("ct", "context", "linear", "none", MODEL_GRID_CONTEXT),
     ("ct", "factorised", "linear", "none", MODEL_GRID),
     ("ct", "factorised", "auto", "none", MODEL_GRID),  # auto: linear with the factorised model
-    ("ct", "context", "auto", "none", MODEL_GRID_CONTEXT_BSPLINE),  # and the B-spline otherwise
+    ("ct", "context", "auto", "none", MODEL_GRID_CONTEXT),  # and for a volume it does not fit better
     ("mri", "predictive", "linear", "none", MODEL_GRID_PREDICTIVE),
     ("mri", "context", "bspline", "none", MODEL_GRID_CONTEXT_BSPLINE),
     ("ct", "predictive", "bspline", "none", MODEL_GRID_PREDICTIVE_BSPLINE),
@@ -150,7 +150,7 @@ def test_lambda_falls_as_far_as_a_sparse_volume_under_the_context_model_needs(ne
     from napari_sci.models.grid_fit import starting_lambda
 
     result = encode(neuron, grid_config(bpv=1.0, steps=200, max_depth=2))
-    assert result.contents.header.model == MODEL_GRID_CONTEXT_BSPLINE  # the defaults' model
+    assert result.contents.header.model == MODEL_GRID_CONTEXT  # auto upsampling: linear for this crop
     assert result.n_bytes <= result.target_bytes
     assert grid_section(result.contents.header).lam < starting_lambda(GridConfig(), 1.0) / 64
 

@@ -172,7 +172,7 @@ def textured():
 def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_path):
     import napari_sci
     from napari_sci.io.container import read_sci
-    from napari_sci.io.format import MODEL_GRID_CONTEXT_BSPLINE_BANDED
+    from napari_sci.io.format import MODEL_GRID_CONTEXT_BANDED
 
     bpv = 0.5
     settings = dict(steps=30, seed=1, device="cpu", residual_grid_bpv=0.15)
@@ -182,7 +182,7 @@ def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_pat
     size = (tmp_path / "layer.sci").stat().st_size
     assert 0.97 * target <= size <= target
     contents = read_sci(tmp_path / "layer.sci")
-    assert contents.header.model == MODEL_GRID_CONTEXT_BSPLINE_BANDED  # the default upsampling
+    assert contents.header.model == MODEL_GRID_CONTEXT_BANDED  # auto upsampling: linear for this volume
 
     def psnr(path):
         decoded = np.asarray(napari_sci.decode(path)).astype(float)
@@ -200,15 +200,15 @@ def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp
     """``residual="auto"`` (the default): a residual layer above 1.25 × residual_grid_bpv on a 3-D
     volume, none at or below it nor on a 2-D image."""
     import napari_sci
-    from napari_sci.io.format import MODEL_GRID_CONTEXT_BSPLINE, MODEL_GRID_CONTEXT_BSPLINE_BANDED
+    from napari_sci.io.format import MODEL_GRID_CONTEXT, MODEL_GRID_CONTEXT_BANDED
 
     settings = dict(steps=5, seed=1, device="cpu")
     high = napari_sci.compress(textured, bpv=0.3, **settings)
     low = napari_sci.compress(textured, bpv=0.1, **settings)
-    assert high.contents.header.model == MODEL_GRID_CONTEXT_BSPLINE_BANDED
-    assert low.contents.header.model == MODEL_GRID_CONTEXT_BSPLINE
+    assert high.contents.header.model == MODEL_GRID_CONTEXT_BANDED
+    assert low.contents.header.model == MODEL_GRID_CONTEXT
     image = napari_sci.compress(textured[10], bpv=1.0, **settings)
-    assert image.contents.header.model == MODEL_GRID_CONTEXT_BSPLINE
+    assert image.contents.header.model == MODEL_GRID_CONTEXT
 
 
 def test_the_residual_layer_is_for_3d_volumes_only(tmp_path):

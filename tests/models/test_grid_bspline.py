@@ -163,3 +163,43 @@ def test_a_few_voxels_of_a_huge_axis_cost_a_few_voxels():
         grid = np.ones(math.ceil(size / 2 ** level), np.float32)
         out = interpolate_box(grid, level, (size,), ((size - 3, size),), "bspline")
         np.testing.assert_allclose(out, 1.0, atol=1e-6)
+
+
+def _smooth_and_blocky(shape=(32, 48, 40)):
+    """Smooth blobs (what the B-spline suits) and a volume of sharp steps (CT-like edges)."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.meshgrid(*(np.arange(n, dtype=float) for n in shape), indexing="ij")
+    smooth = np.zeros(shape)
+    for _ in range(40):
+        centre, width = rng.uniform(0, 1, 3) * np.array(shape), rng.uniform(1.5, 3)
+        smooth += rng.uniform(-1, 1) * np.exp(-((z - centre[0]) ** 2 + (y - centre[1]) ** 2
+                                                + (x - centre[2]) ** 2) / (2 * width ** 2))
+    blocky = np.floor(x / 6) + 2 * np.floor(y / 9) + np.floor(z / 5)
+    return smooth / np.abs(smooth).max(), blocky / blocky.max()
+
+
+def test_auto_upsampling_picks_the_bspline_where_it_fits_the_volume_better():
+    """``choose_upsampling``: the least-squares half-resolution B-spline beats trilinear interpolation
+    on smooth structure by more than ``BSPLINE_GAIN_DB``, not on sharp steps."""
+    from napari_sci.models.grid_fit import BSPLINE_GAIN_DB, bspline_gain, choose_upsampling
+
+    smooth, blocky = _smooth_and_blocky()
+    assert bspline_gain(smooth) > BSPLINE_GAIN_DB
+    assert bspline_gain(blocky) < BSPLINE_GAIN_DB
+    assert (choose_upsampling(smooth), choose_upsampling(blocky)) == ("bspline", "linear")
+    assert choose_upsampling(smooth[5]) == "bspline"  # 2-D as well
+
+
+def test_auto_upsampling_sets_the_files_model():
+    """The encoder resolves ``auto`` from the volume; the file's model id follows (5: B-spline, 3:
+    linear); with the factorised model it is linear (model 2)."""
+    import napari_sci
+    from napari_sci.io.format import MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_CONTEXT_BSPLINE
+
+    smooth, blocky = _smooth_and_blocky()
+    models = []
+    for volume, entropy in ((smooth, "context"), (blocky, "context"), (smooth, "factorised")):
+        values = np.round(100 + 100 * volume).astype(np.uint8)
+        result = napari_sci.compress(values, bpv=0.5, steps=3, device="cpu", entropy=entropy, residual="none")
+        models.append(result.contents.header.model)
+    assert models == [MODEL_GRID_CONTEXT_BSPLINE, MODEL_GRID_CONTEXT, MODEL_GRID]

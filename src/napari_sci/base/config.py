@@ -269,8 +269,8 @@ class GridConfig:
         How a level reaches the voxels: ``linear`` (models 2–4) or ``bspline`` (models 5 and 6: the
         level evaluated by the cubic B-spline on level 1's samples, then linearly; a smoother basis,
         context-coded entropy only); ``auto`` (the default): ``bspline`` with the context and
-        predictive entropy models, ``linear`` with the factorised one (session 27: the B-spline ahead
-        or level on every development volume and rate, docs/benchmarks.md §7).
+        predictive entropy models when it fits the volume clearly better than linear interpolation
+        (``models.grid_fit.choose_upsampling``; of the development volumes, the MRI), else ``linear``.
     residual
         ``dct`` (models 7 and 8, 3-D volumes, context entropy): the latents are fitted to at most
         ``residual_grid_bpv`` and what they leave is coded as 8³ DCT blocks with the rest of the
@@ -310,10 +310,12 @@ class GridConfig:
 
     @property
     def upsampling_used(self) -> str:
-        """``upsampling`` with ``auto`` resolved: what the file's model id and the decoder follow."""
-        if self.upsampling == "auto":
-            return "bspline" if self.context_coded else "linear"
-        return self.upsampling
+        """``upsampling`` as the file follows it: ``auto`` with the factorised model is linear; with the
+        context models the encoder first chooses it from the volume (``grid_encode.resolve_upsampling``)."""
+        if self.upsampling != "auto":
+            return self.upsampling
+        _require(not self.context_coded, "upsampling 'auto' is chosen from the volume before it is used")
+        return "linear"
 
     @property
     def predicts_means(self) -> bool:

@@ -27,6 +27,7 @@ from napari_sci.core.grid_encode import (
     check_tile_sizes,
     fit_and_code_grid,
     resolve_residual,
+    resolve_upsampling,
     smallest_grid_file,
 )
 from napari_sci.core.metrics import Metrics, bits_per_voxel, compression_ratio, evaluate
@@ -299,6 +300,8 @@ def encode_events(volume: np.ndarray, config: CompressConfig, spacing: Sequence[
     voxel_size = _spacing(array, spacing)
     data = value_range(array)
     config = family_for(config, data)
+    if config.model == "grid":
+        config = resolve_upsampling(config, array)
     ndim = array.ndim
     target = checked_target(array, data, config)
     if config.model == "grid":

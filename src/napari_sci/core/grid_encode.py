@@ -34,7 +34,7 @@ from napari_sci.io.residual import WRITTEN_CODING, ResidualModel, join_payload
 from napari_sci.io.weights import TensorCode
 from napari_sci.models import grid_quant
 from napari_sci.models.grid import synthesise
-from napari_sci.models.grid_fit import GridStep, GridTrainer, fit_grid
+from napari_sci.models.grid_fit import GridStep, GridTrainer, choose_upsampling, fit_grid
 
 SECTION_FIXED_BYTES = 7               # the model section's fields before the coded synthesis
 SYNTHESIS_BITS_GUESS = 5              # bits a synthesis parameter is expected to cost, before it is coded
@@ -68,6 +68,16 @@ def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_vox
     bpv = 8.0 * target_bytes / max(1, n_voxels)
     wanted = ndim == 3 and grid.entropy == "context" and bpv > RESIDUAL_FROM * grid.residual_grid_bpv
     return dataclasses.replace(config, grid=dataclasses.replace(grid, residual="dct" if wanted else "none"))
+
+
+def resolve_upsampling(config: CompressConfig, volume: np.ndarray) -> CompressConfig:
+    """``upsampling="auto"`` made ``bspline`` or ``linear`` for this volume (the file's model id follows
+    it): the B-spline with the context models where it fits the volume clearly better."""
+    grid = config.grid
+    if grid.upsampling != "auto":
+        return config
+    choice = choose_upsampling(volume) if grid.context_coded else "linear"
+    return dataclasses.replace(config, grid=dataclasses.replace(grid, upsampling=choice))
 
 
 def layout_of(config: CompressConfig) -> GridLayout:
@@ -187,8 +197,9 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
                       ) -> Generator[FitEvent, None, GridCoded]:
     """Fit the tiles of ``blocks`` to ``target`` file bytes; yield progress, return the coded parts."""
     stopped = as_stop_flag(stop)
+    config = resolve_upsampling(config, array)  # encode has done both: idempotent
+    config = resolve_residual(config, array.ndim, target, array.size)
     layout = layout_of(config)
-    config = resolve_residual(config, array.ndim, target, array.size)  # encode has done it: idempotent
     residual = config.grid.residual == "dct"
     if residual and array.ndim != 3:
         raise SciInputError(f"the residual layer (--residual {config.grid.residual}) is for 3-D volumes; "
