@@ -141,16 +141,18 @@ class TileLayout:
         return out
 
     @functools.cached_property
-    def lower(self) -> np.ndarray:
-        """Coding 2: (coefficients, 3) the positions of each coefficient's neighbours k − e_a in a
-        lower band of its block (−1: none)."""
-        out = np.full((self.classes.size, 3), -1, np.int32)  # a tile holds at most 2^24 voxels
-        for block_shape, members in _by_shape(self).items() if self.blocks else ():
+    def shape_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Coding 2: each block's shape index (blocks,) and, per shape, each coefficient's lower-band
+        neighbours within its block (shapes, 8³, 3; −1: none), so a neighbourhood is a gather on the
+        coefficients asked for, never a table over the whole tile."""
+        groups = _by_shape(self) if self.blocks else {}
+        which = np.zeros(len(self.blocks), np.int8)
+        tables = np.full((max(1, len(groups)), BLOCK ** 3, 3), -1, np.int16)
+        for index, (block_shape, members) in enumerate(groups.items()):
+            which[members] = index
             local = _lower(block_shape)
-            first = self.starts[members][:, None, None]
-            out[first[:, :, 0] + np.arange(local.shape[0])] = np.where(local >= 0, local + first, -1)
-        return out
-
+            tables[index, :local.shape[0]] = local
+        return which, tables
 
 @functools.lru_cache(maxsize=64)
 def _lower(shape: tuple[int, ...]) -> np.ndarray:
@@ -227,8 +229,11 @@ def _significance(layout: TileLayout, q: np.ndarray) -> np.ndarray:
 
 def _neighbourhood(layout: TileLayout, q: np.ndarray, members: np.ndarray) -> np.ndarray:
     """Coding 2: min(3, Σ |q| of the lower-band neighbours) of the coefficients at ``members``."""
-    lower = layout.lower[members]
-    total = np.where(lower >= 0, np.abs(q[np.maximum(lower, 0)]), 0).sum(axis=1)
+    which, tables = layout.shape_tables
+    block = layout.block_of[members]
+    first = layout.starts[block]
+    local = tables[which[block], members - first]
+    total = np.where(local >= 0, np.abs(q[np.maximum(local, 0) + first[:, None]]), 0).sum(axis=1)
     return np.minimum(total, NEIGHBOURHOODS - 1)
 
 
