@@ -272,15 +272,17 @@ class GridConfig:
         predictive entropy models when it fits the volume clearly better than linear interpolation
         (``models.grid_fit.choose_upsampling``; of the development volumes, the MRI), else ``linear``.
     residual
-        ``dct`` (models 7 and 8, 3-D volumes, context entropy): the latents are fitted to at most
-        ``residual_grid_bpv`` and what they leave is coded as 8³ DCT blocks with the rest of the
-        budget — above ~0.1 BPV a latent fit's curve flattens and a block transform codes the
-        residual at a far steeper slope (docs/benchmarks.md §7, session 26); ``none``; ``auto``
-        (the default): ``dct`` for a 3-D volume with the context entropy model when the budget is
-        above 1.25 × ``residual_grid_bpv``, else ``none``.
-    residual_grid_bpv
-        With a residual layer, the most bits per voxel the latents get (the probe on the MRI: latents
-        at 0.1 BPV and the residual the rest beat latents at 0.05 at every total rate).
+        ``dct`` (models 9 and 10, 3-D volumes, context entropy): the latents are fitted to
+        min(``residual_grid_bpv``, ``latent_share`` × the budget) and what they leave is coded as 8³
+        DCT blocks with the rest — a latent fit's curve flattens near 0.1 BPV and a block transform
+        codes the residual at a far steeper slope (docs/benchmarks.md §7, sessions 26–27); ``none``;
+        ``auto`` (the default): ``dct`` for a 3-D volume with the context entropy model when the
+        budget is at least 0.75 × ``residual_grid_bpv``, else ``none``.
+    residual_grid_bpv, latent_share
+        With a residual layer, the most bits per voxel the latents get, and their largest share of
+        the budget (session 27, 0.1 BPV: latents at 0.075 and the residual the rest beat latents
+        alone on the MRI, +0.4 dB, and the CT, +0.3 to +0.7 dB; at 0.25 BPV the latents at 0.1
+        beat 0.15 on the CT).
     """
 
     levels: int = 7
@@ -302,6 +304,7 @@ class GridConfig:
     upsampling: str = "auto"
     residual: str = "auto"
     residual_grid_bpv: float = 0.1
+    latent_share: float = 0.75
 
     @property
     def context_coded(self) -> bool:
@@ -333,6 +336,7 @@ class GridConfig:
         _require(self.residual != "dct" or self.entropy == "context",
                  "the residual layer (models 7 and 8) needs the context entropy model")
         _require(self.residual_grid_bpv > 0, f"residual_grid_bpv must be > 0, got {self.residual_grid_bpv}")
+        _require(0 < self.latent_share <= 1, f"latent_share must be in (0, 1], got {self.latent_share}")
         _require(not (self.sparse_fine and self.context_coded),
                  "the sparse full-resolution step (sparse_fine) needs the factorised entropy model")
         _require(self.compile_step in ("auto", "on", "off"),

@@ -55,18 +55,19 @@ class GridCoded:
     zeroed: int
 
 
-RESIDUAL_FROM = 1.25  # ``auto`` adds the residual layer above this multiple of residual_grid_bpv
+RESIDUAL_FROM = 0.75  # ``auto`` adds the residual layer from this multiple of residual_grid_bpv
 
 
 def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_voxels: int) -> CompressConfig:
     """``residual="auto"`` made ``dct`` or ``none`` for this volume and budget (the file's model id
-    follows it): the layer pays where the latents' curve has flattened, above ~0.1 BPV (session 26:
-    +0.6 to +3.5 dB at 0.25 BPV on the CT, light-sheet and MRI), and is for 3-D volumes."""
+    follows it): the layer pays where the latents' curve flattens, from ~0.075 BPV (session 26: +0.6
+    to +3.5 dB at 0.25 BPV on the CT, light-sheet crop and MRI; session 27, with models 9 and 10: +0.3
+    to +0.7 dB at 0.1 BPV on the CT and the MRI), and is for 3-D volumes."""
     grid = config.grid
     if grid.residual != "auto":
         return config
     bpv = 8.0 * target_bytes / max(1, n_voxels)
-    wanted = ndim == 3 and grid.entropy == "context" and bpv > RESIDUAL_FROM * grid.residual_grid_bpv
+    wanted = ndim == 3 and grid.entropy == "context" and bpv >= RESIDUAL_FROM * grid.residual_grid_bpv
     return dataclasses.replace(config, grid=dataclasses.replace(grid, residual="dct" if wanted else "none"))
 
 
@@ -214,9 +215,10 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         yield StageStarted("quantise", "every tile is constant: stored as its value, no fit")
         return GridCoded(records, [b""] * len(blocks), untrained_section(config), 0, 0.0, 0.0, 0)
     whole_target = target
-    if residual:  # the latents get at most residual_grid_bpv; the residual layer the rest
-        target = min(target, max(smallest_grid_file(array.ndim, config),
-                                 int(config.grid.residual_grid_bpv * array.size / 8)))
+    if residual:  # the latents get min(residual_grid_bpv, latent_share × budget); the residual the rest
+        grid = config.grid
+        target = min(target, max(smallest_grid_file(array.ndim, config), int(min(
+            grid.residual_grid_bpv * array.size / 8, grid.latent_share * target))))
     length_fields = 4 * len(tiles) if residual else 0  # each tile's u32 latent length (models 7, 8)
     span = data.span if data.span > 0 else 1.0
     normalised = ((array.astype(np.float32) - np.float32(data.low)) / np.float32(span)).astype(np.float32)
