@@ -334,7 +334,7 @@ class GridConfig:
                  "B-spline upsampling (models 5 and 6) needs the context or predictive entropy model")
         _require(self.residual in RESIDUALS, f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         _require(self.residual != "dct" or self.entropy == "context",
-                 "the residual layer (models 7 and 8) needs the context entropy model")
+                 "the residual layer (models 9 and 10) needs the context entropy model")
         _require(self.residual_grid_bpv > 0, f"residual_grid_bpv must be > 0, got {self.residual_grid_bpv}")
         _require(0 < self.latent_share <= 1, f"latent_share must be in (0, 1], got {self.latent_share}")
         _require(not (self.sparse_fine and self.context_coded),

@@ -1,4 +1,4 @@
-"""The encoder's residual layer (format 3, models 7 and 8): what the coded latents leave, as 8³ DCT
+"""The encoder's residual layer (format 3, models 7 to 10): what the coded latents leave, as 8³ DCT
 blocks, at the step that fills the rest of the byte budget.
 
 The tiles are decoded exactly as a reader decodes them (the coded latents and synthesis), so the

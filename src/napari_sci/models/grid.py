@@ -203,7 +203,7 @@ class GridTiles:
         self.payloads = payloads
         self.sizes = [tuple(int(s) for s in size) for size in sizes]
         self._latents: dict[int, list[np.ndarray]] = {}
-        self.residual = residual  # models 7 and 8: each tile payload is latents + a residual stream
+        self.residual = residual  # models 7–10: each tile payload is latents + a residual stream
         self._residuals: dict[int, tuple[residual_coding.TileLayout, np.ndarray]] = {}
         self._lock = threading.Lock()
 

@@ -1,4 +1,4 @@
-"""The residual layer's transform (format 3, models 7 and 8): a tile's 8³ blocks to orthonormal DCT-II
+"""The residual layer's transform (format 3, models 7 to 10): a tile's 8³ blocks to orthonormal DCT-II
 coefficients in coding order, and back on any box of the tile (docs/format.md "Models 7 and 8")."""
 
 from __future__ import annotations
