@@ -124,7 +124,7 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--residual", choices=RESIDUALS, default=grid.residual,
                    help="grid: dct: latents up to 0.1 BPV (at most 3/4 of the budget) and the rest "
                         "spent on 8x8x8 DCT blocks of what they leave (3-D, context entropy); none; "
-                        "auto: dct for 3-D volumes from 0.075 BPV (default %(default)s)")
+                        "auto: dct for 3-D volumes from 0.04 BPV (default %(default)s)")
     p.add_argument("--residual-grid-bpv", type=float, default=grid.residual_grid_bpv,
                    help="grid, with a residual layer: the most bits per voxel the latents get, the "
                         "rest going to the DCT blocks (default %(default)s)")

@@ -277,12 +277,12 @@ class GridConfig:
         DCT blocks with the rest — a latent fit's curve flattens near 0.1 BPV and a block transform
         codes the residual at a far steeper slope (docs/benchmarks.md §7, sessions 26–27); ``none``;
         ``auto`` (the default): ``dct`` for a 3-D volume with the context entropy model when the
-        budget is at least 0.75 × ``residual_grid_bpv``, else ``none``.
+        budget is at least 0.4 × ``residual_grid_bpv`` (0.04 BPV), else ``none``.
     residual_grid_bpv, latent_share
         With a residual layer, the most bits per voxel the latents get, and their largest share of
         the budget (session 27, 0.1 BPV: latents at 0.075 and the residual the rest beat latents
-        alone on the MRI, +0.4 dB, and the CT, +0.3 to +0.7 dB; at 0.25 BPV the latents at 0.1
-        beat 0.15 on the CT).
+        alone on the MRI, CT and light-sheet crop by +0.3 to +1.0 dB; at 0.05 BPV, latents at 0.0375:
+        MRI +0.9, light-sheet +0.5, CT −0.2 dB; at 0.25 BPV the latents at 0.1 beat 0.15 on the CT).
     """
 
     levels: int = 7

@@ -55,14 +55,15 @@ class GridCoded:
     zeroed: int
 
 
-RESIDUAL_FROM = 0.75  # ``auto`` adds the residual layer from this multiple of residual_grid_bpv
+RESIDUAL_FROM = 0.4  # ``auto`` adds the residual layer from this multiple of residual_grid_bpv
 
 
 def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_voxels: int) -> CompressConfig:
     """``residual="auto"`` made ``dct`` or ``none`` for this volume and budget (the file's model id
-    follows it): the layer pays where the latents' curve flattens, from ~0.075 BPV (session 26: +0.6
-    to +3.5 dB at 0.25 BPV on the CT, light-sheet crop and MRI; session 27, with models 9 and 10: +0.3
-    to +0.7 dB at 0.1 BPV on the CT and the MRI), and is for 3-D volumes."""
+    follows it): the layer pays from ~0.04 BPV (session 26: +0.6 to +3.5 dB at 0.25 BPV on the CT,
+    light-sheet crop and MRI; session 27, with models 9 and 10: +0.3 to +1.0 dB at 0.1 BPV on all three,
+    +0.9 and +0.5 dB at 0.05 BPV on the MRI and the light-sheet crop, −0.2 on the CT), and is for 3-D
+    volumes."""
     grid = config.grid
     if grid.residual != "auto":
         return config
