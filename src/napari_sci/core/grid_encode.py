@@ -94,8 +94,10 @@ def section_overhead(config: CompressConfig) -> int:
     grid = config.grid
     context = ContextModel.packed_size(grid.levels, grid.predicts_means) if grid.context_coded else 0
     residual = RESIDUAL_SECTION_BYTES[WRITTEN_CODING] if grid.residual == "dct" else 0
-    return (SECTION_FIXED_BYTES + context + residual
-            + -(-layout_of(config).params() * SYNTHESIS_BITS_GUESS // 8) + 16)
+    # the synthesis' size does not depend on the upsampling, which ``auto`` leaves open until the
+    # volume is seen (budget checks run before)
+    params = GridLayout(grid.levels, grid.grid_hidden, grid.grid_layers).params()
+    return SECTION_FIXED_BYTES + context + residual + -(-params * SYNTHESIS_BITS_GUESS // 8) + 16
 
 
 def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
