@@ -345,14 +345,15 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
     band_codes = np.array(model.band_codes, np.int64)
     class_codes = np.array(model.class_codes, np.int16)
     out = np.zeros(layout.classes.size, np.int32)  # what a decoder holds so far
+    significance = _significance(layout, q) if q is not None else None
     previous = np.ones(len(layout.blocks), bool)
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
     for band in range(BANDS):
         context = 2 * (BANDS * layout.bins + band) + previous
         asked = np.flatnonzero(coded & layout.has_band[:, band] & (band_codes[context] > 0))
         flag_codes = band_codes[context[asked]]
-        if decode is None:
-            flags = _significance_of(layout, q, asked, band)
+        if significance is not None:
+            flags = significance[asked, band].astype(np.int32)
         else:
             flags = decode(flag_codes, True) if asked.size else np.zeros(0, np.int32)
         parts.append((flags, flag_codes, True))
@@ -363,7 +364,7 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
         codes = class_codes[NEIGHBOURHOODS * layout.classes[members].astype(np.int64)
                             + _neighbourhood(layout, out, members)]
         members, codes = members[codes > 0], codes[codes > 0]
-        if decode is None:
+        if q is not None:
             symbols = q[members]
         else:
             symbols = decode(codes, False) if members.size else np.zeros(0, np.int32)
@@ -371,15 +372,6 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
         parts.append((symbols, codes, False))
         previous = significant
     return parts, out
-
-
-def _significance_of(layout: TileLayout, q: np.ndarray | None, blocks: np.ndarray, band: int) -> np.ndarray:
-    """Whether band ``band`` of each of ``blocks`` holds a non-zero coefficient (1) or not (0)."""
-    assert q is not None
-    members = layout.band_members[band]
-    hit = np.zeros(len(layout.blocks), bool)
-    hit[layout.block_of[members[q[members] != 0]]] = True
-    return hit[blocks].astype(np.int32)
 
 
 def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
