@@ -122,12 +122,13 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                         "B-spline on level 1's samples, then linear; context or predictive entropy "
                         "only); auto: bspline unless --entropy factorised (default %(default)s)")
     p.add_argument("--residual", choices=RESIDUALS, default=grid.residual,
-                   help="grid: dct: latents up to 0.1 BPV (at most 3/4 of the budget) and the rest "
-                        "spent on 8x8x8 DCT blocks of what they leave (3-D, context entropy); none; "
-                        "auto: dct for 3-D volumes from 0.04 BPV (default %(default)s)")
+                   help="grid: dct: latents up to 0.04 BPV with the B-spline, 0.1 with linear "
+                        "upsampling (at most 3/4 of the budget) and the rest spent on 8x8x8 DCT "
+                        "blocks of what they leave (3-D, context entropy); none; auto: dct for 3-D "
+                        "volumes from 0.04 BPV (default %(default)s)")
     p.add_argument("--residual-grid-bpv", type=float, default=grid.residual_grid_bpv,
                    help="grid, with a residual layer: the most bits per voxel the latents get, the "
-                        "rest going to the DCT blocks (default %(default)s)")
+                        "rest going to the DCT blocks (default: 0.04 with the B-spline, 0.1 linear)")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")

@@ -197,8 +197,8 @@ def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_pat
 
 
 def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp_path):
-    """``residual="auto"`` (the default): a residual layer from 0.4 × residual_grid_bpv on a 3-D
-    volume, none below it nor on a 2-D image; the latents get at most ``latent_share`` of the budget."""
+    """``residual="auto"`` (the default): a residual layer from 0.04 BPV on a 3-D volume, none below
+    it nor on a 2-D image; the latents get at most ``latent_share`` of the budget."""
     import napari_sci
     from napari_sci.io.format import MODEL_GRID_CONTEXT, MODEL_GRID_CONTEXT_BANDED
 
@@ -247,3 +247,33 @@ def test_strided_reading_adds_the_residual_like_a_box_read(textured):
     expected = whole[np.ix_(*picks)].astype(float)
     low, high = float(textured.min()), float(textured.max())  # the decoder clips to the data range
     assert np.abs(np.rint(np.clip(sampled, low, high)) - expected).max() <= 1
+
+
+def test_the_latents_share_beside_the_residual_follows_the_upsampling():
+    """Left None, ``residual_grid_bpv`` is 0.04 BPV with the B-spline (its residual codes cheaply) and
+    0.1 with linear upsampling; a value given wins; ``auto`` upsampling must be resolved first."""
+    from napari_sci.base.config import BSPLINE_LATENT_BPV, LINEAR_LATENT_BPV, GridConfig
+    from napari_sci.errors import SciConfigError
+
+    assert GridConfig(upsampling="bspline").residual_grid_bpv_used == BSPLINE_LATENT_BPV
+    assert GridConfig(upsampling="linear").residual_grid_bpv_used == LINEAR_LATENT_BPV
+    assert BSPLINE_LATENT_BPV < LINEAR_LATENT_BPV
+    assert GridConfig(upsampling="bspline", residual_grid_bpv=0.2).residual_grid_bpv_used == 0.2
+    with pytest.raises((SciConfigError, ValueError), match="auto"):
+        _ = GridConfig(upsampling="auto").residual_grid_bpv_used
+    with pytest.raises((SciConfigError, ValueError), match="residual_grid_bpv"):
+        GridConfig(residual_grid_bpv=0.0)
+
+
+def test_bspline_latents_get_the_smaller_share():
+    """The latents' budget beside a residual layer: 0.04 BPV with the B-spline, 0.1 linear, at most ¾
+    of the file."""
+    from napari_sci.base.config import Budget, CompressConfig, GridConfig
+    from napari_sci.core.grid_encode import latent_budget
+
+    voxels = 200 ** 3
+    for upsampling, cap in (("bspline", 0.04), ("linear", 0.1)):
+        config = CompressConfig(Budget(bpv=0.1), grid=GridConfig(upsampling=upsampling, residual="dct"))
+        for bpv in (0.05, 0.1, 0.25):
+            target = int(bpv * voxels / 8)
+            assert latent_budget(config, 3, target, voxels) == int(min(cap * voxels / 8, 0.75 * target))

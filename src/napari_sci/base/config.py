@@ -215,6 +215,8 @@ MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
 ENTROPY_MODELS: tuple[str, ...] = ("context", "predictive", "factorised")
 UPSAMPLINGS: tuple[str, ...] = ("auto", "linear", "bspline")
 RESIDUALS: tuple[str, ...] = ("auto", "none", "dct")
+BSPLINE_LATENT_BPV = 0.04  # beside a residual layer, the latents' most bits per voxel with the B-spline
+LINEAR_LATENT_BPV = 0.1    # and with linear upsampling (GridConfig.residual_grid_bpv_used)
 
 
 @dataclass(frozen=True)
@@ -277,12 +279,14 @@ class GridConfig:
         DCT blocks with the rest — a latent fit's curve flattens near 0.1 BPV and a block transform
         codes the residual at a far steeper slope (docs/benchmarks.md §7, sessions 26–27); ``none``;
         ``auto`` (the default): ``dct`` for a 3-D volume with the context entropy model when the
-        budget is at least 0.4 × ``residual_grid_bpv`` (0.04 BPV), else ``none``.
+        budget is at least 0.04 BPV, else ``none``.
     residual_grid_bpv, latent_share
         With a residual layer, the most bits per voxel the latents get, and their largest share of
         the budget (session 27, 0.1 BPV: latents at 0.075 and the residual the rest beat latents
         alone on the MRI, CT and light-sheet crop by +0.3 to +1.0 dB; at 0.05 BPV, latents at 0.0375:
         MRI +0.9, light-sheet +0.5, CT −0.2 dB; at 0.25 BPV the latents at 0.1 beat 0.15 on the CT).
+        ``None`` (the default): 0.04 BPV with the B-spline, 0.1 with linear upsampling
+        (:attr:`residual_grid_bpv_used`).
     """
 
     levels: int = 7
@@ -303,7 +307,7 @@ class GridConfig:
     entropy: str = "context"
     upsampling: str = "auto"
     residual: str = "auto"
-    residual_grid_bpv: float = 0.1
+    residual_grid_bpv: float | None = None
     latent_share: float = 0.75
 
     @property
@@ -321,6 +325,17 @@ class GridConfig:
         return "linear"
 
     @property
+    def residual_grid_bpv_used(self) -> float:
+        """The latents' most bits per voxel beside a residual layer. Left ``None``, it follows the
+        upsampling: a B-spline base leaves what the DCT blocks code far more cheaply (session 28, MRI
+        at 0.1 BPV: B-spline latents at 0.04 BPV and the residual 35.28 dB, at 0.075 34.28; linear
+        latents at 0.05 then the residual 34.24 offline), so they get 0.04 BPV; linear latents 0.1
+        (the CT: 32.78 dB at 0.075 against 32.49 at 0.04)."""
+        if self.residual_grid_bpv is not None:
+            return self.residual_grid_bpv
+        return BSPLINE_LATENT_BPV if self.upsampling_used == "bspline" else LINEAR_LATENT_BPV
+
+    @property
     def predicts_means(self) -> bool:
         """Each latent's Laplace centred on a predicted mean (model 4)."""
         return self.entropy == "predictive"
@@ -335,7 +350,8 @@ class GridConfig:
         _require(self.residual in RESIDUALS, f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         _require(self.residual != "dct" or self.entropy == "context",
                  "the residual layer (models 9 and 10) needs the context entropy model")
-        _require(self.residual_grid_bpv > 0, f"residual_grid_bpv must be > 0, got {self.residual_grid_bpv}")
+        _require(self.residual_grid_bpv is None or self.residual_grid_bpv > 0,
+                 f"residual_grid_bpv must be > 0 (or None: by the upsampling), got {self.residual_grid_bpv}")
         _require(0 < self.latent_share <= 1, f"latent_share must be in (0, 1], got {self.latent_share}")
         _require(not (self.sparse_fine and self.context_coded),
                  "the sparse full-resolution step (sparse_fine) needs the factorised entropy model")

@@ -55,7 +55,7 @@ class GridCoded:
     zeroed: int
 
 
-RESIDUAL_FROM = 0.4  # ``auto`` adds the residual layer from this multiple of residual_grid_bpv
+RESIDUAL_FROM_BPV = 0.04  # ``auto`` adds the residual layer from this budget
 
 
 def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_voxels: int) -> CompressConfig:
@@ -68,7 +68,7 @@ def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_vox
     if grid.residual != "auto":
         return config
     bpv = 8.0 * target_bytes / max(1, n_voxels)
-    wanted = ndim == 3 and grid.entropy == "context" and bpv >= RESIDUAL_FROM * grid.residual_grid_bpv
+    wanted = ndim == 3 and grid.entropy == "context" and bpv >= RESIDUAL_FROM_BPV
     return dataclasses.replace(config, grid=dataclasses.replace(grid, residual="dct" if wanted else "none"))
 
 
@@ -98,6 +98,14 @@ def section_overhead(config: CompressConfig) -> int:
     # volume is seen (budget checks run before)
     params = GridLayout(grid.levels, grid.grid_hidden, grid.grid_layers).params()
     return SECTION_FIXED_BYTES + context + residual + -(-params * SYNTHESIS_BITS_GUESS // 8) + 16
+
+
+def latent_budget(config: CompressConfig, ndim: int, target: int, n_voxels: int) -> int:
+    """The file bytes the latents are fitted to beside a residual layer: min(residual_grid_bpv,
+    latent_share × the budget), never below the smallest latent file; the residual gets the rest."""
+    grid = config.grid
+    return min(target, max(smallest_grid_file(ndim, config), int(min(
+        grid.residual_grid_bpv_used * n_voxels / 8, grid.latent_share * target))))
 
 
 def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
@@ -218,10 +226,8 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         yield StageStarted("quantise", "every tile is constant: stored as its value, no fit")
         return GridCoded(records, [b""] * len(blocks), untrained_section(config), 0, 0.0, 0.0, 0)
     whole_target = target
-    if residual:  # the latents get min(residual_grid_bpv, latent_share × budget); the residual the rest
-        grid = config.grid
-        target = min(target, max(smallest_grid_file(array.ndim, config), int(min(
-            grid.residual_grid_bpv * array.size / 8, grid.latent_share * target))))
+    if residual:
+        target = latent_budget(config, array.ndim, target, array.size)
     length_fields = 4 * len(tiles) if residual else 0  # each tile's u32 latent length (models 7, 8)
     span = data.span if data.span > 0 else 1.0
     normalised = ((array.astype(np.float32) - np.float32(data.low)) / np.float32(span)).astype(np.float32)

@@ -219,7 +219,7 @@ def _probability_code(zero: int, one: int) -> int:
     return 0 if one == 0 else int(np.clip(round(256 * one / (zero + one)), 1, 255))
 
 
-def _significance(layout: TileLayout, q: np.ndarray) -> np.ndarray:
+def significance(layout: TileLayout, q: np.ndarray) -> np.ndarray:
     """(blocks, bands): whether the band of the block holds a non-zero coefficient."""
     out = np.zeros((len(layout.blocks), BANDS), bool)
     nonzero = q != 0
@@ -252,7 +252,7 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float,
             inside = np.flatnonzero(coded[layout.block_of])
             classes = layout.classes[inside].astype(np.int64)
         else:
-            significant = _significance(layout, q)
+            significant = significance(layout, q)
             previous = np.ones(len(layout.blocks), bool)
             for band in range(BANDS):
                 context = 2 * (BANDS * layout.bins + band) + previous
@@ -278,6 +278,39 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float,
         bits = n @ laplace_bits_each(m[:, None], SCALES[None, 1:])
         class_codes[int(c)] = 1 + int(np.argmin(bits))
     return ResidualModel(step, flag_codes, tuple(class_codes), band_codes, coding)
+
+
+def coefficient_bits(layout: TileLayout, q: np.ndarray, model: ResidualModel, members: np.ndarray,
+                     magnitudes: np.ndarray) -> np.ndarray:
+    """Coding 2: the bits the coefficients at ``members`` would take at each of ``magnitudes``
+    (members × candidates) under ``model``'s class codes, their classes read from ``q``'s
+    neighbourhoods. A class that is not coded costs nothing for a zero and 10⁹ bits otherwise. For
+    the encoder's rate–distortion decisions."""
+    classes = (NEIGHBOURHOODS * layout.classes[members].astype(np.int64)
+               + _neighbourhood(layout, q, members))
+    codes = np.array(model.class_codes, np.int64)[classes][:, None]
+    bits = laplace_bits_each(magnitudes, SCALES[codes])
+    return np.where(codes > 0, bits, np.where(magnitudes == 0, 0.0, 1e9))
+
+
+def band_flag_bits(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> np.ndarray:
+    """Coding 2: (blocks, bands, 2) the bits of each band's significance flag being 0 and 1 under
+    ``model``, the context's "band below significant" read from ``q`` (10⁹ for a flag the code rules
+    out). For the encoder's rate–distortion decisions."""
+    significant = significance(layout, q)
+    below = np.concatenate([np.ones((len(layout.blocks), 1), bool), significant[:, :-1]], axis=1)
+    context = 2 * (BANDS * layout.bins[:, None] + np.arange(BANDS)[None, :]) + below
+    p = np.array(model.band_codes, np.float64)[context] / 256.0
+    with np.errstate(divide="ignore"):
+        return np.stack((np.where(p < 1, -np.log2(1 - p), 1e9), np.where(p > 0, -np.log2(p), 1e9)),
+                        axis=-1)
+
+
+def band_sums(layout: TileLayout, values: np.ndarray) -> np.ndarray:
+    """(blocks, bands): ``values`` (one per coefficient) summed over each block's band."""
+    out = np.zeros((len(layout.blocks), BANDS))
+    np.add.at(out, (layout.block_of, layout.classes % BANDS), values)
+    return out
 
 
 def _categorical():  # type: ignore[no-untyped-def]
@@ -345,15 +378,15 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
     band_codes = np.array(model.band_codes, np.int64)
     class_codes = np.array(model.class_codes, np.int16)
     out = np.zeros(layout.classes.size, np.int32)  # what a decoder holds so far
-    significance = _significance(layout, q) if q is not None else None
+    given = significance(layout, q) if q is not None else None
     previous = np.ones(len(layout.blocks), bool)
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
     for band in range(BANDS):
         context = 2 * (BANDS * layout.bins + band) + previous
         asked = np.flatnonzero(coded & layout.has_band[:, band] & (band_codes[context] > 0))
         flag_codes = band_codes[context[asked]]
-        if significance is not None:
-            flags = significance[asked, band].astype(np.int32)
+        if given is not None:
+            flags = given[asked, band].astype(np.int32)
         else:
             flags = decode(flag_codes, True) if asked.size else np.zeros(0, np.int32)
         parts.append((flags, flag_codes, True))
