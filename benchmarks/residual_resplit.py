@@ -1,0 +1,105 @@
+"""How a budget should split between latents and the residual layer, without refitting.
+
+A finished latent-grid file (models 3 and 5, latents alone; or 9 and 10, with a residual) is decoded
+tile by tile as a reader does; its residual layer is then coded again by the encoder's own code
+(``core.grid_residual.code_residual``) at each larger total budget given, so the latents of one fit,
+fitted at the file's rate r, can be measured under any total B > r. ``--no-latents`` codes the DCT
+blocks over a zero base instead (no latents at all). ``--rd-lambda`` sets the rate–distortion
+quantisation (``none``: the dead zone alone). PSNR over the data range from the squared error of the
+tiles (no deblocking, no rounding to the dtype: within 0.1 dB of the files' own on the table's rows).
+
+    python benchmarks/residual_resplit.py runs/mri_t1_colin27_grid_0.05.sci \
+        ../shared/data/mri_t1_colin27.tif --bpv 0.1 0.25 --out benchmarks/results/grid/s28/resplit_mri.json
+
+Session 28 (docs/benchmarks.md §7): the MRI's B-spline latents at 0.0375 BPV reached 35.22 dB at
+0.1 BPV where latents at 0.075 reached 34.22, so B-spline latents now get at most 0.04 BPV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from napari_sci.core.decoder import VolumeDecoder
+from napari_sci.core.grid_residual import RD_LAMBDA, code_residual, decoded_tiles
+from napari_sci.core.volume_files import read_volume
+from napari_sci.io import residual as residual_coding
+from napari_sci.io.container import read_sci
+from napari_sci.io.format import KIND_GRID, grid_section
+from napari_sci.io.residual import SECTION_BYTES, WRITTEN_CODING, split_payload
+from napari_sci.models import residual_blocks
+
+
+def _tiles(sci: str, original: str) -> dict:
+    """The file's grid tiles: normalised targets, the synthesis output of their latents, level 1, and
+    the bytes the file spends besides its residual streams."""
+    contents = read_sci(sci)
+    header = contents.header
+    section = grid_section(header)
+    decoder = VolumeDecoder(contents)
+    volume, _ = read_volume(original)
+    span = header.value_max - header.value_min
+    normalised = (volume.astype(np.float32) - np.float32(header.value_min)) / np.float32(span or 1.0)
+    latents, residual_bytes, targets = [], 0, []
+    for index in np.flatnonzero(header.blocks["kind"] == KIND_GRID):
+        payload = contents.payloads[index]
+        latent, residual = split_payload(payload) if section.residual is not None else (payload, b"")
+        latents.append(latent)
+        residual_bytes += len(residual)
+        box = tuple(slice(o, o + s) for o, s in zip(decoder.origins[index], decoder.sizes[index]))
+        targets.append(normalised[box])
+    decoded, level1 = decoded_tiles(latents, [t.shape for t in targets], section.layout,
+                                    section.synthesis, section.latent_step, section.context)
+    # a file without a residual would add the residual model and each tile's u32 latent length
+    added = 0 if section.residual is not None else SECTION_BYTES[WRITTEN_CODING] + 4 * len(targets)
+    return {"targets": targets, "decoded": decoded, "level1": level1, "voxels": volume.size,
+            "fixed": contents.file_size - residual_bytes + added,
+            "file_bpv": 8 * contents.file_size / volume.size}
+
+
+def _psnr(tiles: dict, decoded: list[np.ndarray], level1: list, model, streams: list[bytes]) -> float:
+    error = 0.0
+    for target, base, l1, stream in zip(tiles["targets"], decoded, level1, streams):
+        layout = residual_coding.tile_layout(target.shape, l1)
+        q = (residual_coding.decode(stream, layout, model) if stream
+             else np.zeros(layout.classes.size, np.int32))
+        error += float(((np.asarray(target, np.float64) - base
+                         - residual_blocks.reconstruct(layout, q, model.step)) ** 2).sum())
+    return -10 * math.log10(max(error, 1e-30) / tiles["voxels"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sci")
+    parser.add_argument("original")
+    parser.add_argument("--bpv", type=float, nargs="+", required=True, help="total budgets to measure")
+    parser.add_argument("--rd-lambda", default=str(RD_LAMBDA), help="λ of rd_quantise, or none")
+    parser.add_argument("--no-latents", action="store_true", help="the DCT blocks over a zero base")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    rd = None if args.rd_lambda == "none" else float(args.rd_lambda)
+    tiles = _tiles(args.sci, args.original)
+    decoded, level1, fixed = tiles["decoded"], tiles["level1"], tiles["fixed"]
+    if args.no_latents:
+        decoded = [np.zeros(t.shape) for t in tiles["targets"]]
+        level1, fixed = [None] * len(decoded), 0
+    rows = []
+    for bpv in args.bpv:
+        room = int(bpv * tiles["voxels"] / 8) - fixed
+        model, streams = code_residual(tiles["targets"], decoded, level1, room, rd_lambda=rd)
+        row = {"total_bpv": bpv, "residual_bytes": sum(map(len, streams)), "room": room,
+               "step": model.step, "psnr_data": _psnr(tiles, decoded, level1, model, streams)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    result = {"sci": args.sci, "original": args.original, "file_bpv": tiles["file_bpv"],
+              "latents": not args.no_latents, "rd_lambda": rd, "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
