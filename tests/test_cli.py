@@ -83,9 +83,14 @@ def test_info(sci_file):
     assert info["shape"] == [32, 40, 36]
     assert info["spacing"] == pytest.approx([1.5, 0.8, 0.8])
     assert len(info["block_table"]) == info["blocks"]
+    # every byte accounted for: header (model section inside it) plus each block's payload
+    assert info["header_bytes"] + sum(b["bytes"] for b in info["block_table"]) == info["bytes"]
+    assert 0 <= info["section_bytes"] < info["header_bytes"]
     code, text = run(["info", str(path)])
     assert code == 0
     assert "blocks" in text
+    assert f"header {info['header_bytes']} bytes" in text
+    assert text.count(" bytes\n") >= info["blocks"]  # each block's line ends with its bytes
 
 
 def test_info_names_every_block_kind_of_a_lossless_grid_file(neuron, tmp_path):

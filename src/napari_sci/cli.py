@@ -396,6 +396,8 @@ def describe(path: str) -> dict[str, Any]:
         "dtype": str(h.dtype),
         "spacing": list(h.spacing), "value_range": [h.value_min, h.value_max],
         "bytes": array.file_size, "bpv": array.bpv, "ratio": array.ratio, "psnr_data": h.psnr,
+        # where the bytes go: preamble and header (the model section included), then the payloads
+        "header_bytes": array.file_size - int(h.blocks["length"].sum()), "section_bytes": len(h.section),
         "blocks": len(h.blocks), "networks": len(networks),
         "parameters": sum(param_count(h.ndim, int(b["first_width"]), int(b["hidden_width"]), h.layers)
                           for b in networks),
@@ -429,11 +431,14 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
           f"PSNR {_fmt(info['psnr_data'])} dB (data range)\n"
           f"  {info['blocks']} blocks ({info['networks']} networks, {info['parameters']} parameters),"
           f" {info['partition']['method']} partition, allocation {info['allocation']}, "
-          f"{info['steps']} steps", file=out)
+          f"{info['steps']} steps\n"
+          f"  header {info['header_bytes']} bytes (model section {info['section_bytes']}), "
+          f"payloads {info['bytes'] - info['header_bytes']} bytes", file=out)
     for b in info["block_table"]:
         net = (f"SIREN {b['first_width']}/{b['hidden_width']}" if b["kind"] == "siren"
                else f"{b['kind']} {b['lo']:g}")
-        print(f"    node {b['node']:>5} at {b['origin']} size {b['size']}: {net}", file=out)
+        print(f"    node {b['node']:>5} at {b['origin']} size {b['size']}: {net}, {b['bytes']} bytes",
+              file=out)
     return EXIT_OK
 
 
