@@ -47,8 +47,8 @@ def rd_quantise(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float, lam
     non-zero coefficient keeps its magnitude, steps one down or becomes zero, whichever costs least
     in squared error + ``lam``·step²·bits under the codes the rounded coefficients would get; then a
     band of a block whose coefficients do not pay for their bits and significance flag is zeroed
-    (isolated ±1s in high bands, mostly). Offline, the same bytes of the table's files: +0.07 to
-    +0.16 dB against a dead zone of 0.33 (docs/benchmarks.md §7, session 28)."""
+    (isolated ±1s in high bands, mostly). Offline, the same bytes of the table's files: +0.03 to
+    +0.24 dB against a dead zone of 0.33 (docs/benchmarks.md §7, session 28). Coding 2 only."""
     rounded = [residual_coding.quantise(c, step, 0.5) for _, c in tiles]
     model = residual_coding.best_codes([(layout, q) for (layout, _), q in zip(tiles, rounded)], step)
     return [_rd_tile(layout, c, q, model, lam) if q.any() else q
