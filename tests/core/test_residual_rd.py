@@ -33,9 +33,9 @@ def test_the_bit_model_matches_the_coded_stream(tile):
     q = R.quantise(coefficients, 0.004)
     model = R.best_codes([(layout, q)], 0.004)
     significant = R.significance(layout, q)
-    inside = np.flatnonzero(significant[layout.block_of, layout.classes % R.BANDS])
+    inside = np.flatnonzero(significant[layout.block_of, layout.bands])
     bits = R.coefficient_bits(layout, q, model, inside, np.abs(q[inside])[:, None]).sum()
-    flags = R.band_flag_bits(layout, q, model)
+    flags = R.band_flag_bits(layout, significant, model)
     coded = np.add.reduceat((q != 0).astype(int), layout.starts[:-1]) > 0
     asked = coded[:, None] & layout.has_band
     bits += flags[..., 1][asked & significant].sum() + flags[..., 0][asked & ~significant].sum()

@@ -68,10 +68,11 @@ def _rd_tile(layout: TileLayout, coefficients: np.ndarray, q: np.ndarray, model:
     # a band pays its flag and every one of its coefficients' bits (zeros too) for its squared error
     gain = residual_coding.band_sums(layout, scaled ** 2 - (scaled - m) ** 2)
     own = residual_coding.coefficient_bits(layout, q, model, np.arange(q.size), m[:, None])[:, 0]
-    flags = residual_coding.band_flag_bits(layout, q, model)
-    drop = residual_coding.significance(layout, q) & (
-        gain < lam * (flags[..., 1] - flags[..., 0] + residual_coding.band_sums(layout, own)))
-    q[drop[layout.block_of, layout.classes % residual_coding.BANDS]] = 0
+    significant = residual_coding.significance(layout, q)
+    flags = residual_coding.band_flag_bits(layout, significant, model)
+    price = flags[..., 1] - flags[..., 0] + residual_coding.band_sums(layout, own)
+    drop = significant & (gain < lam * price)
+    q[drop[layout.block_of, layout.bands]] = 0
     return q
 
 

@@ -126,9 +126,14 @@ class TileLayout:
     block_of: np.ndarray  # (coefficients,) the block each belongs to
 
     @functools.cached_property
+    def bands(self) -> np.ndarray:
+        """(coefficients,) each coefficient's band (its class modulo 12), computed once a tile."""
+        return self.classes % BANDS
+
+    @functools.cached_property
     def band_members(self) -> list[np.ndarray]:
         """Coding 2: per band, its coefficients' positions in coding order (ascending)."""
-        band = self.classes % BANDS
+        band = self.bands
         order = np.argsort(band, kind="stable").astype(np.int32)  # a tile: at most 2^24 voxels
         cuts = np.searchsorted(band[order], np.arange(BANDS + 1))
         return [order[cuts[b]:cuts[b + 1]] for b in range(BANDS)]
@@ -137,7 +142,7 @@ class TileLayout:
     def has_band(self) -> np.ndarray:
         """Coding 2: (blocks, bands) whether the block has a coefficient in the band."""
         out = np.zeros((len(self.blocks), BANDS), bool)
-        out[self.block_of, self.classes % BANDS] = True
+        out[self.block_of, self.bands] = True
         return out
 
     @functools.cached_property
@@ -223,8 +228,19 @@ def significance(layout: TileLayout, q: np.ndarray) -> np.ndarray:
     """(blocks, bands): whether the band of the block holds a non-zero coefficient."""
     out = np.zeros((len(layout.blocks), BANDS), bool)
     nonzero = q != 0
-    out[layout.block_of[nonzero], layout.classes[nonzero] % BANDS] = True
+    out[layout.block_of[nonzero], layout.bands[nonzero]] = True
     return out
+
+
+def _band_context(bins: np.ndarray, band: int | np.ndarray, below: np.ndarray) -> np.ndarray:
+    """Coding 2: a band flag's probability context, 2·(12·bin + band) + "band below significant"."""
+    return 2 * (BANDS * bins + band) + below
+
+
+def _coefficient_class(layout: TileLayout, q: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Coding 2: the class of the coefficients at ``members``, 4·(12·bin + band) + neighbourhood, the
+    neighbourhood read from ``q``."""
+    return NEIGHBOURHOODS * layout.classes[members].astype(np.int64) + _neighbourhood(layout, q, members)
 
 
 def _neighbourhood(layout: TileLayout, q: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -255,13 +271,12 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float,
             significant = significance(layout, q)
             previous = np.ones(len(layout.blocks), bool)
             for band in range(BANDS):
-                context = 2 * (BANDS * layout.bins + band) + previous
+                context = _band_context(layout.bins, band, previous)
                 asked = coded & layout.has_band[:, band]
                 np.add.at(bands, (context[asked], significant[asked, band].astype(np.int64)), 1)
                 previous = significant[:, band]
-            inside = np.flatnonzero(significant[layout.block_of, layout.classes % BANDS])
-            classes = (NEIGHBOURHOODS * layout.classes[inside].astype(np.int64)
-                       + _neighbourhood(layout, q, inside))
+            inside = np.flatnonzero(significant[layout.block_of, layout.bands])
+            classes = _coefficient_class(layout, q, inside)
         keys.append(classes * (LATENT_LIMIT + 1) + np.abs(q[inside]))
     flag_codes = tuple(_probability_code(zero, one) for zero, one in flags)
     band_codes = tuple(_probability_code(zero, one) for zero, one in bands) if coding == 2 else ()
@@ -286,20 +301,18 @@ def coefficient_bits(layout: TileLayout, q: np.ndarray, model: ResidualModel, me
     (members × candidates) under ``model``'s class codes, their classes read from ``q``'s
     neighbourhoods. A class that is not coded costs nothing for a zero and 10⁹ bits otherwise. For
     the encoder's rate–distortion decisions."""
-    classes = (NEIGHBOURHOODS * layout.classes[members].astype(np.int64)
-               + _neighbourhood(layout, q, members))
-    codes = np.array(model.class_codes, np.int64)[classes][:, None]
+    codes = np.array(model.class_codes, np.int64)[_coefficient_class(layout, q, members)][:, None]
     bits = laplace_bits_each(magnitudes, SCALES[codes])
     return np.where(codes > 0, bits, np.where(magnitudes == 0, 0.0, 1e9))
 
 
-def band_flag_bits(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> np.ndarray:
+def band_flag_bits(layout: TileLayout, significant: np.ndarray, model: ResidualModel) -> np.ndarray:
     """Coding 2: (blocks, bands, 2) the bits of each band's significance flag being 0 and 1 under
-    ``model``, the context's "band below significant" read from ``q`` (10⁹ for a flag the code rules
-    out). For the encoder's rate–distortion decisions."""
-    significant = significance(layout, q)
+    ``model``, the context's "band below significant" read from ``significant`` (blocks × bands, as
+    :func:`significance` gives; 10⁹ for a flag the code rules out). For the encoder's rate–distortion
+    decisions."""
     below = np.concatenate([np.ones((len(layout.blocks), 1), bool), significant[:, :-1]], axis=1)
-    context = 2 * (BANDS * layout.bins[:, None] + np.arange(BANDS)[None, :]) + below
+    context = _band_context(layout.bins[:, None], np.arange(BANDS)[None, :], below)
     p = np.array(model.band_codes, np.float64)[context] / 256.0
     with np.errstate(divide="ignore"):
         return np.stack((np.where(p < 1, -np.log2(1 - p), 1e9), np.where(p > 0, -np.log2(p), 1e9)),
@@ -309,7 +322,7 @@ def band_flag_bits(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> n
 def band_sums(layout: TileLayout, values: np.ndarray) -> np.ndarray:
     """(blocks, bands): ``values`` (one per coefficient) summed over each block's band."""
     out = np.zeros((len(layout.blocks), BANDS))
-    np.add.at(out, (layout.block_of, layout.classes % BANDS), values)
+    np.add.at(out, (layout.block_of, layout.bands), values)
     return out
 
 
@@ -382,7 +395,7 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
     previous = np.ones(len(layout.blocks), bool)
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
     for band in range(BANDS):
-        context = 2 * (BANDS * layout.bins + band) + previous
+        context = _band_context(layout.bins, band, previous)
         asked = np.flatnonzero(coded & layout.has_band[:, band] & (band_codes[context] > 0))
         flag_codes = band_codes[context[asked]]
         if given is not None:
@@ -394,8 +407,7 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
         significant[asked] = flags == 1
         members = layout.band_members[band]
         members = members[significant[layout.block_of[members]]]
-        codes = class_codes[NEIGHBOURHOODS * layout.classes[members].astype(np.int64)
-                            + _neighbourhood(layout, out, members)]
+        codes = class_codes[_coefficient_class(layout, out, members)]
         members, codes = members[codes > 0], codes[codes > 0]
         if q is not None:
             symbols = q[members]
