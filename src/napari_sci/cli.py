@@ -50,6 +50,14 @@ def _finest_level(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected auto or a level number, got {text!r}") from None
 
 
+def _block_shape(text: str) -> tuple[int, int, int]:
+    """``--residual-block``: ``ZxYxX`` voxels, e.g. ``4x16x16``."""
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected three sizes as ZxYxX (e.g. 4x16x16), got {text!r}")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
 def _add_compress(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compress", help="compress a volume to a .sci file",
                        description="Compress a TIFF, .npy or zarr volume to a .sci file of at most "
@@ -123,12 +131,16 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                         "only); auto: bspline unless --entropy factorised (default %(default)s)")
     p.add_argument("--residual", choices=RESIDUALS, default=grid.residual,
                    help="grid: dct: latents up to 0.04 BPV with the B-spline, 0.1 with linear "
-                        "upsampling (at most 3/4 of the budget) and the rest spent on 8x8x8 DCT "
+                        "upsampling (at most 3/4 of the budget) and the rest spent on DCT "
                         "blocks of what they leave (3-D, context entropy); none; auto: dct for 3-D "
                         "volumes from 0.04 BPV (default %(default)s)")
     p.add_argument("--residual-grid-bpv", type=float, default=grid.residual_grid_bpv,
                    help="grid, with a residual layer: the most bits per voxel the latents get, the "
                         "rest going to the DCT blocks (default: 0.04 with the B-spline, 0.1 linear)")
+    p.add_argument("--residual-block", type=_block_shape, default=grid.residual_block, metavar="ZxYxX",
+                   help="grid, with a residual layer: the DCT blocks' shape, e.g. 4x16x16 (powers of two "
+                        "2-32, at most 4096 voxels); default: the best of 8x8x8, 16x16x16 and the "
+                        "4x16x16 shapes at the budget")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")
@@ -307,7 +319,7 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         finest_level=None if args.finest_level == "auto" else args.finest_level,
         sparse_fine=args.fine_updates == "sparse", entropy=args.entropy,
         upsampling=args.upsampling, residual=args.residual, exact_tiles=args.exact_tiles,
-        grid_lr=args.grid_lr, residual_grid_bpv=args.residual_grid_bpv)
+        grid_lr=args.grid_lr, residual_grid_bpv=args.residual_grid_bpv, residual_block=args.residual_block)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading
@@ -485,6 +497,7 @@ FAMILY_OPTIONS = {
     "--grid-hidden": "grid_hidden", "--max-tiles": "max_tiles", "--finest-level": "finest_level",
     "--fine-updates": "sparse_fine", "--entropy": "entropy", "--upsampling": "upsampling",
     "--residual": "residual", "--residual-grid-bpv": "residual_grid_bpv",
+    "--residual-block": "residual_block",
     "--exact-tiles": "exact_tiles", "--no-exact-tiles": "exact_tiles", "--grid-samples": "grid_samples",
     "--grid-lr": "grid_lr"}
 

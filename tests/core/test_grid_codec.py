@@ -18,9 +18,9 @@ from napari_sci.io.format import (
     KIND_GRID,
     MODEL_GRID,
     MODEL_GRID_CONTEXT,
-    MODEL_GRID_CONTEXT_BANDED,
     MODEL_GRID_CONTEXT_BSPLINE,
-    MODEL_GRID_CONTEXT_BSPLINE_BANDED,
+    MODEL_GRID_CONTEXT_BSPLINE_SHAPED,
+    MODEL_GRID_CONTEXT_SHAPED,
     MODEL_GRID_PREDICTIVE,
     MODEL_GRID_PREDICTIVE_BSPLINE,
 )
@@ -44,8 +44,8 @@ def grid_config(**kw):
     ("mri", "predictive", "linear", "none", MODEL_GRID_PREDICTIVE),
     ("mri", "context", "bspline", "none", MODEL_GRID_CONTEXT_BSPLINE),
     ("ct", "predictive", "bspline", "none", MODEL_GRID_PREDICTIVE_BSPLINE),
-    ("mri", "context", "linear", "auto", MODEL_GRID_CONTEXT_BANDED),
-    ("ct", "context", "bspline", "dct", MODEL_GRID_CONTEXT_BSPLINE_BANDED)])
+    ("mri", "context", "linear", "auto", MODEL_GRID_CONTEXT_SHAPED),
+    ("ct", "context", "bspline", "dct", MODEL_GRID_CONTEXT_BSPLINE_SHAPED)])
 def test_grid_round_trip_within_budget_and_above_the_mean(name, entropy, upsampling, residual, model,
                                                           request):
     volume = request.getfixturevalue(name)

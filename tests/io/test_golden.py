@@ -26,9 +26,11 @@ VERSIONS = (1, 2, 3)
 GOLDENS = {"v1": 1, "v2": 2, "v3": 3, "v3_context": 3, "v3_exact": 3, "v3_predictive": 3,
            "v3_context_bspline": 3, "v3_predictive_bspline": 3, "v3_context_residual": 3,
            "v3_context_bspline_residual": 3, "v3_context_residual_banded": 3,
-           "v3_context_bspline_residual_banded": 3}
+           "v3_context_bspline_residual_banded": 3, "v3_context_residual_shaped": 3,
+           "v3_context_bspline_residual_shaped": 3}
 # how each golden file was made: (bits per voxel, settings); the *_residual files (models 7 and 8)
-# were made by session 26's encoder, which the same settings now write as models 9 and 10 (*_banded)
+# were made by session 26's encoder, which the same settings wrote as models 9 and 10 (*_banded) in
+# sessions 27–28 and now write as models 11 and 12 (*_shaped, here with a block shape given)
 RECIPES = {"v1": (3.0, {"model": "siren", "format": 1}), "v2": (1.0, {"model": "siren", "format": 2}),
            "v3": (0.05, {"model": "grid", "entropy": "factorised"}),
            "v3_context": (0.05, {"model": "grid", "entropy": "context"}),
@@ -43,14 +45,21 @@ RECIPES = {"v1": (3.0, {"model": "siren", "format": 1}), "v2": (1.0, {"model": "
            "v3_context_residual_banded": (0.25, {"model": "grid", "entropy": "context", "residual": "dct",
                                                  "upsampling": "linear"}),
            "v3_context_bspline_residual_banded": (0.25, {"model": "grid", "entropy": "context",
-                                                         "residual": "dct", "upsampling": "bspline"})}
+                                                         "residual": "dct", "upsampling": "bspline"}),
+           "v3_context_residual_shaped": (0.25, {"model": "grid", "entropy": "context", "residual": "dct",
+                                                 "upsampling": "linear", "residual_block": (4, 16, 16)}),
+           "v3_context_bspline_residual_shaped": (0.25, {"model": "grid", "entropy": "context",
+                                                         "residual": "dct", "upsampling": "bspline",
+                                                         "residual_block": (16, 8, 4)})}
 # the crop of the bundled sample each was made from (the grid's tiles are at least 32k voxels)
 CROPS = {"v1": np.s_[20:36, 40:72, 40:80], "v2": np.s_[20:36, 40:72, 40:80], "v3": np.s_[16:48, :, :],
          "v3_context": np.s_[16:48, :, :], "v3_exact": np.s_[16:48, :, :],
          "v3_predictive": np.s_[16:48, :, :], "v3_context_bspline": np.s_[16:48, :, :],
          "v3_predictive_bspline": np.s_[16:48, :, :], "v3_context_residual": np.s_[16:48, :, :],
          "v3_context_bspline_residual": np.s_[16:48, :, :], "v3_context_residual_banded": np.s_[16:48, :, :],
-         "v3_context_bspline_residual_banded": np.s_[16:48, :, :]}
+         "v3_context_bspline_residual_banded": np.s_[16:48, :, :],
+         "v3_context_residual_shaped": np.s_[16:48, :, :],
+         "v3_context_bspline_residual_shaped": np.s_[16:48, :, :]}
 SPARSE = {"v3_exact": 150}  # values at or under it set to 0: a sparse volume, stored losslessly
 # names whose file may be (re)made: only a new one, never a released one
 REGENERATE = ()
@@ -134,7 +143,11 @@ GOLDEN_SHA256 = {"v1": "74f21f2844f9d84409ad5cc5fd7057e0f4a69204e21318eea382dc9e
                  "v3_context_residual_banded":
                      "7cd46f778df98a20f2842afe22b403068c29df8905e19a9b57e2291f978231ba",
                  "v3_context_bspline_residual_banded":
-                     "756c143262367ff2312389ba658467e21fc657f10bebeab2873778ee13e8af4e"}
+                     "756c143262367ff2312389ba658467e21fc657f10bebeab2873778ee13e8af4e",
+                 "v3_context_residual_shaped":
+                     "82b83ee900a6e352811eac9dc074a8b4af968e10d58e7a2ecee7be0a5c971247",
+                 "v3_context_bspline_residual_shaped":
+                     "e51a77802d7f32ab4be4f0fda16ac96d059c129cc934c267e704ad09edf94795"}
 
 
 def test_every_supported_version_has_a_pinned_golden_file():

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from napari_sci.base.grid_geometry import residual_block_ok
 from napari_sci.errors import SciConfigError
 
 PartitionMethod = Literal["adaptive", "equal", "none"]
@@ -274,8 +275,8 @@ class GridConfig:
         predictive entropy models when it fits the volume clearly better than linear interpolation
         (``models.grid_fit.choose_upsampling``; of the development volumes, the MRI), else ``linear``.
     residual
-        ``dct`` (models 9 and 10, 3-D volumes, context entropy): the latents are fitted to
-        min(``residual_grid_bpv``, ``latent_share`` × the budget) and what they leave is coded as 8³
+        ``dct`` (models 11 and 12, 3-D volumes, context entropy): the latents are fitted to
+        min(``residual_grid_bpv``, ``latent_share`` × the budget) and what they leave is coded as
         DCT blocks with the rest — a latent fit's curve flattens near 0.1 BPV and a block transform
         codes the residual at a far steeper slope (docs/benchmarks.md §7, sessions 26–27); ``none``;
         ``auto`` (the default): ``dct`` for a 3-D volume with the context entropy model when the
@@ -287,6 +288,11 @@ class GridConfig:
         MRI +0.9, light-sheet +0.5, CT −0.2 dB; at 0.25 BPV the latents at 0.1 beat 0.15 on the CT).
         ``None`` (the default): 0.04 BPV with the B-spline, 0.1 with linear upsampling
         (:attr:`residual_grid_bpv_used`).
+    residual_block
+        The residual's block shape, voxels per axis (each a power of two 2–32, at most 4,096 voxels);
+        ``None`` (the default): the encoder codes the residual with 8³, 16³ and the three shapes of
+        4 on one axis and 16 on the others, and keeps the best at the budget (session 29: the
+        light-sheet crop +0.47 dB with 4×16×16 at 0.1 BPV, the MRI +0.33 with 16³).
     """
 
     levels: int = 7
@@ -309,6 +315,7 @@ class GridConfig:
     residual: str = "auto"
     residual_grid_bpv: float | None = None
     latent_share: float = 0.75
+    residual_block: tuple[int, int, int] | None = None
 
     @property
     def context_coded(self) -> bool:
@@ -349,10 +356,13 @@ class GridConfig:
                  "B-spline upsampling (models 5 and 6) needs the context or predictive entropy model")
         _require(self.residual in RESIDUALS, f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         _require(self.residual != "dct" or self.entropy == "context",
-                 "the residual layer (models 9 and 10) needs the context entropy model")
+                 "the residual layer (models 11 and 12) needs the context entropy model")
         _require(self.residual_grid_bpv is None or self.residual_grid_bpv > 0,
                  f"residual_grid_bpv must be > 0 (or None: by the upsampling), got {self.residual_grid_bpv}")
         _require(0 < self.latent_share <= 1, f"latent_share must be in (0, 1], got {self.latent_share}")
+        _require(self.residual_block is None or residual_block_ok(self.residual_block),
+                 f"residual_block must be three powers of two 2–32 of at most 4,096 voxels (or None: "
+                 f"chosen by the encoder), got {self.residual_block}")
         _require(not (self.sparse_fine and self.context_coded),
                  "the sparse full-resolution step (sparse_fine) needs the factorised entropy model")
         _require(self.compile_step in ("auto", "on", "off"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,17 @@ from dataclasses import dataclass
 # hostile file of a few KB could make a reader decode for tens of seconds (a fuzz find), so larger
 # tiles are refused as corrupt and the encoder never writes one.
 MAX_TILE_VOXELS = 1 << 24
+# the residual layer's blocks (format 3, models 11 and 12): each axis a power of two, 2 to 32 voxels,
+# at most 16³ voxels in all
+RESIDUAL_BLOCK_SIDES = (2, 32)
+MAX_RESIDUAL_BLOCK_VOXELS = 4096
+
+
+def residual_block_ok(block: Sequence[int]) -> bool:
+    """Whether models 11 and 12 can state this residual block shape (three axes)."""
+    low, high = RESIDUAL_BLOCK_SIDES
+    return (len(block) == 3 and all(isinstance(m, numbers.Integral) and low <= m <= high and m & (m - 1) == 0
+                                    for m in block) and math.prod(block) <= MAX_RESIDUAL_BLOCK_VOXELS)
 
 
 def level_shape(shape: Sequence[int], level: int) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from napari_sci.base.grid_geometry import MAX_TILE_VOXELS, GridLayout, levels_fo
 from napari_sci.base.volume import ValueRange
 from napari_sci.core.events import FitCancelled, FitEvent, FitProgress, FitStarted, StageStarted
 from napari_sci.core.fit import as_stop_flag, resolve_device
-from napari_sci.core.grid_residual import code_residual, decoded_tiles
+from napari_sci.core.grid_residual import BLOCK_CANDIDATES, code_residual, decoded_tiles
 from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
 from napari_sci.errors import SciCancelledError, SciInputError
@@ -276,12 +276,14 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     if not zeroed:
         coded, _ = grid_quant.fill_to_budget(latents, scaled, target, overhead, coded, context=context)
     if residual and context is not None:
-        yield StageStarted("quantise", "coding what the latents leave as 8³ DCT blocks (residual layer)")
+        yield StageStarted("quantise", "coding what the latents leave as DCT blocks (residual layer)")
         shapes = [tuple(s.stop - s.start for s in blocks[i].slices) for i in tiles]
         decoded, level1 = decoded_tiles(coded, shapes, layout, synthesis, step, context)
         room = whole_target - overhead - sum(len(p) for p in coded)
+        block = config.grid.residual_block
+        shapes_tried = BLOCK_CANDIDATES if block is None else (tuple(int(m) for m in block),)
         model, streams = code_residual([normalised[blocks[i].slices] for i in tiles], decoded, level1,
-                                       room, stopped)
+                                       room, stopped, blocks=shapes_tried)
         if stopped():
             raise SciCancelledError("compression cancelled while coding the residual; nothing written")
         section = GridSection(layout, float(state.lam), synthesis, step, context, model).pack()

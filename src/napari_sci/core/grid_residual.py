@@ -1,5 +1,5 @@
-"""The encoder's residual layer (format 3, models 7 to 10): what the coded latents leave, as 8³ DCT
-blocks, at the step that fills the rest of the byte budget.
+"""The encoder's residual layer (format 3, models 7 to 12): what the coded latents leave, as DCT
+blocks of the shape that codes it best, at the step that fills the rest of the byte budget.
 
 The tiles are decoded exactly as a reader decodes them (the coded latents and synthesis), so the
 residual corrects what the file will show; the step is bisected on the real coded bytes.
@@ -76,54 +76,88 @@ def _rd_tile(layout: TileLayout, coefficients: np.ndarray, q: np.ndarray, model:
     return q
 
 
+BLOCK_CANDIDATES = ((8, 8, 8), (16, 16, 16), (4, 16, 16), (16, 4, 16), (16, 16, 4))
+# each candidate after the first: a bisection within ±2 octaves of the first's step
+CANDIDATE_OCTAVES, CANDIDATE_BISECTION_STEPS = 2.0, 9
+
+
+class _Blocks:
+    """A tile set's DCT coefficients under one block shape, coded at any step."""
+
+    def __init__(self, targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
+                 level1: Sequence[np.ndarray | None], block: Sequence[int], rd_lambda: float | None):
+        self.layouts = [residual_coding.tile_layout(t.shape, l1, block) for t, l1 in zip(targets, level1)]
+        self.coefficients = [residual_blocks.transform(np.asarray(t, np.float64) - d, block)
+                             for t, d in zip(targets, decoded)]
+        self.rd_lambda = rd_lambda
+
+    def coded(self, step: float, rd: bool) -> tuple[ResidualModel, list[bytes], float]:
+        """The model, the streams and the squared error (orthonormal blocks: the voxels' own)."""
+        if rd:
+            quantised = rd_quantise(list(zip(self.layouts, self.coefficients)), step, self.rd_lambda)
+        else:
+            quantised = [residual_coding.quantise(c, step) for c in self.coefficients]
+        tiles = list(zip(self.layouts, quantised))
+        model = residual_coding.best_codes(tiles, step)
+        error = sum(float(((c - step * q) ** 2).sum()) for c, q in zip(self.coefficients, quantised))
+        return model, [residual_coding.encode(layout, q, model) for layout, q in tiles], error
+
+
 def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
                   level1: Sequence[np.ndarray | None], room: int,
                   stopped: Callable[[], bool] = lambda: False,
-                  rd_lambda: float | None = RD_LAMBDA) -> tuple[ResidualModel, list[bytes]]:
+                  rd_lambda: float | None = RD_LAMBDA,
+                  blocks: Sequence[Sequence[int]] = BLOCK_CANDIDATES) -> tuple[ResidualModel, list[bytes]]:
     """The residual model and each tile's residual stream, the largest that fits ``room`` bytes (the
     model's own bytes excluded: the caller counts them).
 
-    ``targets`` are the tiles' normalised original values, ``decoded`` the synthesis output. The step
-    is bisected with dead-zone quantisation, then, unless ``rd_lambda`` is None, again within the
-    octave below it with :func:`rd_quantise` (which spends fewer bytes at a step, so a finer one)."""
-    layouts = [residual_coding.tile_layout(t.shape, l1) for t, l1 in zip(targets, level1)]
-    coefficients = [residual_blocks.transform(np.asarray(t, np.float64) - d)
-                    for t, d in zip(targets, decoded)]
-
-    def coded(step: float, rd: bool) -> tuple[ResidualModel, list[bytes]]:
-        if rd:
-            quantised = rd_quantise(list(zip(layouts, coefficients)), step, rd_lambda)
-        else:
-            quantised = [residual_coding.quantise(c, step) for c in coefficients]
-        tiles = list(zip(layouts, quantised))
-        model = residual_coding.best_codes(tiles, step)
-        return model, [residual_coding.encode(layout, q, model) for layout, q in tiles]
-
+    ``targets`` are the tiles' normalised original values, ``decoded`` the synthesis output. For each
+    block shape of ``blocks`` the step is bisected with dead-zone quantisation; the shape with the
+    least squared error at the budget is kept (the best shape differs by volume and rate: session 29,
+    docs/format.md "Models 11 and 12"). Then, unless ``rd_lambda`` is None, the step is bisected again
+    within the octave below with :func:`rd_quantise` (which spends fewer bytes at a step, so a finer
+    one)."""
     empty = (ResidualModel.empty(), [b""] * len(targets))
     if room <= 0:
         return empty
-    best = empty
+    best: tuple[ResidualModel, list[bytes], float] | None = None
 
-    def bisect(low: float, high: float, steps: int, rd: bool) -> float:
-        """log2 of the finest step found that fits (``high`` if none does)."""
-        nonlocal best
+    def bisect(shape: _Blocks, low: float, high: float, steps: int, rd: bool,
+               ) -> tuple[float, tuple[ResidualModel, list[bytes], float] | None]:
+        """log2 of the finest step found that fits (``high`` if none does) and its coding."""
+        found = None
         for _ in range(steps):
             if stopped():
                 break
             middle = 0.5 * (low + high)
-            model, streams = coded(2.0 ** middle, rd)
-            if sum(len(s) for s in streams) <= room:
-                best, high = (model, streams), middle
+            coding = shape.coded(2.0 ** middle, rd)
+            if sum(len(s) for s in coding[1]) <= room:
+                found, high = coding, middle
             else:
                 low = middle
-        return high
+        return high, found
 
     # log2 step: the size falls as it grows
-    plain = bisect(math.log2(residual_coding.STEP_RANGE[0]), 0.0, BISECTION_STEPS, False)
-    if rd_lambda is not None and best is not empty:
-        model, streams = coded(2.0 ** plain, True)
-        if sum(len(s) for s in streams) <= room:
-            best = (model, streams)
-            bisect(max(plain - 1.0, math.log2(residual_coding.STEP_RANGE[0])), plain,
-                   RD_BISECTION_STEPS, True)
-    return best
+    finest = math.log2(residual_coding.STEP_RANGE[0])
+    chosen, plain = None, 0.0
+    for index, block in enumerate(blocks):
+        shape = _Blocks(targets, decoded, level1, block, rd_lambda)
+        if index == 0:
+            log_step, found = bisect(shape, finest, 0.0, BISECTION_STEPS, False)
+            around = log_step
+        else:
+            log_step, found = bisect(shape, max(finest, around - CANDIDATE_OCTAVES),
+                                     min(0.0, around + CANDIDATE_OCTAVES), CANDIDATE_BISECTION_STEPS, False)
+        if found is not None and (best is None or found[2] < best[2]):
+            best, chosen, plain = found, shape, log_step
+        if stopped():
+            break
+    if chosen is None or best is None:
+        return empty
+    if rd_lambda is not None:
+        coding = chosen.coded(2.0 ** plain, True)
+        if sum(len(s) for s in coding[1]) <= room:
+            best = coding
+            found = bisect(chosen, max(plain - 1.0, finest), plain, RD_BISECTION_STEPS, True)[1]
+            best = found if found is not None else best
+    return best[0], best[1]

@@ -26,23 +26,29 @@ SUPPORTED_VERSIONS = frozenset({1, 2, 3})
 MODEL_SIREN, MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE = 1, 2, 3, 4  # version 3 model ids
 MODEL_GRID_CONTEXT_BSPLINE, MODEL_GRID_PREDICTIVE_BSPLINE = 5, 6  # models 3 and 4, B-spline upsampling
 MODEL_GRID_CONTEXT_RESIDUAL, MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL = 7, 8  # models 3 and 5 + a DCT residual
-# models 7 and 8 with the residual's coding 2 (band flags, coefficient contexts): what is written now
+# models 7 and 8 with the residual's coding 2 (band flags, coefficient contexts)
 MODEL_GRID_CONTEXT_BANDED, MODEL_GRID_CONTEXT_BSPLINE_BANDED = 9, 10
+# models 9 and 10 with the residual's coding 3 (the block shape stated): what is written now
+MODEL_GRID_CONTEXT_SHAPED, MODEL_GRID_CONTEXT_BSPLINE_SHAPED = 11, 12
 MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRID_CONTEXT,
              "grid-predictive": MODEL_GRID_PREDICTIVE, "grid-context-bspline": MODEL_GRID_CONTEXT_BSPLINE,
              "grid-predictive-bspline": MODEL_GRID_PREDICTIVE_BSPLINE,
              "grid-context-residual": MODEL_GRID_CONTEXT_RESIDUAL,
              "grid-context-bspline-residual": MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL,
              "grid-context-residual-banded": MODEL_GRID_CONTEXT_BANDED,
-             "grid-context-bspline-residual-banded": MODEL_GRID_CONTEXT_BSPLINE_BANDED}
+             "grid-context-bspline-residual-banded": MODEL_GRID_CONTEXT_BSPLINE_BANDED,
+             "grid-context-residual-shaped": MODEL_GRID_CONTEXT_SHAPED,
+             "grid-context-bspline-residual-shaped": MODEL_GRID_CONTEXT_BSPLINE_SHAPED}
 # latent grids: factorised, context-coded, context-coded with predicted means
 GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE, MODEL_GRID_CONTEXT_BSPLINE,
                MODEL_GRID_PREDICTIVE_BSPLINE, MODEL_GRID_CONTEXT_RESIDUAL,
                MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL, MODEL_GRID_CONTEXT_BANDED,
-               MODEL_GRID_CONTEXT_BSPLINE_BANDED)
+               MODEL_GRID_CONTEXT_BSPLINE_BANDED, MODEL_GRID_CONTEXT_SHAPED,
+               MODEL_GRID_CONTEXT_BSPLINE_SHAPED)
 # residual models (3-D files only) → the coding of their coefficients (docs/format.md)
 RESIDUAL_CODING = {MODEL_GRID_CONTEXT_RESIDUAL: 1, MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL: 1,
-                   MODEL_GRID_CONTEXT_BANDED: 2, MODEL_GRID_CONTEXT_BSPLINE_BANDED: 2}
+                   MODEL_GRID_CONTEXT_BANDED: 2, MODEL_GRID_CONTEXT_BSPLINE_BANDED: 2,
+                   MODEL_GRID_CONTEXT_SHAPED: 3, MODEL_GRID_CONTEXT_BSPLINE_SHAPED: 3}
 RESIDUAL_MODELS = tuple(RESIDUAL_CODING)
 # (GridConfig.entropy, GridConfig.upsampling, GridConfig.residual) → model id, and back
 GRID_MODEL_OF = {("factorised", "linear", "none"): MODEL_GRID,
@@ -50,11 +56,13 @@ GRID_MODEL_OF = {("factorised", "linear", "none"): MODEL_GRID,
                  ("predictive", "linear", "none"): MODEL_GRID_PREDICTIVE,
                  ("context", "bspline", "none"): MODEL_GRID_CONTEXT_BSPLINE,
                  ("predictive", "bspline", "none"): MODEL_GRID_PREDICTIVE_BSPLINE,
-                 ("context", "linear", "dct"): MODEL_GRID_CONTEXT_BANDED,
-                 ("context", "bspline", "dct"): MODEL_GRID_CONTEXT_BSPLINE_BANDED}
+                 ("context", "linear", "dct"): MODEL_GRID_CONTEXT_SHAPED,
+                 ("context", "bspline", "dct"): MODEL_GRID_CONTEXT_BSPLINE_SHAPED}
 GRID_KIND_OF_MODEL = {model: kind for kind, model in GRID_MODEL_OF.items()} | {
     MODEL_GRID_CONTEXT_RESIDUAL: ("context", "linear", "dct"),  # read forever, no longer written
-    MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL: ("context", "bspline", "dct")}
+    MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL: ("context", "bspline", "dct"),
+    MODEL_GRID_CONTEXT_BANDED: ("context", "linear", "dct"),
+    MODEL_GRID_CONTEXT_BSPLINE_BANDED: ("context", "bspline", "dct")}
 _MODEL_HEAD = struct.Struct("<BI")  # version 3: model id, section length
 PREAMBLE = struct.Struct("<8sHHII")  # magic, version, flags, header_length, header_crc
 MAX_HEADER_BYTES = 64 * 2**20
@@ -362,7 +370,7 @@ def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
 
 
 def grid_section(header: SciHeader) -> GridSection:
-    """The parsed model section of a latent-grid file (models 2–10)."""
+    """The parsed model section of a latent-grid file (models 2–12)."""
     entropy, upsampling, _ = GRID_KIND_OF_MODEL[header.model]
     return unpack_grid_section(header.section, context=entropy != "factorised",
                                mean=entropy == "predictive", upsampling=upsampling,

@@ -84,7 +84,7 @@ class GridSection:
     synthesis: bytes
     latent_step: float = 1.0
     context: ContextModel | None = None  # models 3 and 4: the latents' context entropy model
-    residual: ResidualModel | None = None  # models 7–10: the residual layer's step and codes
+    residual: ResidualModel | None = None  # models 7–12: the residual layer's step and codes
 
     def pack(self) -> bytes:
         fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam,
@@ -121,7 +121,7 @@ def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
                              f"{levels}-level context model")
     model = ContextModel.unpack(bytes(data[GRID_SECTION.size:start]), levels, mean) if context else None
     residual_model = None
-    if residual:  # the residual layer's coding: 1 (models 7 and 8) or 2 (models 9 and 10)
+    if residual:  # the residual layer's coding: 1 (models 7 and 8), 2 (models 9 and 10) or 3 (11 and 12)
         size = RESIDUAL_SECTION_BYTES[residual]
         if len(data) < start + size:
             raise SciFormatError(f"latent-grid model section of {len(data)} bytes has no room for its "
@@ -142,6 +142,6 @@ def tile_length_ok(length: int, tile_shape: Sequence[int], levels: int) -> bool:
 
 
 def residual_stream_ok(length: int, tile_shape: Sequence[int]) -> bool:
-    """A model 7–10 tile's residual stream: whole u32 words, at most 32 bits a coefficient and two
-    flags (a block's and, models 9 and 10, a band's: at most as many as coefficients)."""
+    """A model 7–12 tile's residual stream: whole u32 words, at most 32 bits a coefficient and two
+    flags (a block's and, models 9 to 12, a band's: at most as many as coefficients)."""
     return length % 4 == 0 and length <= 4 + 12 * math.prod(tile_shape)

@@ -1,9 +1,11 @@
-"""The residual layer of format 3's models 7 to 10: 8³ DCT blocks of integer coefficients per tile.
+"""The residual layer of format 3's models 7 to 12: DCT blocks of integer coefficients per tile (8³, or
+the shape models 11 and 12 state).
 
 A latent fit's rate–distortion curve flattens above ~0.1 BPV; a block transform codes what the latents
 leave at a far steeper slope (docs/benchmarks.md §7, session 26). Spec: docs/format.md "Models 7 and 8"
-(coding 1: every coefficient of a coded block is a symbol) and "Models 9 and 10" (coding 2: a flag per
-block and band, only significant bands' coefficients coded, scaled by their lower-frequency neighbours).
+(coding 1: every coefficient of a coded block is a symbol), "Models 9 and 10" (coding 2: a flag per
+block and band, only significant bands' coefficients coded, scaled by their lower-frequency neighbours)
+and "Models 11 and 12" (coding 3: coding 2 with the block shape in the model section).
 Contexts come from integers only (the tile's level-1 latents, the coefficient's position), so encoder
 and decoder agree on every machine. This module codes the integer coefficients; the transform itself
 (a float DCT) is ``models/residual_blocks``.
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_sci.base.grid_geometry import MAX_RESIDUAL_BLOCK_VOXELS, residual_block_ok
 from napari_sci.errors import SciFormatError
 from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, SCALES, laplace_bits_each
 
@@ -27,30 +30,33 @@ BANDS = 12
 ACTIVITY_THRESHOLDS = (1, 4, 16, 64, 256)
 BINS = len(ACTIVITY_THRESHOLDS) + 1
 CLASSES = BINS * BANDS
-BAND_CONTEXTS = BINS * BANDS * 2  # coding 2: (bin, band, previous band significant)
-NEIGHBOURHOODS = 4                 # coding 2: min(3, Σ |lower-frequency neighbours|)
-CODING_CLASSES = {1: CLASSES, 2: CLASSES * NEIGHBOURHOODS}
-WRITTEN_CODING = 2  # what the encoder writes (models 9 and 10); coding 1 (models 7 and 8) is read
+BAND_CONTEXTS = BINS * BANDS * 2  # codings 2 and 3: (bin, band, previous band significant)
+NEIGHBOURHOODS = 4                 # codings 2 and 3: min(3, Σ |lower-frequency neighbours|)
+CODING_CLASSES = {1: CLASSES, 2: CLASSES * NEIGHBOURHOODS, 3: CLASSES * NEIGHBOURHOODS}
+WRITTEN_CODING = 3  # what the encoder writes (models 11 and 12); codings 1 and 2 (models 7–10) are read
 STEP_RANGE = (2.0 ** -24, 1.0)
 _STEP = struct.Struct("<f")
 SECTION_BYTES = {1: _STEP.size + BINS + CLASSES,
-                 2: _STEP.size + BINS + BAND_CONTEXTS + CLASSES * NEIGHBOURHOODS}
+                 2: _STEP.size + BINS + BAND_CONTEXTS + CLASSES * NEIGHBOURHOODS,
+                 3: _STEP.size + 3 + BINS + BAND_CONTEXTS + CLASSES * NEIGHBOURHOODS}
 _LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
 class ResidualModel:
-    """The residual's part of the model section: coefficient step, flag and class codes, and for
-    coding 2 (models 9 and 10) the band codes."""
+    """The residual's part of the model section: coefficient step, flag and class codes, for codings
+    2 and 3 (models 9 to 12) the band codes, and for coding 3 the block shape."""
 
     step: float
     flag_codes: tuple[int, ...]   # per activity bin: 0 = no coded block, else P(coded) = code/256
     class_codes: tuple[int, ...]  # per class: 0 = all zero, else a Laplace scale code
-    band_codes: tuple[int, ...] = ()  # coding 2, per band context: 0 = never significant, else P·256
+    band_codes: tuple[int, ...] = ()  # codings 2 and 3, per band context: 0 = never significant, else P·256
     coding: int = 1
+    block: tuple[int, ...] = (BLOCK, BLOCK, BLOCK)  # coding 3 states it; 8³ before
 
     def pack(self) -> bytes:
-        return (_STEP.pack(self.step) + bytes(self.flag_codes) + bytes(self.band_codes)
+        shape = bytes(int(m).bit_length() - 1 for m in self.block) if self.coding == 3 else b""
+        return (_STEP.pack(self.step) + shape + bytes(self.flag_codes) + bytes(self.band_codes)
                 + bytes(self.class_codes))
 
     @classmethod
@@ -60,20 +66,39 @@ class ResidualModel:
         (step,) = _STEP.unpack_from(data, 0)
         if not (math.isfinite(step) and STEP_RANGE[0] <= step <= STEP_RANGE[1]):
             raise SciFormatError(f"residual step {step} is outside [2^-24, 1]")
-        at = _STEP.size + BINS
-        flags = tuple(data[_STEP.size:at])
-        bands = tuple(data[at:at + BAND_CONTEXTS]) if coding == 2 else ()
-        return cls(float(step), flags, tuple(data[at + len(bands):]), bands, coding)
+        at = _STEP.size
+        block = (BLOCK, BLOCK, BLOCK)
+        if coding == 3:
+            block = _block_shape(data[at:at + 3])
+            at += 3
+        flags = tuple(data[at:at + BINS])
+        at += BINS
+        bands = tuple(data[at:at + BAND_CONTEXTS]) if coding >= 2 else ()
+        return cls(float(step), flags, tuple(data[at + len(bands):]), bands, coding, block)
 
     @classmethod
-    def empty(cls, coding: int = WRITTEN_CODING) -> ResidualModel:
+    def empty(cls, coding: int = WRITTEN_CODING,
+              block: Sequence[int] = (BLOCK, BLOCK, BLOCK)) -> ResidualModel:
         return cls(1.0, (0,) * BINS, (0,) * CODING_CLASSES[coding],
-                   (0,) * BAND_CONTEXTS if coding == 2 else (), coding)
+                   (0,) * BAND_CONTEXTS if coding >= 2 else (), coding, tuple(int(m) for m in block))
 
 
-def block_cuts(size: int) -> list[tuple[int, int]]:
-    """(start, stop) of the blocks along an axis of ``size`` voxels."""
-    return [(start, min(start + BLOCK, size)) for start in range(0, size, BLOCK)]
+def _block_shape(data: bytes) -> tuple[int, ...]:
+    """Coding 3: the block shape from its three log2 bytes, refused out of range."""
+    block = tuple(1 << e if e < 16 else 0 for e in data)
+    if not residual_block_ok(block):
+        raise SciFormatError(f"residual block shape log2 {tuple(data)}: each axis must be 2–32 voxels "
+                             f"and the block at most {MAX_RESIDUAL_BLOCK_VOXELS} voxels")
+    return block
+
+
+def block_cuts(size: int, block: int = BLOCK) -> list[tuple[int, int]]:
+    """(start, stop) of the blocks along an axis of ``size`` voxels, ``block`` voxels each."""
+    return [(start, min(start + block, size)) for start in range(0, size, block)]
+
+
+def _block_of(tile_shape: Sequence[int], block: Sequence[int] | None) -> tuple[int, ...]:
+    return tuple(int(m) for m in block) if block is not None else (BLOCK,) * len(tile_shape)
 
 
 @functools.lru_cache(maxsize=64)
@@ -90,24 +115,29 @@ def band_of(shape: Sequence[int]) -> np.ndarray:
     return np.minimum(total, BANDS - 1)
 
 
-def activity_bins(tile_shape: Sequence[int], level1: np.ndarray | None) -> np.ndarray:
+def activity_bins(tile_shape: Sequence[int], level1: np.ndarray | None,
+                  block: Sequence[int] | None = None) -> np.ndarray:
     """Activity bin of every block of a tile (indexed by block) from its level-1 latents: the number
-    of thresholds the sum of |q| over the block's 4-per-axis level-1 samples reaches."""
-    counts = tuple(len(block_cuts(s)) for s in tile_shape)
+    of thresholds the sum of |q| over the block's level-1 samples reaches (per 8³ voxels: a block of
+    ``m`` voxels an axis holds m/2 samples an axis)."""
+    block = _block_of(tile_shape, block)
+    counts = tuple(len(block_cuts(s, m)) for s, m in zip(tile_shape, block))
     if level1 is None:
         return np.zeros(counts, np.int64)
     total = np.abs(np.asarray(level1, np.int64))
-    for axis in range(total.ndim):  # level 1 has ⌈s/2⌉ samples an axis: ⌈s/8⌉ groups of (up to) 4
-        total = np.add.reduceat(total, np.arange(0, total.shape[axis], BLOCK // 2), axis=axis)
+    for axis in range(total.ndim):  # level 1 has ⌈s/2⌉ samples an axis: ⌈s/m⌉ groups of (up to) m/2
+        total = np.add.reduceat(total, np.arange(0, total.shape[axis], max(1, block[axis] // 2)), axis=axis)
     if total.shape != counts:
         raise SciFormatError(f"level-1 latents of shape {np.shape(level1)} do not match a tile of "
                              f"{tuple(tile_shape)}")
-    return np.searchsorted(np.array(ACTIVITY_THRESHOLDS), total, side="right").astype(np.int64)
+    # 512·A ≥ t·(m₀m₁m₂): the thresholds are per 8³ voxels (model 9's bins for 8³ blocks)
+    scaled = np.array(ACTIVITY_THRESHOLDS, np.int64) * math.prod(block)
+    return np.searchsorted(scaled, BLOCK ** 3 * total, side="right").astype(np.int64)
 
 
-def block_slices(tile_shape: Sequence[int]) -> list[tuple[slice, ...]]:
+def block_slices(tile_shape: Sequence[int], block: Sequence[int] | None = None) -> list[tuple[slice, ...]]:
     """Every block's slices, C order of the block indices."""
-    cuts = [block_cuts(s) for s in tile_shape]
+    cuts = [block_cuts(s, m) for s, m in zip(tile_shape, _block_of(tile_shape, block))]
     return [tuple(slice(*cuts[a][i]) for a, i in enumerate(index))
             for index in np.ndindex(*(len(c) for c in cuts))]
 
@@ -119,6 +149,7 @@ class TileLayout:
     step, so the encoder's bisection and the decoder work on flat arrays."""
 
     shape: tuple[int, ...]
+    block: tuple[int, ...]  # the full blocks' shape (those at a tile's end are cut)
     blocks: list[tuple[slice, ...]]
     starts: np.ndarray   # (blocks + 1,) offsets of each block's coefficients
     bins: np.ndarray     # (blocks,) activity bin
@@ -132,7 +163,7 @@ class TileLayout:
 
     @functools.cached_property
     def band_members(self) -> list[np.ndarray]:
-        """Coding 2: per band, its coefficients' positions in coding order (ascending)."""
+        """Codings 2 and 3: per band, its coefficients' positions in coding order (ascending)."""
         band = self.bands
         order = np.argsort(band, kind="stable").astype(np.int32)  # a tile: at most 2^24 voxels
         cuts = np.searchsorted(band[order], np.arange(BANDS + 1))
@@ -140,19 +171,19 @@ class TileLayout:
 
     @functools.cached_property
     def has_band(self) -> np.ndarray:
-        """Coding 2: (blocks, bands) whether the block has a coefficient in the band."""
+        """Codings 2 and 3: (blocks, bands) whether the block has a coefficient in the band."""
         out = np.zeros((len(self.blocks), BANDS), bool)
         out[self.block_of, self.bands] = True
         return out
 
     @functools.cached_property
     def shape_tables(self) -> tuple[np.ndarray, np.ndarray]:
-        """Coding 2: each block's shape index (blocks,) and, per shape, each coefficient's lower-band
-        neighbours within its block (shapes, 8³, 3; −1: none), so a neighbourhood is a gather on the
+        """Codings 2 and 3: each block's shape index (blocks,) and, per shape, each coefficient's lower-band
+        neighbours within its block (shapes, block voxels, 3; −1: none), so a neighbourhood is a gather on the
         coefficients asked for, never a table over the whole tile."""
         groups = _by_shape(self) if self.blocks else {}
         which = np.zeros(len(self.blocks), np.int8)
-        tables = np.full((max(1, len(groups)), BLOCK ** 3, 3), -1, np.int16)
+        tables = np.full((max(1, len(groups)), math.prod(self.block), 3), -1, np.int16)
         for index, (block_shape, members) in enumerate(groups.items()):
             which[members] = index
             local = _lower(block_shape)
@@ -174,31 +205,34 @@ def _lower(shape: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _block_extents(tile_shape: tuple[int, ...]) -> np.ndarray:
+def _block_extents(tile_shape: tuple[int, ...], block: tuple[int, ...]) -> np.ndarray:
     """(blocks, ndim): each block's size along each axis, blocks in C order."""
-    per_axis = [np.diff([start for start, _ in block_cuts(s)] + [s]) for s in tile_shape]
+    per_axis = [np.diff([start for start, _ in block_cuts(s, m)] + [s]) for s, m in zip(tile_shape, block)]
     grids = np.meshgrid(*per_axis, indexing="ij")
     return np.stack([g.reshape(-1) for g in grids], axis=1) if per_axis else np.zeros((1, 0), np.int64)
 
 
 def _by_shape(layout: TileLayout) -> dict[tuple[int, ...], np.ndarray]:
     """The tile's blocks grouped by shape (at most 2^ndim shapes: full blocks and the last ones)."""
-    extents = _block_extents(layout.shape)
+    extents = _block_extents(layout.shape, layout.block)
     shapes, inverse = np.unique(extents, axis=0, return_inverse=True)
     return {tuple(int(v) for v in shape): np.flatnonzero(inverse.reshape(-1) == i)
             for i, shape in enumerate(shapes)}
 
 
-def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None) -> TileLayout:
-    """The coding order, bins and classes of a tile of ``tile_shape`` with these level-1 latents
-    (built a block shape at a time: a tile holds thousands of blocks of at most 2^ndim shapes)."""
+def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None,
+                block: Sequence[int] | None = None) -> TileLayout:
+    """The coding order, bins and classes of a tile of ``tile_shape`` with these level-1 latents, cut
+    into blocks of ``block`` (default 8 an axis) (built a block shape at a time: a tile holds
+    thousands of blocks of at most 2^ndim shapes)."""
     shape = tuple(int(s) for s in tile_shape)
-    blocks = block_slices(shape)
-    bins = activity_bins(shape, level1).reshape(-1)
-    sizes = np.prod(_block_extents(shape), axis=1) if blocks else np.zeros(0, np.int64)
+    block = _block_of(shape, block)
+    blocks = block_slices(shape, block)
+    bins = activity_bins(shape, level1, block).reshape(-1)
+    sizes = np.prod(_block_extents(shape, block), axis=1) if blocks else np.zeros(0, np.int64)
     starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     classes = np.zeros(int(starts[-1]), np.int16)  # up to 2^24 each
-    layout = TileLayout(shape, blocks, starts, bins, classes, np.repeat(
+    layout = TileLayout(shape, block, blocks, starts, bins, classes, np.repeat(
         np.arange(len(blocks), dtype=np.int32), np.diff(starts)))
     for block_shape, members in _by_shape(layout).items() if blocks else ():
         positions = starts[members][:, None] + np.arange(math.prod(block_shape))
@@ -233,18 +267,18 @@ def significance(layout: TileLayout, q: np.ndarray) -> np.ndarray:
 
 
 def _band_context(bins: np.ndarray, band: int | np.ndarray, below: np.ndarray) -> np.ndarray:
-    """Coding 2: a band flag's probability context, 2·(12·bin + band) + "band below significant"."""
+    """Codings 2 and 3: a band flag's probability context, 2·(12·bin + band) + "band below significant"."""
     return 2 * (BANDS * bins + band) + below
 
 
 def _coefficient_class(layout: TileLayout, q: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """Coding 2: the class of the coefficients at ``members``, 4·(12·bin + band) + neighbourhood, the
+    """Codings 2 and 3: the class of the coefficients at ``members``, 4·(12·bin + band) + neighbourhood, the
     neighbourhood read from ``q``."""
     return NEIGHBOURHOODS * layout.classes[members].astype(np.int64) + _neighbourhood(layout, q, members)
 
 
 def _neighbourhood(layout: TileLayout, q: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """Coding 2: min(3, Σ |q| of the lower-band neighbours) of the coefficients at ``members``."""
+    """Codings 2 and 3: min(3, Σ |q| of the lower-band neighbours) of the coefficients at ``members``."""
     which, tables = layout.shape_tables
     block = layout.block_of[members]
     first = layout.starts[block]
@@ -279,7 +313,7 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float,
             classes = _coefficient_class(layout, q, inside)
         keys.append(classes * (LATENT_LIMIT + 1) + np.abs(q[inside]))
     flag_codes = tuple(_probability_code(zero, one) for zero, one in flags)
-    band_codes = tuple(_probability_code(zero, one) for zero, one in bands) if coding == 2 else ()
+    band_codes = tuple(_probability_code(zero, one) for zero, one in bands) if coding >= 2 else ()
     pairs, counts = np.unique(np.concatenate(keys) if keys else np.zeros(0, np.int64), return_counts=True)
     classes, magnitudes = np.divmod(pairs, LATENT_LIMIT + 1)
     class_codes = [SCALE_CODE_ZERO] * CODING_CLASSES[coding]
@@ -292,12 +326,13 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float,
         # sparse high bands (a few ±1 among zeros), 9 % of the MRI's residual bits at 0.25 BPV
         bits = n @ laplace_bits_each(m[:, None], SCALES[None, 1:])
         class_codes[int(c)] = 1 + int(np.argmin(bits))
-    return ResidualModel(step, flag_codes, tuple(class_codes), band_codes, coding)
+    block = tiles[0][0].block if tiles else (BLOCK, BLOCK, BLOCK)
+    return ResidualModel(step, flag_codes, tuple(class_codes), band_codes, coding, block)
 
 
 def coefficient_bits(layout: TileLayout, q: np.ndarray, model: ResidualModel, members: np.ndarray,
                      magnitudes: np.ndarray) -> np.ndarray:
-    """Coding 2: the bits the coefficients at ``members`` would take at each of ``magnitudes``
+    """Codings 2 and 3: the bits the coefficients at ``members`` would take at each of ``magnitudes``
     (members × candidates) under ``model``'s class codes, their classes read from ``q``'s
     neighbourhoods. A class that is not coded costs nothing for a zero and 10⁹ bits otherwise. For
     the encoder's rate–distortion decisions."""
@@ -307,7 +342,7 @@ def coefficient_bits(layout: TileLayout, q: np.ndarray, model: ResidualModel, me
 
 
 def band_flag_bits(layout: TileLayout, significant: np.ndarray, model: ResidualModel) -> np.ndarray:
-    """Coding 2: (blocks, bands, 2) the bits of each band's significance flag being 0 and 1 under
+    """Codings 2 and 3: (blocks, bands, 2) the bits of each band's significance flag being 0 and 1 under
     ``model``, the context's "band below significant" read from ``significant`` (blocks × bands, as
     :func:`significance` gives; 10⁹ for a flag the code rules out). For the encoder's rate–distortion
     decisions."""
@@ -352,7 +387,7 @@ def _flag_order(layout: TileLayout, flag_codes: np.ndarray) -> np.ndarray:
 def encode(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> bytes:
     """A tile's residual stream (u32 words) from its integer coefficients (coding order).
 
-    A coefficient in a class whose code is 0, or in a block of a bin whose flag code is 0 (coding 2:
+    A coefficient in a class whose code is 0, or in a block of a bin whose flag code is 0 (codings 2 and 3:
     or in a band whose context code is 0), cannot be coded and is dropped (codes chosen on the same
     coefficients never do that)."""
     import constriction
@@ -384,7 +419,7 @@ def encode(layout: TileLayout, q: np.ndarray, model: ResidualModel) -> bytes:
 def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: np.ndarray | None,
                 decode: Callable[[np.ndarray, bool], np.ndarray] | None = None,
                 ) -> tuple[list[tuple[np.ndarray, np.ndarray, bool]], np.ndarray]:
-    """Coding 2, band after band: the significance flags and the coefficients in decoding order, as
+    """Codings 2 and 3, band after band: the significance flags and the coefficients in decoding order, as
     (symbols, codes, is_flag) parts, and the coefficients they give. Encoding, ``q`` holds the
     coefficients; decoding, ``decode`` pops the symbols of (codes, is_flag), the coefficients filled
     in as they come (the neighbourhood of band ``b`` reads the bands below it only)."""
@@ -434,7 +469,7 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
         if flagged.size:
             coded[flagged] = coder.decode(_categorical(),
                                           _flag_probabilities(flag_codes[layout.bins[flagged]])) == 1
-        if model.coding == 2:
+        if model.coding >= 2:
             def pop(codes: np.ndarray, is_flag: bool) -> np.ndarray:
                 if is_flag:
                     return coder.decode(_categorical(), _flag_probabilities(codes)).astype(np.int32)

@@ -203,7 +203,7 @@ class GridTiles:
         self.payloads = payloads
         self.sizes = [tuple(int(s) for s in size) for size in sizes]
         self._latents: dict[int, list[np.ndarray]] = {}
-        self.residual = residual  # models 7–10: each tile payload is latents + a residual stream
+        self.residual = residual  # models 7–12: each tile payload is latents + a residual stream
         self._residuals: dict[int, tuple[residual_coding.TileLayout, np.ndarray]] = {}
         self._lock = threading.Lock()
 
@@ -231,7 +231,8 @@ class GridTiles:
         with self._lock:
             decoded = self._residuals.get(index)
             if decoded is None:
-                layout = residual_coding.tile_layout(self.sizes[index], grids[1] if len(grids) > 1 else None)
+                layout = residual_coding.tile_layout(self.sizes[index], grids[1] if len(grids) > 1 else None,
+                                                     self.residual.block)
                 stream = residual_coding.split_payload(self.payloads[index])[1]
                 decoded = (layout, residual_coding.decode(stream, layout, self.residual))
                 self._residuals[index] = decoded
