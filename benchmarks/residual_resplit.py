@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_sci.core.decoder import VolumeDecoder
-from napari_sci.core.grid_residual import RD_LAMBDA, code_residual, decoded_tiles
+from napari_sci.core.grid_residual import BLOCK_CANDIDATES, RD_LAMBDA, code_residual, decoded_tiles
 from napari_sci.core.volume_files import read_volume
 from napari_sci.io import residual as residual_coding
 from napari_sci.io.container import read_sci
@@ -54,8 +54,12 @@ def _tiles(sci: str, original: str) -> dict:
         targets.append(normalised[box])
     decoded, level1 = decoded_tiles(latents, [t.shape for t in targets], section.layout,
                                     section.synthesis, section.latent_step, section.context)
-    # a file without a residual would add the residual model and each tile's u32 latent length
-    added = 0 if section.residual is not None else SECTION_BYTES[WRITTEN_CODING] + 4 * len(targets)
+    # a file without a residual would add the residual model and each tile's u32 latent length; one
+    # with an older residual model, the difference to the one written now
+    if section.residual is None:
+        added = SECTION_BYTES[WRITTEN_CODING] + 4 * len(targets)
+    else:
+        added = SECTION_BYTES[WRITTEN_CODING] - SECTION_BYTES[section.residual.coding]
     return {"targets": targets, "decoded": decoded, "level1": level1, "voxels": volume.size,
             "fixed": contents.file_size - residual_bytes + added,
             "file_bpv": 8 * contents.file_size / volume.size}
@@ -64,7 +68,7 @@ def _tiles(sci: str, original: str) -> dict:
 def _psnr(tiles: dict, decoded: list[np.ndarray], level1: list, model, streams: list[bytes]) -> float:
     error = 0.0
     for target, base, l1, stream in zip(tiles["targets"], decoded, level1, streams):
-        layout = residual_coding.tile_layout(target.shape, l1)
+        layout = residual_coding.tile_layout(target.shape, l1, model.block)
         q = (residual_coding.decode(stream, layout, model) if stream
              else np.zeros(layout.classes.size, np.int32))
         error += float(((np.asarray(target, np.float64) - base
@@ -79,10 +83,14 @@ def main() -> None:
     parser.add_argument("--bpv", type=float, nargs="+", required=True, help="total budgets to measure")
     parser.add_argument("--rd-lambda", default=str(RD_LAMBDA), help="λ of rd_quantise, or none")
     parser.add_argument("--no-latents", action="store_true", help="the DCT blocks over a zero base")
+    parser.add_argument("--block", nargs="+", default=None, metavar="ZxYxX",
+                        help="the block shapes to choose from (default: the encoder's candidates)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     rd = None if args.rd_lambda == "none" else float(args.rd_lambda)
     tiles = _tiles(args.sci, args.original)
+    blocks = (BLOCK_CANDIDATES if args.block is None
+              else [tuple(int(v) for v in b.lower().split("x")) for b in args.block])
     decoded, level1, fixed = tiles["decoded"], tiles["level1"], tiles["fixed"]
     if args.no_latents:
         decoded = [np.zeros(t.shape) for t in tiles["targets"]]
@@ -90,13 +98,16 @@ def main() -> None:
     rows = []
     for bpv in args.bpv:
         room = int(bpv * tiles["voxels"] / 8) - fixed
-        model, streams = code_residual(tiles["targets"], decoded, level1, room, rd_lambda=rd)
+        model, streams = code_residual(tiles["targets"], decoded, level1, room, rd_lambda=rd,
+                                       blocks=blocks)
         row = {"total_bpv": bpv, "residual_bytes": sum(map(len, streams)), "room": room,
-               "step": model.step, "psnr_data": _psnr(tiles, decoded, level1, model, streams)}
+               "step": model.step, "block": list(model.block),
+               "psnr_data": _psnr(tiles, decoded, level1, model, streams)}
         print(json.dumps(row), flush=True)
         rows.append(row)
     result = {"sci": args.sci, "original": args.original, "file_bpv": tiles["file_bpv"],
-              "latents": not args.no_latents, "rd_lambda": rd, "rows": rows}
+              "latents": not args.no_latents, "rd_lambda": rd, "blocks": [list(b) for b in blocks],
+              "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 

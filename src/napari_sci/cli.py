@@ -139,8 +139,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                         "rest going to the DCT blocks (default: 0.04 with the B-spline, 0.1 linear)")
     p.add_argument("--residual-block", type=_block_shape, default=grid.residual_block, metavar="ZxYxX",
                    help="grid, with a residual layer: the DCT blocks' shape, e.g. 4x16x16 (powers of two "
-                        "2-32, at most 4096 voxels); default: the best of 8x8x8, 16x16x16 and the "
-                        "4x16x16 shapes at the budget")
+                        "2-32, 512 to 4096 voxels); default: the best of 8x8x8, 16x16x16, 4x16x16, "
+                        "4x32x32 and 2x32x32 at the budget")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")

@@ -1,4 +1,4 @@
-"""Format 3's residual layer (models 7 and 8): the coefficient coding, its contexts against the spec's
+"""Format 3's residual layer (models 7 to 12): the coefficient coding, its contexts against the spec's
 sentences, the encoder's use of the budget and the reader's refusals."""
 
 import itertools
@@ -17,20 +17,23 @@ def _level1(shape, rng, density=0.3):
     return (rng.integers(-5, 6, size=half) * (rng.random(half) < density)).astype(np.int64)
 
 
-@pytest.mark.parametrize("coding", [1, 2])
+@pytest.mark.parametrize(("coding", "block"), [(1, None), (2, None), (3, (8, 8, 8)), (3, (4, 16, 16)),
+                                               (3, (16, 2, 32)), (3, (2, 16, 16))])
 @pytest.mark.parametrize("shape", [(19, 24, 13), (8, 8, 8), (3, 5, 17), (1, 1, 9), (2, 2, 2)])
-def test_coefficients_round_trip_through_the_stream(shape, coding):
+def test_coefficients_round_trip_through_the_stream(shape, coding, block):
     rng = np.random.default_rng(sum(shape))
     level1 = _level1(shape, rng)
     residual = rng.normal(size=shape) * 0.01 * (rng.random(shape) < 0.2)
     residual.flat[-1] = 0.05  # never all zero
-    layout = R.tile_layout(shape, level1)
-    q = R.quantise(B.transform(residual), 0.002)
+    layout = R.tile_layout(shape, level1, block)
+    q = R.quantise(B.transform(residual, block), 0.002)
     assert q.size == math.prod(shape)
     model = R.best_codes([(layout, q)], 0.002, coding)
     assert len(model.pack()) == R.SECTION_BYTES[coding]
     stream = R.encode(layout, q, model)
-    decoded = R.decode(stream, R.tile_layout(shape, level1), R.ResidualModel.unpack(model.pack(), coding))
+    unpacked = R.ResidualModel.unpack(model.pack(), coding)
+    assert unpacked.block == (block or (8, 8, 8))  # coding 3 states it, codings 1 and 2 are 8³
+    decoded = R.decode(stream, R.tile_layout(shape, level1, unpacked.block), unpacked)
     assert np.array_equal(decoded, q)
     # the correction removes most of the residual at this step
     corrected = residual - B.reconstruct(layout, decoded, model.step)
@@ -119,6 +122,45 @@ def test_activity_bins_follow_the_spec_sentence():
                     if all(j[a] // 4 == block[a] for a in range(3)))
         assert bins[block] == sum(total >= t for t in (1, 4, 16, 64, 256))
     assert not R.activity_bins(shape, None).any()
+
+
+@pytest.mark.parametrize("block", [(4, 16, 16), (2, 8, 32), (16, 16, 16)])
+def test_activity_bins_of_a_block_shape_follow_the_spec_sentence(block):
+    """Models 11 and 12: A = Σ|q| over level-1 samples j with ⌊2·j_a/m_a⌋ = B_a; bin = how many t of
+    (1, 4, 16, 64, 256) give 512·A ≥ t·m₀m₁m₂."""
+    rng = np.random.default_rng(4)
+    shape = (21, 9, 30)
+    level1 = _level1(shape, rng, 0.05)
+    level1 = level1 * (1 + 40 * (np.arange(level1.shape[2]) > level1.shape[2] // 2))  # quiet and busy
+    bins = R.activity_bins(shape, level1, block)
+    assert bins.shape == tuple(math.ceil(s / m) for s, m in zip(shape, block))
+    volume = math.prod(block)
+    for index in itertools.product(*(range(n) for n in bins.shape)):
+        total = sum(abs(int(level1[j])) for j in itertools.product(*(range(n) for n in level1.shape))
+                    if all(2 * j[a] // block[a] == index[a] for a in range(3)))
+        assert bins[index] == sum(512 * total >= t * volume for t in (1, 4, 16, 64, 256))
+    assert len(set(bins.reshape(-1).tolist())) > 2  # the test sees several bins
+
+
+@pytest.mark.parametrize("log2", [(0, 3, 3), (3, 6, 3), (5, 5, 3), (4, 4, 5), (3, 3, 255), (1, 1, 1),
+                                  (2, 3, 3)])
+def test_a_block_shape_out_of_range_is_refused(log2):
+    model = R.ResidualModel.empty(3)
+    data = bytearray(model.pack())
+    data[4:7] = bytes(log2)
+    with pytest.raises(SciFormatError, match="block shape"):
+        R.ResidualModel.unpack(bytes(data), 3)
+
+
+def test_the_block_shape_sits_after_the_step_as_log2_bytes():
+    """docs/format.md "Models 11 and 12": residual_step f32, then log2 m_a for axes 0, 1, 2."""
+    import struct
+
+    model = R.ResidualModel.empty(3, (4, 32, 16))
+    data = model.pack()
+    assert struct.unpack_from("<f", data, 0)[0] == 1.0
+    assert data[4:7] == bytes([2, 5, 4])
+    assert R.ResidualModel.unpack(data, 3).block == (4, 32, 16)
 
 
 def test_bands_follow_the_spec_formula():
@@ -277,3 +319,24 @@ def test_bspline_latents_get_the_smaller_share():
         for bpv in (0.05, 0.1, 0.25):
             target = int(bpv * voxels / 8)
             assert latent_budget(config, 3, target, voxels) == int(min(cap * voxels / 8, 0.75 * target))
+
+
+@pytest.mark.parametrize("block", [(8, 8), (3, 8, 8), (1, 8, 8), (64, 8, 8), (32, 32, 8), (16, 16, 32),
+                                   (2, 2, 2), (4, 4, 8)])
+def test_a_residual_block_the_format_cannot_state_is_a_config_error(block):
+    from napari_sci.base.config import GridConfig
+    from napari_sci.errors import SciConfigError
+
+    with pytest.raises((SciConfigError, ValueError), match="residual_block"):
+        GridConfig(residual_block=block)
+    assert GridConfig(residual_block=(2, 32, 32)).residual_block == (2, 32, 32)  # 4,096 voxels: allowed
+
+
+def test_the_command_line_takes_a_residual_block_shape():
+    from napari_sci.cli import build_parser
+
+    base = ["compress", "in.tif", "-o", "out.sci", "--bpv", "0.1"]
+    assert build_parser().parse_args([*base, "--residual-block", "4x16x16"]).residual_block == (4, 16, 16)
+    assert build_parser().parse_args(base).residual_block is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--residual-block", "4x16"])

@@ -17,16 +17,18 @@ from dataclasses import dataclass
 # tiles are refused as corrupt and the encoder never writes one.
 MAX_TILE_VOXELS = 1 << 24
 # the residual layer's blocks (format 3, models 11 and 12): each axis a power of two, 2 to 32 voxels,
-# at most 16³ voxels in all
+# 8³ to 16³ voxels in all (no more blocks a tile than 8³ gives: 2³ blocks of a 2^24-voxel tile took
+# 12 s and 0.7 GB to lay out, a hostile file's cheap claim)
 RESIDUAL_BLOCK_SIDES = (2, 32)
-MAX_RESIDUAL_BLOCK_VOXELS = 4096
+RESIDUAL_BLOCK_VOXELS = (512, 4096)
 
 
 def residual_block_ok(block: Sequence[int]) -> bool:
     """Whether models 11 and 12 can state this residual block shape (three axes)."""
     low, high = RESIDUAL_BLOCK_SIDES
+    fewest, most = RESIDUAL_BLOCK_VOXELS
     return (len(block) == 3 and all(isinstance(m, numbers.Integral) and low <= m <= high and m & (m - 1) == 0
-                                    for m in block) and math.prod(block) <= MAX_RESIDUAL_BLOCK_VOXELS)
+                                    for m in block) and fewest <= math.prod(block) <= most)
 
 
 def level_shape(shape: Sequence[int], level: int) -> tuple[int, ...]:

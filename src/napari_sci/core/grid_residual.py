@@ -76,7 +76,10 @@ def _rd_tile(layout: TileLayout, coefficients: np.ndarray, q: np.ndarray, model:
     return q
 
 
-BLOCK_CANDIDATES = ((8, 8, 8), (16, 16, 16), (4, 16, 16), (16, 4, 16), (16, 16, 4))
+# isotropic blocks, and blocks thin along axis 0 (a stack's slices, often its coarsest axis): on the
+# same latents and bytes the MRI wants 16³, the CT 8³, the light-sheet crop (5×2×2 µm) 4×16×16 at 0.1
+# BPV and 2×32×32 at 0.05 (session 29, docs/benchmarks.md §7)
+BLOCK_CANDIDATES = ((8, 8, 8), (16, 16, 16), (4, 16, 16), (4, 32, 32), (2, 32, 32))
 # each candidate after the first: a bisection within ±2 octaves of the first's step
 CANDIDATE_OCTAVES, CANDIDATE_BISECTION_STEPS = 2.0, 9
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_sci.base.grid_geometry import MAX_RESIDUAL_BLOCK_VOXELS, residual_block_ok
+from napari_sci.base.grid_geometry import RESIDUAL_BLOCK_VOXELS, residual_block_ok
 from napari_sci.errors import SciFormatError
 from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, SCALES, laplace_bits_each
 
@@ -88,7 +88,7 @@ def _block_shape(data: bytes) -> tuple[int, ...]:
     block = tuple(1 << e if e < 16 else 0 for e in data)
     if not residual_block_ok(block):
         raise SciFormatError(f"residual block shape log2 {tuple(data)}: each axis must be 2–32 voxels "
-                             f"and the block at most {MAX_RESIDUAL_BLOCK_VOXELS} voxels")
+                             f"and the block {RESIDUAL_BLOCK_VOXELS[0]}–{RESIDUAL_BLOCK_VOXELS[1]} voxels")
     return block
 
 
