@@ -4,7 +4,8 @@ A finished latent-grid file (models 3 and 5, latents alone; or 9 and 10, with a 
 tile by tile as a reader does; its residual layer is then coded again by the encoder's own code
 (``core.grid_residual.code_residual``) at each larger total budget given, so the latents of one fit,
 fitted at the file's rate r, can be measured under any total B > r. ``--no-latents`` codes the DCT
-blocks over a zero base instead (no latents at all). ``--rd-lambda`` sets the rate–distortion
+blocks over zeroed latents instead (every level's base 0: the synthesis's constant; the bytes they free
+go to the residual). ``--rd-lambda`` sets the rate–distortion
 quantisation (``none``: the dead zone alone). PSNR over the data range from the squared error of the
 tiles (no deblocking, no rounding to the dtype: within 0.1 dB of the files' own on the table's rows).
 
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_sci.base.grid_geometry import levels_for
 from napari_sci.core.decoder import VolumeDecoder
 from napari_sci.core.grid_residual import BLOCK_CANDIDATES, RD_LAMBDA, code_residual, decoded_tiles
 from napari_sci.core.volume_files import read_volume
@@ -32,6 +34,7 @@ from napari_sci.io.container import read_sci
 from napari_sci.io.format import KIND_GRID, grid_section
 from napari_sci.io.residual import SECTION_BYTES, WRITTEN_CODING, split_payload
 from napari_sci.models import residual_blocks
+from napari_sci.models.grid import decode_synthesis, synthesise
 
 
 def _tiles(sci: str, original: str) -> dict:
@@ -44,12 +47,13 @@ def _tiles(sci: str, original: str) -> dict:
     volume, _ = read_volume(original)
     span = header.value_max - header.value_min
     normalised = (volume.astype(np.float32) - np.float32(header.value_min)) / np.float32(span or 1.0)
-    latents, residual_bytes, targets = [], 0, []
+    latents, residual_bytes, targets, bare = [], 0, [], 0
     for index in np.flatnonzero(header.blocks["kind"] == KIND_GRID):
         payload = contents.payloads[index]
         latent, residual = split_payload(payload) if section.residual is not None else (payload, b"")
         latents.append(latent)
         residual_bytes += len(residual)
+        bare += len(latent) - levels_for(tuple(int(s) for s in decoder.sizes[index]), section.layout.levels)
         box = tuple(slice(o, o + s) for o, s in zip(decoder.origins[index], decoder.sizes[index]))
         targets.append(normalised[box])
     decoded, level1 = decoded_tiles(latents, [t.shape for t in targets], section.layout,
@@ -62,7 +66,16 @@ def _tiles(sci: str, original: str) -> dict:
         added = SECTION_BYTES[WRITTEN_CODING] - SECTION_BYTES[section.residual.coding]
     return {"targets": targets, "decoded": decoded, "level1": level1, "voxels": volume.size,
             "fixed": contents.file_size - residual_bytes + added,
+            "bare_saving": bare,  # latent bytes beyond each level's zero base: what zeroed latents free
             "file_bpv": 8 * contents.file_size / volume.size}
+
+
+def _constant(sci: str) -> float:
+    """The synthesis output of all-zero latents (normalised value): what a tile of zero bases shows."""
+    section = grid_section(read_sci(sci).header)
+    weights = decode_synthesis(section.synthesis, section.layout)
+    features = np.zeros((1, section.layout.levels), np.float32)
+    return float(synthesise(features, weights, section.layout)[0])
 
 
 def _psnr(tiles: dict, decoded: list[np.ndarray], level1: list, model, streams: list[bytes]) -> float:
@@ -92,9 +105,9 @@ def main() -> None:
     blocks = (BLOCK_CANDIDATES if args.block is None
               else [tuple(int(v) for v in b.lower().split("x")) for b in args.block])
     decoded, level1, fixed = tiles["decoded"], tiles["level1"], tiles["fixed"]
-    if args.no_latents:
-        decoded = [np.zeros(t.shape) for t in tiles["targets"]]
-        level1, fixed = [None] * len(decoded), 0
+    if args.no_latents:  # every level's base 0: the synthesis of zero latents, a constant per tile
+        decoded = [np.full(t.shape, _constant(args.sci)) for t in tiles["targets"]]
+        level1, fixed = [None] * len(decoded), fixed - tiles["bare_saving"]
     rows = []
     for bpv in args.bpv:
         room = int(bpv * tiles["voxels"] / 8) - fixed
