@@ -111,7 +111,7 @@ def main() -> None:
     rows = []
     for bpv in args.bpv:
         room = int(bpv * tiles["voxels"] / 8) - fixed
-        model, streams = code_residual(tiles["targets"], decoded, level1, room, rd_lambda=rd,
+        model, streams, _ = code_residual(tiles["targets"], decoded, level1, room, rd_lambda=rd,
                                        blocks=blocks)
         row = {"total_bpv": bpv, "residual_bytes": sum(map(len, streams)), "room": room,
                "step": model.step, "block": list(model.block),

@@ -63,7 +63,7 @@ def test_the_same_bytes_carry_less_error():
     room = 1500
     errors = {}
     for rd in (None, 0.2):
-        model, streams = code_residual(targets, decoded, [None, None], room, rd_lambda=rd,
+        model, streams, _ = code_residual(targets, decoded, [None, None], room, rd_lambda=rd,
                                        blocks=[(8, 8, 8)])
         assert 0.95 * room < sum(map(len, streams)) <= room
         errors[rd] = _error(targets, model, streams)
@@ -91,8 +91,9 @@ def test_the_block_shape_that_codes_best_is_kept():
         targets.append((0.05 * field / np.abs(field).max()).astype(np.float32))
     decoded = [np.zeros(s) for s in shapes]
     room = 2500
-    chosen, streams = code_residual(targets, decoded, [None, None], room)
-    cubic, cubic_streams = code_residual(targets, decoded, [None, None], room, blocks=[(8, 8, 8)])
+    chosen, streams, error = code_residual(targets, decoded, [None, None], room)
+    cubic, cubic_streams, _ = code_residual(targets, decoded, [None, None], room, blocks=[(8, 8, 8)])
+    assert error == pytest.approx(_error(targets, chosen, streams), rel=1e-4)  # the error it reports
     assert chosen.block != (8, 8, 8)
     assert chosen.block[0] < chosen.block[1]
     assert sum(map(len, streams)) <= room

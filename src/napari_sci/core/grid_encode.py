@@ -282,8 +282,8 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         room = whole_target - overhead - sum(len(p) for p in coded)
         block = config.grid.residual_block
         shapes_tried = BLOCK_CANDIDATES if block is None else (tuple(int(m) for m in block),)
-        model, streams = code_residual([normalised[blocks[i].slices] for i in tiles], decoded, level1,
-                                       room, stopped, blocks=shapes_tried)
+        targets = [normalised[blocks[i].slices] for i in tiles]
+        model, streams, _ = code_residual(targets, decoded, level1, room, stopped, blocks=shapes_tried)
         if stopped():
             raise SciCancelledError("compression cancelled while coding the residual; nothing written")
         section = GridSection(layout, float(state.lam), synthesis, step, context, model).pack()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -84,6 +85,14 @@ BLOCK_CANDIDATES = ((8, 8, 8), (16, 16, 16), (4, 16, 16), (4, 32, 32), (2, 32, 3
 CANDIDATE_OCTAVES, CANDIDATE_BISECTION_STEPS = 2.0, 9
 
 
+class ResidualCoding(NamedTuple):
+    """The residual model, each tile's stream, and the squared error they leave (normalised units)."""
+
+    model: ResidualModel
+    streams: list[bytes]
+    error: float
+
+
 class _Blocks:
     """A tile set's DCT coefficients under one block shape, coded at any step."""
 
@@ -110,9 +119,9 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
                   level1: Sequence[np.ndarray | None], room: int,
                   stopped: Callable[[], bool] = lambda: False,
                   rd_lambda: float | None = RD_LAMBDA,
-                  blocks: Sequence[Sequence[int]] = BLOCK_CANDIDATES) -> tuple[ResidualModel, list[bytes]]:
+                  blocks: Sequence[Sequence[int]] = BLOCK_CANDIDATES) -> ResidualCoding:
     """The residual model and each tile's residual stream, the largest that fits ``room`` bytes (the
-    model's own bytes excluded: the caller counts them).
+    model's own bytes excluded: the caller counts them), and the squared error left.
 
     ``targets`` are the tiles' normalised original values, ``decoded`` the synthesis output. For each
     block shape of ``blocks`` the step is bisected with dead-zone quantisation; the shape with the
@@ -120,7 +129,8 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
     docs/format.md "Models 11 and 12"). Then, unless ``rd_lambda`` is None, the step is bisected again
     within the octave below with :func:`rd_quantise` (which spends fewer bytes at a step, so a finer
     one)."""
-    empty = (ResidualModel.empty(), [b""] * len(targets))
+    untouched = sum(float(((np.asarray(t, np.float64) - d) ** 2).sum()) for t, d in zip(targets, decoded))
+    empty = ResidualCoding(ResidualModel.empty(), [b""] * len(targets), untouched)
     if room <= 0:
         return empty
     best: tuple[ResidualModel, list[bytes], float] | None = None
@@ -163,4 +173,4 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
             best = coding
             found = bisect(chosen, max(plain - 1.0, finest), plain, RD_BISECTION_STEPS, True)[1]
             best = found if found is not None else best
-    return best[0], best[1]
+    return ResidualCoding(*best)
