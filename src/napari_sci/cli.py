@@ -130,13 +130,13 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                         "B-spline on level 1's samples, then linear; context or predictive entropy "
                         "only); auto: bspline unless --entropy factorised (default %(default)s)")
     p.add_argument("--residual", choices=RESIDUALS, default=grid.residual,
-                   help="grid: dct: latents up to 0.04 BPV with the B-spline, 0.1 with linear "
+                   help="grid: dct: latents up to 0.02 BPV with the B-spline, 0.1 with linear "
                         "upsampling (at most 3/4 of the budget) and the rest spent on DCT "
                         "blocks of what they leave (3-D, context entropy); none; auto: dct for 3-D "
                         "volumes from 0.04 BPV (default %(default)s)")
     p.add_argument("--residual-grid-bpv", type=float, default=grid.residual_grid_bpv,
                    help="grid, with a residual layer: the most bits per voxel the latents get, the "
-                        "rest going to the DCT blocks (default: 0.04 with the B-spline, 0.1 linear)")
+                        "rest going to the DCT blocks (default: 0.02 with the B-spline, 0.1 linear)")
     p.add_argument("--residual-block", type=_block_shape, default=grid.residual_block, metavar="ZxYxX",
                    help="grid, with a residual layer: the DCT blocks' shape, e.g. 4x16x16 (powers of two "
                         "2-32, 512 to 4096 voxels); default: the best of 8x8x8, 16x16x16, 4x16x16, "

@@ -292,7 +292,7 @@ def test_strided_reading_adds_the_residual_like_a_box_read(textured):
 
 
 def test_the_latents_share_beside_the_residual_follows_the_upsampling():
-    """Left None, ``residual_grid_bpv`` is 0.04 BPV with the B-spline (its residual codes cheaply) and
+    """Left None, ``residual_grid_bpv`` is 0.02 BPV with the B-spline (its residual codes cheaply) and
     0.1 with linear upsampling; a value given wins; ``auto`` upsampling must be resolved first."""
     from napari_sci.base.config import BSPLINE_LATENT_BPV, LINEAR_LATENT_BPV, GridConfig
     from napari_sci.errors import SciConfigError
@@ -308,13 +308,13 @@ def test_the_latents_share_beside_the_residual_follows_the_upsampling():
 
 
 def test_bspline_latents_get_the_smaller_share():
-    """The latents' budget beside a residual layer: 0.04 BPV with the B-spline, 0.1 linear, at most ¾
+    """The latents' budget beside a residual layer: 0.02 BPV with the B-spline, 0.1 linear, at most ¾
     of the file."""
     from napari_sci.base.config import Budget, CompressConfig, GridConfig
     from napari_sci.core.grid_encode import latent_budget
 
     voxels = 200 ** 3
-    for upsampling, cap in (("bspline", 0.04), ("linear", 0.1)):
+    for upsampling, cap in (("bspline", 0.02), ("linear", 0.1)):
         config = CompressConfig(Budget(bpv=0.1), grid=GridConfig(upsampling=upsampling, residual="dct"))
         for bpv in (0.05, 0.1, 0.25):
             target = int(bpv * voxels / 8)

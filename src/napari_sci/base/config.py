@@ -216,7 +216,7 @@ MODEL_FAMILIES: tuple[str, ...] = ("siren", "grid")
 ENTROPY_MODELS: tuple[str, ...] = ("context", "predictive", "factorised")
 UPSAMPLINGS: tuple[str, ...] = ("auto", "linear", "bspline")
 RESIDUALS: tuple[str, ...] = ("auto", "none", "dct")
-BSPLINE_LATENT_BPV = 0.04  # beside a residual layer, the latents' most bits per voxel with the B-spline
+BSPLINE_LATENT_BPV = 0.02  # beside a residual layer, the latents' most bits per voxel with the B-spline
 LINEAR_LATENT_BPV = 0.1    # and with linear upsampling (GridConfig.residual_grid_bpv_used)
 
 
@@ -286,7 +286,7 @@ class GridConfig:
         the budget (session 27, 0.1 BPV: latents at 0.075 and the residual the rest beat latents
         alone on the MRI, CT and light-sheet crop by +0.3 to +1.0 dB; at 0.05 BPV, latents at 0.0375:
         MRI +0.9, light-sheet +0.5, CT −0.2 dB; at 0.25 BPV the latents at 0.1 beat 0.15 on the CT).
-        ``None`` (the default): 0.04 BPV with the B-spline, 0.1 with linear upsampling
+        ``None`` (the default): 0.02 BPV with the B-spline, 0.1 with linear upsampling
         (:attr:`residual_grid_bpv_used`).
     residual_block
         The residual's block shape, voxels per axis (each a power of two 2–32, 512 to 4,096 voxels);
@@ -337,8 +337,9 @@ class GridConfig:
         """The latents' most bits per voxel beside a residual layer. Left ``None``, it follows the
         upsampling: a B-spline base leaves what the DCT blocks code far more cheaply (session 28, MRI
         at 0.1 BPV: B-spline latents at 0.04 BPV and the residual 35.28 dB, at 0.075 34.28; linear
-        latents at 0.05 then the residual 34.24 offline), so they get 0.04 BPV; linear latents 0.1
-        (the CT: 32.78 dB at 0.075 against 32.49 at 0.04)."""
+        latents at 0.05 then the residual 34.24 offline); with session 29's block shapes less still
+        (MRI fits: 33.04 / 36.14 dB at 0.05 / 0.1 BPV with latents at 0.02, 32.31 / 35.63 at 0.04), so
+        they get 0.02 BPV; linear latents 0.1 (the CT: 32.78 dB at 0.075 against 32.49 at 0.04)."""
         if self.residual_grid_bpv is not None:
             return self.residual_grid_bpv
         return BSPLINE_LATENT_BPV if self.upsampling_used == "bspline" else LINEAR_LATENT_BPV
