@@ -103,16 +103,22 @@ class _Blocks:
                              for t, d in zip(targets, decoded)]
         self.rd_lambda = rd_lambda
 
-    def coded(self, step: float, rd: bool) -> tuple[ResidualModel, list[bytes], float]:
-        """The model, the streams and the squared error (orthonormal blocks: the voxels' own)."""
+    def coded(self, step: float, rd: bool) -> tuple[ResidualModel, list[bytes], list[np.ndarray]]:
+        """The model, the streams and the integer coefficients they hold."""
         if rd:
             quantised = rd_quantise(list(zip(self.layouts, self.coefficients)), step, self.rd_lambda)
         else:
             quantised = [residual_coding.quantise(c, step) for c in self.coefficients]
         tiles = list(zip(self.layouts, quantised))
         model = residual_coding.best_codes(tiles, step)
-        error = sum(float(((c - step * q) ** 2).sum()) for c, q in zip(self.coefficients, quantised))
-        return model, [residual_coding.encode(layout, q, model) for layout, q in tiles], error
+        return model, [residual_coding.encode(layout, q, model) for layout, q in tiles], quantised
+
+    def result(self, model: ResidualModel, streams: list[bytes], quantised: list[np.ndarray],
+               ) -> ResidualCoding:
+        """A coding with the squared error it leaves (orthonormal blocks: the voxels' own), computed
+        once for the coding kept, not at every step of a bisection."""
+        error = sum(float(((c - model.step * q) ** 2).sum()) for c, q in zip(self.coefficients, quantised))
+        return ResidualCoding(model, streams, error)
 
 
 def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
@@ -129,14 +135,19 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
     docs/format.md "Models 11 and 12"). Then, unless ``rd_lambda`` is None, the step is bisected again
     within the octave below with :func:`rd_quantise` (which spends fewer bytes at a step, so a finer
     one)."""
-    untouched = sum(float(((np.asarray(t, np.float64) - d) ** 2).sum()) for t, d in zip(targets, decoded))
-    empty = ResidualCoding(ResidualModel.empty(), [b""] * len(targets), untouched)
+    def empty() -> ResidualCoding:
+        error = sum(float(((np.asarray(t, np.float64) - d) ** 2).sum()) for t, d in zip(targets, decoded))
+        return ResidualCoding(ResidualModel.empty(), [b""] * len(targets), error)
+
     if room <= 0:
-        return empty
-    best: tuple[ResidualModel, list[bytes], float] | None = None
+        return empty()
+    best: ResidualCoding | None = None
+
+    def fits(streams: list[bytes]) -> bool:
+        return sum(len(s) for s in streams) <= room
 
     def bisect(shape: _Blocks, low: float, high: float, steps: int, rd: bool,
-               ) -> tuple[float, tuple[ResidualModel, list[bytes], float] | None]:
+               ) -> tuple[float, ResidualCoding | None]:
         """log2 of the finest step found that fits (``high`` if none does) and its coding."""
         found = None
         for _ in range(steps):
@@ -144,11 +155,11 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
                 break
             middle = 0.5 * (low + high)
             coding = shape.coded(2.0 ** middle, rd)
-            if sum(len(s) for s in coding[1]) <= room:
+            if fits(coding[1]):
                 found, high = coding, middle
             else:
                 low = middle
-        return high, found
+        return high, shape.result(*found) if found is not None else None
 
     # log2 step: the size falls as it grows
     finest = math.log2(residual_coding.STEP_RANGE[0])
@@ -161,16 +172,15 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
         else:
             log_step, found = bisect(shape, max(finest, around - CANDIDATE_OCTAVES),
                                      min(0.0, around + CANDIDATE_OCTAVES), CANDIDATE_BISECTION_STEPS, False)
-        if found is not None and (best is None or found[2] < best[2]):
+        if found is not None and (best is None or found.error < best.error):
             best, chosen, plain = found, shape, log_step
         if stopped():
             break
     if chosen is None or best is None:
-        return empty
+        return empty()
     if rd_lambda is not None:
         coding = chosen.coded(2.0 ** plain, True)
-        if sum(len(s) for s in coding[1]) <= room:
-            best = coding
+        if fits(coding[1]):
             found = bisect(chosen, max(plain - 1.0, finest), plain, RD_BISECTION_STEPS, True)[1]
-            best = found if found is not None else best
-    return ResidualCoding(*best)
+            best = found if found is not None else chosen.result(*coding)
+    return best
