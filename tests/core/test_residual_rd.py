@@ -98,3 +98,28 @@ def test_the_block_shape_that_codes_best_is_kept():
     assert chosen.block[0] < chosen.block[1]
     assert sum(map(len, streams)) <= room
     assert _error(targets, chosen, streams) < 0.8 * _error(targets, cubic, cubic_streams)
+
+
+def test_the_rate_distortion_pass_picks_between_the_best_shapes(monkeypatch):
+    """The shape with the least dead-zone error is not always the best after the rate–distortion
+    pass (a field where 2×32×32 leads before it and 4×16×16 by far after it, at a small budget): the
+    best ``RD_SHAPES`` shapes get the pass and the least error is kept."""
+    import napari_sci.core.grid_residual as G
+
+    rng = np.random.default_rng(34)
+    sigma = rng.uniform(0.5, 3), rng.uniform(0.5, 6), rng.uniform(0.5, 6)
+    shape = (16, 32, 32)
+    field = gaussian_filter(rng.normal(size=shape), sigma)
+    spots = rng.normal(size=shape) * (rng.random(shape) < 0.01)
+    target = (0.05 * field / np.abs(field).max() + 0.02 * spots).astype(np.float32)
+    room = int(rng.integers(400, 3000))
+    blocks = [(8, 8, 8), (4, 16, 16), (2, 32, 32)]
+    kept = {}
+    for shapes in (1, 2):
+        monkeypatch.setattr(G, "RD_SHAPES", shapes)
+        model, streams, error = code_residual([target], [np.zeros(shape)], [None], room, blocks=blocks)
+        assert sum(map(len, streams)) <= room
+        assert error == pytest.approx(_error([target], model, streams), rel=1e-4)
+        kept[shapes] = model.block, error
+    assert kept[1][0] != kept[2][0], kept
+    assert kept[2][1] < 0.8 * kept[1][1], kept
