@@ -239,23 +239,41 @@ def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_pat
 
 
 def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp_path):
-    """``residual="auto"`` (the default): a residual layer from 0.04 BPV on a 3-D volume, none below
+    """``residual="auto"`` (the default): a residual layer from 0.02 BPV on a 3-D volume, none below
     it nor on a 2-D image; the latents get at most ``latent_share`` of the budget."""
     import napari_sci
+    from napari_sci.base.config import Budget, CompressConfig, GridConfig
+    from napari_sci.core.grid_encode import resolve_residual
     from napari_sci.io.format import MODEL_GRID_CONTEXT, MODEL_GRID_CONTEXT_SHAPED
 
     settings = dict(steps=5, seed=1, device="cpu")
     high = napari_sci.compress(textured, bpv=0.3, **settings)
     middle = napari_sci.compress(textured, bpv=0.1, **settings)
-    low = napari_sci.compress(textured, bpv=0.03, **settings)
     assert high.contents.header.model == MODEL_GRID_CONTEXT_SHAPED
     assert middle.contents.header.model == MODEL_GRID_CONTEXT_SHAPED
     latent_bytes = sum(len(R.split_payload(p)[0]) for p, kind in zip(
         middle.contents.payloads, middle.contents.header.blocks["kind"]) if kind == 3)
     assert 0 < latent_bytes <= 0.75 * middle.target_bytes
-    assert low.contents.header.model == MODEL_GRID_CONTEXT
+    voxels = 200 ** 3  # large enough that 0.015 BPV holds the smallest file
+    for bpv, wanted in ((0.015, "none"), (0.02, "dct"), (0.05, "dct")):
+        config = CompressConfig(Budget(bpv=bpv), grid=GridConfig(upsampling="linear"))
+        resolved = resolve_residual(config, 3, int(bpv * voxels / 8), voxels)
+        assert resolved.grid.residual == wanted, bpv
     image = napari_sci.compress(textured[10], bpv=1.0, **settings)
     assert image.contents.header.model == MODEL_GRID_CONTEXT
+
+
+def test_auto_leaves_out_a_layer_the_budget_cannot_hold(textured):
+    """A small volume at a low rate: the residual's model (~450 bytes) and its least share do not fit
+    beside the smallest latents, so ``auto`` writes the latents alone, within the budget (the layer
+    once made such a file 710 bytes for a 655-byte target)."""
+    import napari_sci
+    from napari_sci.io.format import MODEL_GRID_CONTEXT
+
+    for bpv in (0.03, 0.04, 0.06):
+        result = napari_sci.compress(textured, bpv=bpv, steps=5, seed=1, device="cpu")
+        assert result.contents.file_size <= result.target_bytes, bpv
+        assert result.contents.header.model == MODEL_GRID_CONTEXT
 
 
 def test_the_residual_layer_is_for_3d_volumes_only(tmp_path):
@@ -309,7 +327,7 @@ def test_the_latents_share_beside_the_residual_follows_the_upsampling():
 
 def test_bspline_latents_get_the_smaller_share():
     """The latents' budget beside a residual layer: 0.02 BPV with the B-spline, 0.1 linear, at most ¾
-    of the file."""
+    of the file, and never the residual's last 0.01 BPV (which binds below 0.04 BPV)."""
     from napari_sci.base.config import Budget, CompressConfig, GridConfig
     from napari_sci.core.grid_encode import latent_budget
 
@@ -319,6 +337,9 @@ def test_bspline_latents_get_the_smaller_share():
         for bpv in (0.05, 0.1, 0.25):
             target = int(bpv * voxels / 8)
             assert latent_budget(config, 3, target, voxels) == int(min(cap * voxels / 8, 0.75 * target))
+        for bpv, latents in ((0.02, 0.01), (0.03, 0.02)):
+            target = int(bpv * voxels / 8)
+            assert latent_budget(config, 3, target, voxels) == int(latents * voxels / 8)
 
 
 @pytest.mark.parametrize("block", [(8, 8), (3, 8, 8), (1, 8, 8), (64, 8, 8), (32, 32, 8), (16, 16, 32),

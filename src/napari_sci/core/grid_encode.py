@@ -55,21 +55,25 @@ class GridCoded:
     zeroed: int
 
 
-RESIDUAL_FROM_BPV = 0.04  # ``auto`` adds the residual layer from this budget
+RESIDUAL_FROM_BPV = 0.02  # ``auto`` adds the residual layer from this budget
+RESIDUAL_LEAST_BPV = 0.01  # and leaves it at least this much of the budget (latents get the rest)
 
 
 def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_voxels: int) -> CompressConfig:
     """``residual="auto"`` made ``dct`` or ``none`` for this volume and budget (the file's model id
-    follows it): the layer pays from ~0.04 BPV (session 26: +0.6 to +3.5 dB at 0.25 BPV on the CT,
-    light-sheet crop and MRI; session 27, with models 9 and 10: +0.3 to +1.0 dB at 0.1 BPV on all three,
-    +0.9 and +0.5 dB at 0.05 BPV on the MRI and the light-sheet crop, −0.2 on the CT), and is for 3-D
-    volumes."""
+    follows it): the layer pays from 0.02 BPV (session 26: +0.6 to +3.5 dB at 0.25 BPV on the CT,
+    light-sheet crop and MRI; session 27, with models 9 and 10: +0.3 to +1.0 dB at 0.1 BPV on all three;
+    session 30, at 0.02 BPV with latents at 0.01: the MRI +1.0 dB by a fit, the light-sheet crop +1.1
+    and the CT +0.2 by re-coding latents of 0.01-BPV fits), and is for 3-D volumes."""
     grid = config.grid
     if grid.residual != "auto":
         return config
     bpv = 8.0 * target_bytes / max(1, n_voxels)
-    wanted = ndim == 3 and grid.entropy == "context" and bpv >= RESIDUAL_FROM_BPV
-    return dataclasses.replace(config, grid=dataclasses.replace(grid, residual="dct" if wanted else "none"))
+    layered = dataclasses.replace(config, grid=dataclasses.replace(grid, residual="dct"))
+    # a small volume's budget may not hold the residual's model (~450 bytes) beside the latents
+    room = target_bytes - RESIDUAL_LEAST_BPV * n_voxels / 8 >= smallest_grid_file(ndim, layered)
+    wanted = ndim == 3 and grid.entropy == "context" and bpv >= RESIDUAL_FROM_BPV and room
+    return layered if wanted else dataclasses.replace(config, grid=dataclasses.replace(grid, residual="none"))
 
 
 def resolve_upsampling(config: CompressConfig, volume: np.ndarray) -> CompressConfig:
@@ -102,10 +106,13 @@ def section_overhead(config: CompressConfig) -> int:
 
 def latent_budget(config: CompressConfig, ndim: int, target: int, n_voxels: int) -> int:
     """The file bytes the latents are fitted to beside a residual layer: min(residual_grid_bpv,
-    latent_share × the budget), never below the smallest latent file; the residual gets the rest."""
+    latent_share × the budget, the budget less ``RESIDUAL_LEAST_BPV``), never below the smallest latent
+    file; the residual gets the rest. The last term binds below 0.04 BPV only (with the default share),
+    where ¾ of the budget would leave the residual too little beside its own model (~450 bytes)."""
     grid = config.grid
     return min(target, max(smallest_grid_file(ndim, config), int(min(
-        grid.residual_grid_bpv_used * n_voxels / 8, grid.latent_share * target))))
+        grid.residual_grid_bpv_used * n_voxels / 8, grid.latent_share * target,
+        target - RESIDUAL_LEAST_BPV * n_voxels / 8))))
 
 
 def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
