@@ -254,11 +254,11 @@ def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp
     latent_bytes = sum(len(R.split_payload(p)[0]) for p, kind in zip(
         middle.contents.payloads, middle.contents.header.blocks["kind"]) if kind == 3)
     assert 0 < latent_bytes <= 0.75 * middle.target_bytes
-    voxels = 200 ** 3  # large enough that 0.015 BPV holds the smallest file
-    for bpv, wanted in ((0.015, "none"), (0.02, "dct"), (0.05, "dct")):
-        config = CompressConfig(Budget(bpv=bpv), grid=GridConfig(upsampling="linear"))
-        resolved = resolve_residual(config, 3, int(bpv * voxels / 8), voxels)
-        assert resolved.grid.residual == wanted, bpv
+    for voxels in (200 ** 3, 16 * 256 * 256):  # 0.02 BPV of the second: 2,621.44 bytes, rounded down
+        for bpv, wanted in ((0.015, "none"), (0.02, "dct"), (0.05, "dct")):
+            config = CompressConfig(Budget(bpv=bpv), grid=GridConfig(upsampling="linear"))
+            target = config.budget.target_bytes(voxels, 2)
+            assert resolve_residual(config, 3, target, voxels).grid.residual == wanted, (voxels, bpv)
     image = napari_sci.compress(textured[10], bpv=1.0, **settings)
     assert image.contents.header.model == MODEL_GRID_CONTEXT
 

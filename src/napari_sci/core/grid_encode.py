@@ -68,11 +68,12 @@ def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_vox
     grid = config.grid
     if grid.residual != "auto":
         return config
-    bpv = 8.0 * target_bytes / max(1, n_voxels)
+    # bytes as a Budget counts them (rounded down): "--bpv 0.02" gives 0.019997 BPV of 2^20 voxels
+    enough = target_bytes >= int(RESIDUAL_FROM_BPV * n_voxels / 8)
     layered = dataclasses.replace(config, grid=dataclasses.replace(grid, residual="dct"))
     # a small volume's budget may not hold the residual's model (~450 bytes) beside the latents
     room = target_bytes - RESIDUAL_LEAST_BPV * n_voxels / 8 >= smallest_grid_file(ndim, layered)
-    wanted = ndim == 3 and grid.entropy == "context" and bpv >= RESIDUAL_FROM_BPV and room
+    wanted = ndim == 3 and grid.entropy == "context" and enough and room
     return layered if wanted else dataclasses.replace(config, grid=dataclasses.replace(grid, residual="none"))
 
 
