@@ -107,13 +107,15 @@ def section_overhead(config: CompressConfig) -> int:
 
 def latent_budget(config: CompressConfig, ndim: int, target: int, n_voxels: int) -> int:
     """The file bytes the latents are fitted to beside a residual layer: min(residual_grid_bpv,
-    latent_share × the budget, the budget less ``RESIDUAL_LEAST_BPV``), never below the smallest latent
-    file; the residual gets the rest. The last term binds below 0.04 BPV only (with the default share),
-    where ¾ of the budget would leave the residual too little beside its own model (~450 bytes)."""
+    latent_share × the budget, what leaves the residual's streams ``RESIDUAL_LEAST_BPV``), never below
+    the smallest latent file; the residual gets the rest. The last term binds below 0.04 BPV only (with
+    the default share), where ¾ of the budget would leave the residual's streams little or nothing
+    beside its own model (~450 bytes, counted with the latents' overhead): the light-sheet crop at 0.02
+    BPV kept 98 bytes of latents that way."""
     grid = config.grid
     return min(target, max(smallest_grid_file(ndim, config), int(min(
         grid.residual_grid_bpv_used * n_voxels / 8, grid.latent_share * target,
-        target - RESIDUAL_LEAST_BPV * n_voxels / 8))))
+        target - RESIDUAL_LEAST_BPV * n_voxels / 8 + RESIDUAL_SECTION_BYTES[WRITTEN_CODING]))))
 
 
 def smallest_grid_file(ndim: int, config: CompressConfig) -> int:
