@@ -133,7 +133,8 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="grid: dct: latents up to 0.02 BPV with the B-spline, 0.1 with linear "
                         "upsampling (at most 3/4 of the budget, leaving at least 0.01 BPV) and the "
                         "rest spent on DCT blocks of what they leave (3-D, context entropy); none; "
-                        "auto: dct for 3-D volumes from 0.02 BPV (default %(default)s)")
+                        "auto: dct for 3-D volumes from 0.04 BPV, 0.02 with the B-spline (default "
+                        "%(default)s)")
     p.add_argument("--residual-grid-bpv", type=float, default=grid.residual_grid_bpv,
                    help="grid, with a residual layer: the most bits per voxel the latents get, the "
                         "rest going to the DCT blocks (default: 0.02 with the B-spline, 0.1 linear)")

@@ -239,8 +239,9 @@ def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_pat
 
 
 def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp_path):
-    """``residual="auto"`` (the default): a residual layer from 0.02 BPV on a 3-D volume, none below
-    it nor on a 2-D image; the latents get at most ``latent_share`` of the budget."""
+    """``residual="auto"`` (the default): a residual layer on a 3-D volume from 0.04 BPV (from 0.02
+    beside B-spline latents), none below it nor on a 2-D image; the latents get at most
+    ``latent_share`` of the budget."""
     import napari_sci
     from napari_sci.base.config import Budget, CompressConfig, GridConfig
     from napari_sci.core.grid_encode import resolve_residual
@@ -255,8 +256,10 @@ def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp
         middle.contents.payloads, middle.contents.header.blocks["kind"]) if kind == 3)
     assert 0 < latent_bytes <= 0.75 * middle.target_bytes
     for voxels in (200 ** 3, 16 * 256 * 256):  # 0.02 BPV of the second: 2,621.44 bytes, rounded down
-        for bpv, wanted in ((0.015, "none"), (0.02, "dct"), (0.05, "dct")):
-            config = CompressConfig(Budget(bpv=bpv), grid=GridConfig(upsampling="linear"))
+        for upsampling, bpv, wanted in (("bspline", 0.015, "none"), ("bspline", 0.02, "dct"),
+                                        ("linear", 0.02, "none"), ("linear", 0.04, "dct"),
+                                        ("linear", 0.05, "dct")):
+            config = CompressConfig(Budget(bpv=bpv), grid=GridConfig(upsampling=upsampling))
             target = config.budget.target_bytes(voxels, 2)
             assert resolve_residual(config, 3, target, voxels).grid.residual == wanted, (voxels, bpv)
     image = napari_sci.compress(textured[10], bpv=1.0, **settings)

@@ -281,8 +281,8 @@ class GridConfig:
         and a block transform
         codes the residual at a far steeper slope (docs/benchmarks.md §7, sessions 26–27); ``none``;
         ``auto`` (the default): ``dct`` for a 3-D volume with the context entropy model when the
-        budget is at least 0.02 BPV and holds the layer's model beside the smallest latents, else
-        ``none``.
+        budget is at least 0.04 BPV (0.02 with the B-spline) and holds the layer's model beside the
+        smallest latents, else ``none``.
     residual_grid_bpv, latent_share
         With a residual layer, the most bits per voxel the latents get, and their largest share of
         the budget (session 27, 0.1 BPV: latents at 0.075 and the residual the rest beat latents

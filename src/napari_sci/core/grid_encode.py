@@ -55,21 +55,22 @@ class GridCoded:
     zeroed: int
 
 
-RESIDUAL_FROM_BPV = 0.02  # ``auto`` adds the residual layer from this budget
-RESIDUAL_LEAST_BPV = 0.01  # and leaves it at least this much of the budget (latents get the rest)
+RESIDUAL_FROM_BPV = {"bspline": 0.02, "linear": 0.04}  # ``auto`` adds the residual layer from this budget
+RESIDUAL_LEAST_BPV = 0.01  # and leaves its streams at least this much of the budget (latents get the rest)
 
 
 def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_voxels: int) -> CompressConfig:
     """``residual="auto"`` made ``dct`` or ``none`` for this volume and budget (the file's model id
-    follows it): the layer pays from 0.02 BPV (session 26: +0.6 to +3.5 dB at 0.25 BPV on the CT,
-    light-sheet crop and MRI; session 27, with models 9 and 10: +0.3 to +1.0 dB at 0.1 BPV on all three;
-    session 30, at 0.02 BPV with latents at 0.01: the MRI +1.0 dB by a fit, the light-sheet crop +1.1
-    and the CT +0.2 by re-coding latents of 0.01-BPV fits), and is for 3-D volumes."""
+    follows it; the upsampling must be resolved first): the layer pays from 0.04 BPV (session 26: +0.6
+    to +3.5 dB at 0.25 BPV on the CT, light-sheet crop and MRI; session 27, with models 9 and 10: +0.3
+    to +1.0 dB at 0.1 BPV on all three), beside B-spline latents from 0.02 (session 30, fits at 0.02
+    BPV: the MRI 30.01 and 30.06 dB against 29.63 with latents alone; the CT and the light-sheet crop,
+    linear, −0.49 and −0.41), and is for 3-D volumes."""
     grid = config.grid
     if grid.residual != "auto":
         return config
     # bytes as a Budget counts them (rounded down): "--bpv 0.02" gives 0.019997 BPV of 2^20 voxels
-    enough = target_bytes >= int(RESIDUAL_FROM_BPV * n_voxels / 8)
+    enough = target_bytes >= int(RESIDUAL_FROM_BPV[grid.upsampling_used] * n_voxels / 8)
     layered = dataclasses.replace(config, grid=dataclasses.replace(grid, residual="dct"))
     # a small volume's budget may not hold the residual's model (~450 bytes) beside the latents
     room = target_bytes - RESIDUAL_LEAST_BPV * n_voxels / 8 >= smallest_grid_file(ndim, layered)
