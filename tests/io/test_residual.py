@@ -330,7 +330,8 @@ def test_the_latents_share_beside_the_residual_follows_the_upsampling():
 
 def test_bspline_latents_get_the_smaller_share():
     """The latents' budget beside a residual layer: 0.02 BPV with the B-spline, 0.1 linear, at most ¾
-    of the file, and never the residual streams' last 0.01 BPV (which binds below 0.04 BPV)."""
+    of the file, and never the residual layer's last 0.01 BPV, its model and streams (which binds
+    below 0.04 BPV)."""
     from napari_sci.base.config import Budget, CompressConfig, GridConfig
     from napari_sci.core.grid_encode import latent_budget
     from napari_sci.io.residual import SECTION_BYTES
@@ -341,7 +342,7 @@ def test_bspline_latents_get_the_smaller_share():
         for bpv in (0.05, 0.1, 0.25):
             target = int(bpv * voxels / 8)
             assert latent_budget(config, 3, target, voxels) == int(min(cap * voxels / 8, 0.75 * target))
-        for bpv, latents in ((0.02, 0.01), (0.03, 0.02)):  # the residual's model is the latents' overhead
+        for bpv, latents in ((0.02, 0.01), (0.03, 0.02)):  # the latents' bytes count the residual's model
             target = int(bpv * voxels / 8)
             expected = min(cap * voxels / 8, 0.75 * target, latents * voxels / 8 + SECTION_BYTES[3])
             assert latent_budget(config, 3, target, voxels) == int(expected)

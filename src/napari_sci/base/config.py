@@ -276,10 +276,10 @@ class GridConfig:
         (``models.grid_fit.choose_upsampling``; of the development volumes, the MRI), else ``linear``.
     residual
         ``dct`` (models 11 and 12, 3-D volumes, context entropy): the latents are fitted to
-        min(``residual_grid_bpv``, ``latent_share`` × the budget, what leaves the residual's streams
-        0.01 BPV) and what they leave is coded as DCT blocks with the rest — a latent fit's curve
-        flattens near 0.1 BPV and a block transform codes the residual at a far steeper slope
-        (docs/benchmarks.md §7, sessions 26–27); ``none``;
+        min(``residual_grid_bpv``, ``latent_share`` × the budget, what leaves the residual layer — its
+        model and streams — 0.01 BPV) and what they leave is coded as DCT blocks with the rest — a
+        latent fit's curve flattens near 0.1 BPV and a block transform codes the residual at a far
+        steeper slope (docs/benchmarks.md §7, sessions 26–27); ``none``;
         ``auto`` (the default): ``dct`` for a 3-D volume with the context entropy model when the
         budget is at least 0.04 BPV (0.02 with the B-spline) and holds the layer's model beside the
         smallest latents, else ``none``.

@@ -56,7 +56,7 @@ class GridCoded:
 
 
 RESIDUAL_FROM_BPV = {"bspline": 0.02, "linear": 0.04}  # ``auto`` adds the residual layer from this budget
-RESIDUAL_LEAST_BPV = 0.01  # and leaves its streams at least this much of the budget (latents get the rest)
+RESIDUAL_LEAST_BPV = 0.01  # and leaves it (its model and streams) at least this much of the budget
 
 
 def resolve_residual(config: CompressConfig, ndim: int, target_bytes: int, n_voxels: int) -> CompressConfig:
@@ -108,11 +108,11 @@ def section_overhead(config: CompressConfig) -> int:
 
 def latent_budget(config: CompressConfig, ndim: int, target: int, n_voxels: int) -> int:
     """The file bytes the latents are fitted to beside a residual layer: min(residual_grid_bpv,
-    latent_share × the budget, what leaves the residual's streams ``RESIDUAL_LEAST_BPV``), never below
-    the smallest latent file; the residual gets the rest. The last term binds below 0.04 BPV only (with
-    the default share), where ¾ of the budget would leave the residual's streams little or nothing
-    beside its own model (~450 bytes, counted with the latents' overhead): the light-sheet crop at 0.02
-    BPV kept 98 bytes of latents that way."""
+    latent_share × the budget, what leaves the residual layer ``RESIDUAL_LEAST_BPV``), never below the
+    smallest latent file; the residual gets the rest. These bytes include the file's overhead, and with
+    it the residual's model (~450 bytes), so the last term adds that model back: the layer — model and
+    streams — keeps 0.01 BPV (without it, the light-sheet crop at 0.02 BPV kept 98 bytes of latents).
+    It binds below 0.04 BPV only (with the default share)."""
     grid = config.grid
     return min(target, max(smallest_grid_file(ndim, config), int(min(
         grid.residual_grid_bpv_used * n_voxels / 8, grid.latent_share * target,

@@ -186,16 +186,13 @@ def code_residual(targets: Sequence[np.ndarray], decoded: Sequence[np.ndarray],
         return empty()
     if rd_lambda is None:
         return found_by_shape[0][0]
-    best: ResidualCoding | None = None
-    for plain_coding, shape, plain in found_by_shape[:RD_SHAPES]:
+    finals: list[ResidualCoding] = []
+    for final, shape, plain in found_by_shape:  # the dead-zone coding stays if the pass cannot fit
         coding = shape.coded(2.0 ** plain, True)
         if fits(coding[1]):
             found = bisect(shape, max(plain - 1.0, finest), plain, RD_BISECTION_STEPS, True)[1]
             final = found if found is not None else shape.result(*coding)
-        else:
-            final = plain_coding
-        if best is None or final.error < best.error:
-            best = final
+        finals.append(final)
         if stopped():
             break
-    return best if best is not None else found_by_shape[0][0]
+    return min(finals, key=lambda coding: coding.error)
