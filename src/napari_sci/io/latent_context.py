@@ -426,14 +426,14 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
         raise SciFormatError(f"latent-grid tile payload of {len(payload)} bytes is malformed")
     bases = list(payload[:n_levels])
     words = np.frombuffer(payload, dtype="<u4", offset=n_levels).astype(np.uint32)
-    grids: list[np.ndarray] = [np.zeros(0, np.int64)] * n_levels
+    grids: list[np.ndarray] = [np.zeros(0, np.int32)] * n_levels
     family = _family()
     weights = model.mean_array()
     try:
         coder = constriction.stream.stack.AnsCoder(words)
         for level in range(n_levels - 1, -1, -1):
             shape = level_shape(tile_shape, level)
-            grid = np.zeros(shape, np.int64)
+            grid = np.zeros(shape, np.int32)  # what the model reads (|q| ≤ 4095), no copy at the end
             grids[level] = grid
             if bases[level] == SCALE_CODE_ZERO:
                 continue
@@ -464,7 +464,7 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
                     signed[g][inside] = target
     except (ValueError, RuntimeError, OverflowError) as error:
         raise SciFormatError(f"latent-grid tile payload cannot be decoded: {error}") from error
-    return [g.astype(np.int32) for g in grids]
+    return grids
 
 
 MEAN_RADIX = 2 * MEAN16_LIMIT + 1  # |16q − μ16| is at most this minus one

@@ -143,18 +143,76 @@ def block_slices(tile_shape: Sequence[int], block: Sequence[int] | None = None) 
 
 
 @dataclass(frozen=True)
+class ShapeTable:
+    """What a block of one shape needs, per band: its coefficients' positions within the block (C
+    order) and their lower-band neighbours (positions, −1: none). A tile's blocks have at most 2^ndim
+    shapes, so a band's coefficients are a gather of these on the blocks asked for."""
+
+    size: int
+    positions: tuple[np.ndarray, ...]  # per band, ascending
+    lower: tuple[np.ndarray, ...]      # per band, (coefficients of the band, 3)
+    has_band: np.ndarray               # (bands,) whether the shape has a coefficient in the band
+
+    @functools.cached_property
+    def own_lower(self) -> tuple[np.ndarray, ...]:
+        """``lower`` with a missing neighbour replaced by the coefficient's own position (read while
+        its band is still undecoded: 0)."""
+        return tuple(np.where(near >= 0, near, p[:, None]) for p, near in zip(self.positions, self.lower))
+
+
+@functools.lru_cache(maxsize=64)
+def shape_table(shape: tuple[int, ...]) -> ShapeTable:
+    band = band_of(shape).reshape(-1)
+    lower = _lower(shape)
+    positions = tuple(np.flatnonzero(band == b) for b in range(BANDS))
+    return ShapeTable(band.size, positions, tuple(lower[p] for p in positions),
+                      np.array([p.size > 0 for p in positions]))
+
+
+@dataclass(frozen=True)
 class TileLayout:
     """Where a tile's coefficients sit in coding order (blocks in C order, each block's coefficients in
-    C order), each coefficient's class and each block's activity bin: fixed for a tile, whatever the
-    step, so the encoder's bisection and the decoder work on flat arrays."""
+    C order) and each block's activity bin: fixed for a tile, whatever the step, so the encoder's
+    bisection and the decoder work on flat arrays. The per-coefficient tables (classes, bands, owning
+    block) are built only when asked for (the encoder's rate–distortion decisions); decoding works a
+    block shape at a time."""
 
     shape: tuple[int, ...]
     block: tuple[int, ...]  # the full blocks' shape (those at a tile's end are cut)
-    blocks: list[tuple[slice, ...]]
     starts: np.ndarray   # (blocks + 1,) offsets of each block's coefficients
     bins: np.ndarray     # (blocks,) activity bin
-    classes: np.ndarray  # (coefficients,) 12·bin + band
-    block_of: np.ndarray  # (coefficients,) the block each belongs to
+    shapes: tuple[tuple[int, ...], ...]  # the blocks' distinct shapes
+    which: np.ndarray    # (blocks,) each block's index into ``shapes``
+
+    @property
+    def count(self) -> int:
+        """The number of blocks."""
+        return self.starts.size - 1
+
+    @property
+    def size(self) -> int:
+        """The number of coefficients (the tile's voxels)."""
+        return int(self.starts[-1])
+
+    @functools.cached_property
+    def blocks(self) -> list[tuple[slice, ...]]:
+        """Every block's slices, C order."""
+        return block_slices(self.shape, self.block)
+
+    @functools.cached_property
+    def block_of(self) -> np.ndarray:
+        """(coefficients,) the block each belongs to."""
+        return np.repeat(np.arange(self.count, dtype=np.int32), np.diff(self.starts))
+
+    @functools.cached_property
+    def classes(self) -> np.ndarray:
+        """(coefficients,) each coefficient's class, 12·bin + band."""
+        classes = np.zeros(self.size, np.int16)
+        for index, shape in enumerate(self.shapes):
+            members = np.flatnonzero(self.which == index)
+            positions = self.starts[members][:, None] + np.arange(math.prod(shape))
+            classes[positions] = BANDS * self.bins[members][:, None] + _band(shape).reshape(-1)
+        return classes
 
     @functools.cached_property
     def bands(self) -> np.ndarray:
@@ -162,33 +220,48 @@ class TileLayout:
         return self.classes % BANDS
 
     @functools.cached_property
-    def band_members(self) -> list[np.ndarray]:
-        """Codings 2 and 3: per band, its coefficients' positions in coding order (ascending)."""
-        band = self.bands
-        order = np.argsort(band, kind="stable").astype(np.int32)  # a tile: at most 2^24 voxels
-        cuts = np.searchsorted(band[order], np.arange(BANDS + 1))
-        return [order[cuts[b]:cuts[b + 1]] for b in range(BANDS)]
-
-    @functools.cached_property
     def has_band(self) -> np.ndarray:
         """Codings 2 and 3: (blocks, bands) whether the block has a coefficient in the band."""
-        out = np.zeros((len(self.blocks), BANDS), bool)
-        out[self.block_of, self.bands] = True
-        return out
+        if not self.shapes:
+            return np.zeros((0, BANDS), bool)
+        return np.stack([shape_table(s).has_band for s in self.shapes])[self.which]
 
     @functools.cached_property
     def shape_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """Codings 2 and 3: each block's shape index (blocks,) and, per shape, each coefficient's lower-band
         neighbours within its block (shapes, block voxels, 3; −1: none), so a neighbourhood is a gather on the
         coefficients asked for, never a table over the whole tile."""
-        groups = _by_shape(self) if self.blocks else {}
-        which = np.zeros(len(self.blocks), np.int8)
-        tables = np.full((max(1, len(groups)), math.prod(self.block), 3), -1, np.int16)
-        for index, (block_shape, members) in enumerate(groups.items()):
-            which[members] = index
+        tables = np.full((max(1, len(self.shapes)), math.prod(self.block), 3), -1, np.int16)
+        for index, block_shape in enumerate(self.shapes):
             local = _lower(block_shape)
             tables[index, :local.shape[0]] = local
-        return which, tables
+        return self.which, tables
+
+    def band_classes(self, band: int, blocks: np.ndarray, decoded: np.ndarray,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Codings 2 and 3: the coefficients of ``band`` in the ``blocks`` given (ascending), in coding
+        order — their positions and their classes, 4·(12·bin + band) + neighbourhood, the neighbourhood
+        read from ``decoded``, which holds the lower bands and zeros in this band and above (a missing
+        neighbour reads the coefficient itself: 0) — a gather per block shape, no table over the whole
+        tile."""
+        which = self.which[blocks]
+        tables = [shape_table(s) for s in self.shapes]
+        per_shape = np.array([t.positions[band].size for t in tables], np.int64)
+        offsets = np.concatenate(([0], np.cumsum(per_shape[which]))) if tables else np.zeros(1, np.int64)
+        positions = np.empty(int(offsets[-1]), np.int64)
+        classes = np.empty(positions.size, np.int64)
+        for index, table in enumerate(tables):
+            chosen = np.flatnonzero(which == index) if len(tables) > 1 else np.arange(blocks.size)
+            if not (per_shape[index] and chosen.size):
+                continue
+            first = self.starts[blocks[chosen]][:, None]
+            at = offsets[chosen][:, None] + np.arange(per_shape[index])
+            positions[at] = first + table.positions[band]
+            near = np.abs(decoded[first[:, :, None] + table.own_lower[band]]).sum(axis=2)
+            own = NEIGHBOURHOODS * (BANDS * self.bins[blocks[chosen]][:, None] + band)
+            classes[at] = own + np.minimum(near, NEIGHBOURHOODS - 1)
+        return positions, classes
+
 
 @functools.lru_cache(maxsize=64)
 def _lower(shape: tuple[int, ...]) -> np.ndarray:
@@ -212,32 +285,21 @@ def _block_extents(tile_shape: tuple[int, ...], block: tuple[int, ...]) -> np.nd
     return np.stack([g.reshape(-1) for g in grids], axis=1) if per_axis else np.zeros((1, 0), np.int64)
 
 
-def _by_shape(layout: TileLayout) -> dict[tuple[int, ...], np.ndarray]:
-    """The tile's blocks grouped by shape (at most 2^ndim shapes: full blocks and the last ones)."""
-    extents = _block_extents(layout.shape, layout.block)
-    shapes, inverse = np.unique(extents, axis=0, return_inverse=True)
-    return {tuple(int(v) for v in shape): np.flatnonzero(inverse.reshape(-1) == i)
-            for i, shape in enumerate(shapes)}
-
-
 def tile_layout(tile_shape: Sequence[int], level1: np.ndarray | None,
                 block: Sequence[int] | None = None) -> TileLayout:
-    """The coding order, bins and classes of a tile of ``tile_shape`` with these level-1 latents, cut
-    into blocks of ``block`` (default 8 an axis) (built a block shape at a time: a tile holds
-    thousands of blocks of at most 2^ndim shapes)."""
+    """The coding order and bins of a tile of ``tile_shape`` with these level-1 latents, cut into
+    blocks of ``block`` (default 8 an axis)."""
     shape = tuple(int(s) for s in tile_shape)
     block = _block_of(shape, block)
-    blocks = block_slices(shape, block)
     bins = activity_bins(shape, level1, block).reshape(-1)
-    sizes = np.prod(_block_extents(shape, block), axis=1) if blocks else np.zeros(0, np.int64)
-    starts = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-    classes = np.zeros(int(starts[-1]), np.int16)  # up to 2^24 each
-    layout = TileLayout(shape, block, blocks, starts, bins, classes, np.repeat(
-        np.arange(len(blocks), dtype=np.int32), np.diff(starts)))
-    for block_shape, members in _by_shape(layout).items() if blocks else ():
-        positions = starts[members][:, None] + np.arange(math.prod(block_shape))
-        classes[positions] = BANDS * bins[members][:, None] + _band(block_shape).reshape(-1)
-    return layout
+    extents = _block_extents(shape, block)
+    if not bins.size:
+        return TileLayout(shape, block, np.zeros(1, np.int64), bins, (), np.zeros(0, np.int8))
+    starts = np.concatenate(([0], np.cumsum(np.prod(extents, axis=1)))).astype(np.int64)
+    # at most 2^ndim shapes (full blocks and the cut ones at the tile's ends)
+    shapes, which = np.unique(extents, axis=0, return_inverse=True)
+    return TileLayout(shape, block, starts, bins, tuple(tuple(int(v) for v in e) for e in shapes),
+                      which.reshape(-1).astype(np.int8))
 
 
 def quantise(coefficients: np.ndarray, step: float, offset: float = 0.33) -> np.ndarray:
@@ -248,7 +310,7 @@ def quantise(coefficients: np.ndarray, step: float, offset: float = 0.33) -> np.
 
 def _coded_blocks(layout: TileLayout, q: np.ndarray) -> np.ndarray:
     """Blocks holding a non-zero coefficient."""
-    if not layout.blocks:
+    if not layout.count:
         return np.zeros(0, bool)
     return np.add.reduceat((q != 0).astype(np.int64), layout.starts[:-1]) > 0
 
@@ -260,7 +322,7 @@ def _probability_code(zero: int, one: int) -> int:
 
 def significance(layout: TileLayout, q: np.ndarray) -> np.ndarray:
     """(blocks, bands): whether the band of the block holds a non-zero coefficient."""
-    out = np.zeros((len(layout.blocks), BANDS), bool)
+    out = np.zeros((layout.count, BANDS), bool)
     nonzero = q != 0
     out[layout.block_of[nonzero], layout.bands[nonzero]] = True
     return out
@@ -303,7 +365,7 @@ def best_codes(tiles: Sequence[tuple[TileLayout, np.ndarray]], step: float,
             classes = layout.classes[inside].astype(np.int64)
         else:
             significant = significance(layout, q)
-            previous = np.ones(len(layout.blocks), bool)
+            previous = np.ones(layout.count, bool)
             for band in range(BANDS):
                 context = _band_context(layout.bins, band, previous)
                 asked = coded & layout.has_band[:, band]
@@ -346,7 +408,7 @@ def band_flag_bits(layout: TileLayout, significant: np.ndarray, model: ResidualM
     ``model``, the context's "band below significant" read from ``significant`` (blocks × bands, as
     :func:`significance` gives; 10⁹ for a flag the code rules out). For the encoder's rate–distortion
     decisions."""
-    below = np.concatenate([np.ones((len(layout.blocks), 1), bool), significant[:, :-1]], axis=1)
+    below = np.concatenate([np.ones((layout.count, 1), bool), significant[:, :-1]], axis=1)
     context = _band_context(layout.bins[:, None], np.arange(BANDS)[None, :], below)
     p = np.array(model.band_codes, np.float64)[context] / 256.0
     with np.errstate(divide="ignore"):
@@ -356,7 +418,7 @@ def band_flag_bits(layout: TileLayout, significant: np.ndarray, model: ResidualM
 
 def band_sums(layout: TileLayout, values: np.ndarray) -> np.ndarray:
     """(blocks, bands): ``values`` (one per coefficient) summed over each block's band."""
-    out = np.zeros((len(layout.blocks), BANDS))
+    out = np.zeros((layout.count, BANDS))
     np.add.at(out, (layout.block_of, layout.bands), values)
     return out
 
@@ -425,24 +487,24 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
     in as they come (the neighbourhood of band ``b`` reads the bands below it only)."""
     band_codes = np.array(model.band_codes, np.int64)
     class_codes = np.array(model.class_codes, np.int16)
-    out = np.zeros(layout.classes.size, np.int32)  # what a decoder holds so far
+    out = np.zeros(layout.size, np.int32)  # what a decoder holds so far
     given = significance(layout, q) if q is not None else None
-    previous = np.ones(len(layout.blocks), bool)
+    has_band = layout.has_band
+    previous = np.ones(layout.count, bool)
     parts: list[tuple[np.ndarray, np.ndarray, bool]] = []
     for band in range(BANDS):
         context = _band_context(layout.bins, band, previous)
-        asked = np.flatnonzero(coded & layout.has_band[:, band] & (band_codes[context] > 0))
+        asked = np.flatnonzero(coded & has_band[:, band] & (band_codes[context] > 0))
         flag_codes = band_codes[context[asked]]
         if given is not None:
             flags = given[asked, band].astype(np.int32)
         else:
             flags = decode(flag_codes, True) if asked.size else np.zeros(0, np.int32)
         parts.append((flags, flag_codes, True))
-        significant = np.zeros(len(layout.blocks), bool)
+        significant = np.zeros(layout.count, bool)
         significant[asked] = flags == 1
-        members = layout.band_members[band]
-        members = members[significant[layout.block_of[members]]]
-        codes = class_codes[_coefficient_class(layout, out, members)]
+        members, classes = layout.band_classes(band, np.flatnonzero(significant), out)
+        codes = class_codes[classes]
         members, codes = members[codes > 0], codes[codes > 0]
         if q is not None:
             symbols = q[members]
@@ -464,7 +526,7 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
     flag_codes = np.array(model.flag_codes, np.int64)
     try:
         coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, "<u4").astype(np.uint32))
-        coded = np.zeros(len(layout.blocks), bool)
+        coded = np.zeros(layout.count, bool)
         flagged = _flag_order(layout, flag_codes)
         if flagged.size:
             coded[flagged] = coder.decode(_categorical(),
@@ -476,7 +538,7 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
                 return coder.decode(_laplace(), np.zeros(codes.size), SCALES[codes]).astype(np.int32)
 
             return _band_parts(layout, model, coded, None, decode=pop)[1]
-        q = np.zeros(layout.classes.size, np.int32)
+        q = np.zeros(layout.size, np.int32)
         codes = np.array(model.class_codes, np.int16)[layout.classes]
         keep = coded[layout.block_of] & (codes > 0)
         if keep.any():

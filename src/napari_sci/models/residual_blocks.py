@@ -24,31 +24,27 @@ def reconstruct(layout: TileLayout, coefficients: np.ndarray, step: float,
                 box: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
     """A tile's residual (float32, normalised values) from its integer coefficients (coding order),
     on the tile-local ``box`` (default: the whole tile): only the blocks the box touches are
-    inverse-transformed, the full ones in one call."""
+    inverse-transformed, those of one shape in one call."""
     box = tuple(box) if box is not None else tuple((0, s) for s in layout.shape)
     out = np.zeros(tuple(b - a for a, b in box), np.float32)
-    full, partial = [], []
-    for i, b in enumerate(layout.blocks):
-        if any(sl.stop <= lo or sl.start >= hi for sl, (lo, hi) in zip(b, box)):
+    if not layout.count or not out.size:
+        return out
+    counts = tuple(-(-s // m) for s, m in zip(layout.shape, layout.block))
+    touched = np.meshgrid(*(np.arange(lo // m, -(-hi // m)) for (lo, hi), m in zip(box, layout.block)),
+                          indexing="ij")
+    ids = np.ravel_multi_index(tuple(t.reshape(-1) for t in touched), counts)
+    for index, shape in enumerate(layout.shapes):
+        members = ids[layout.which[ids] == index]
+        stack = coefficients[layout.starts[members][:, None] + np.arange(math.prod(shape))]
+        coded = stack.any(axis=1)
+        if not coded.any():
             continue
-        q = coefficients[layout.starts[i]:layout.starts[i + 1]]
-        if not q.any():
-            continue
-        (full if q.size == math.prod(layout.block) else partial).append(i)
-
-    def place(values: np.ndarray, b: tuple[slice, ...]) -> None:
-        inner = tuple(slice(max(sl.start, lo), min(sl.stop, hi)) for sl, (lo, hi) in zip(b, box))
-        out[tuple(slice(s.start - lo, s.stop - lo) for s, (lo, _) in zip(inner, box))] = values[
-            tuple(slice(s.start - sl.start, s.stop - sl.start) for s, sl in zip(inner, b))]
-
-    if full:
-        stack = np.stack([coefficients[layout.starts[i]:layout.starts[i + 1]] for i in full])
-        values = idctn(stack.reshape(len(full), *layout.block).astype(np.float64) * step,
-                       axes=tuple(range(1, len(layout.shape) + 1)), norm="ortho")
-        for v, i in zip(values, full):
-            place(v, layout.blocks[i])
-    for i in partial:
-        b = layout.blocks[i]
-        q = coefficients[layout.starts[i]:layout.starts[i + 1]]
-        place(idctn(q.reshape([sl.stop - sl.start for sl in b]).astype(np.float64) * step, norm="ortho"), b)
+        members = members[coded]
+        values = idctn(stack[coded].reshape(-1, *shape).astype(np.float64) * step,
+                       axes=tuple(range(1, len(shape) + 1)), norm="ortho")
+        corners = np.stack(np.unravel_index(members, counts), axis=1) * np.array(layout.block)
+        for v, corner in zip(values, corners):
+            inner = [(max(int(c), lo), min(int(c) + m, hi)) for c, m, (lo, hi) in zip(corner, shape, box)]
+            out[tuple(slice(a - lo, b - lo) for (a, b), (lo, _) in zip(inner, box))] = v[
+                tuple(slice(a - int(c), b - int(c)) for (a, b), c in zip(inner, corner))]
     return out
