@@ -415,6 +415,13 @@ def _family():  # type: ignore[no-untyped-def]
     return constriction.stream.model.QuantizedLaplace(-LATENT_LIMIT, LATENT_LIMIT)
 
 
+def scale_table(model: ContextModel, level: int, base: int) -> np.ndarray:
+    """(first flag, neighbourhood bin, coarser bin) → the Laplace scale of a latent at ``level`` with
+    this base code: the decoder's lookup (``SCALES`` of the clipped code, as the encoder computes it)."""
+    first, near, coarse = np.ix_(np.arange(2), np.arange(BINS), np.arange(BINS))
+    return SCALES[np.clip(base + model.offsets(level, first, near, coarse), 1, 255)]
+
+
 def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: ContextModel,
                 ) -> list[np.ndarray]:
     """A model 3 or 4 tile's integer latents, level 0 first; a malformed payload raises
@@ -438,6 +445,7 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             if bases[level] == SCALE_CODE_ZERO:
                 continue
             coarse_grid = coarser_level(grids, level)
+            table = scale_table(model, level, bases[level])
             magnitudes = _padded_views(np.zeros(shape, np.int32))  # |latents| as groups decode
             predicted = bool(weights[level].any())  # model 4 with a mean at this level
             values = None
@@ -449,15 +457,14 @@ def decode_tile(payload: bytes, tile_shape: Sequence[int], levels: int, model: C
             for g in group_order(len(shape)):
                 target = parity_view(grid, g)
                 near = _near_bins(magnitudes, shape, g) if g else np.zeros(1, np.int8)
-                offsets = model.offsets(level, np.full(1, g == 0), near, parity_view(coarse, g))
-                codes = np.broadcast_to(np.clip(bases[level] + offsets, 1, 255), target.shape).reshape(-1)
+                scales = np.broadcast_to(table[int(g == 0)][near, parity_view(coarse, g)], target.shape)
                 if values is not None:
                     neighbours = _class_terms(signed, shape, g, weights[level]) if g else 0
                     mean16 = predicted_means(weights[level], parity_view(values, g), neighbours)
                     means = mean16.reshape(-1) / 16.0
                 else:
-                    means = np.zeros(codes.size)
-                target[...] = coder.decode(family, means, SCALES[codes]).reshape(target.shape)
+                    means = np.zeros(target.size)
+                target[...] = coder.decode(family, means, scales.reshape(-1)).reshape(target.shape)
                 inside = tuple(slice(1, 1 + s) for s in target.shape)
                 magnitudes[g][inside] = np.abs(target)
                 if predicted:

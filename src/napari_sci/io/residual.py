@@ -156,8 +156,9 @@ class ShapeTable:
     @functools.cached_property
     def own_lower(self) -> tuple[np.ndarray, ...]:
         """``lower`` with a missing neighbour replaced by the coefficient's own position (read while
-        its band is still undecoded: 0)."""
-        return tuple(np.where(near >= 0, near, p[:, None]) for p, near in zip(self.positions, self.lower))
+        its band is still undecoded: 0), axis first (3, coefficients of the band)."""
+        return tuple(np.where(near >= 0, near, p[:, None]).T.copy()
+                     for p, near in zip(self.positions, self.lower))
 
 
 @functools.lru_cache(maxsize=64)
@@ -167,6 +168,12 @@ def shape_table(shape: tuple[int, ...]) -> ShapeTable:
     positions = tuple(np.flatnonzero(band == b) for b in range(BANDS))
     return ShapeTable(band.size, positions, tuple(lower[p] for p in positions),
                       np.array([p.size > 0 for p in positions]))
+
+
+@functools.lru_cache(maxsize=64)
+def _has_band(shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """(shapes, bands): whether a block of each shape has a coefficient in each band."""
+    return np.stack([shape_table(s).has_band for s in shapes])
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,7 @@ class TileLayout:
         """Codings 2 and 3: (blocks, bands) whether the block has a coefficient in the band."""
         if not self.shapes:
             return np.zeros((0, BANDS), bool)
-        return np.stack([shape_table(s).has_band for s in self.shapes])[self.which]
+        return _has_band(self.shapes)[self.which]
 
     @functools.cached_property
     def shape_tables(self) -> tuple[np.ndarray, np.ndarray]:
@@ -241,9 +248,9 @@ class TileLayout:
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Codings 2 and 3: the coefficients of ``band`` in the ``blocks`` given (ascending), in coding
         order — their positions and their classes, 4·(12·bin + band) + neighbourhood, the neighbourhood
-        read from ``decoded``, which holds the lower bands and zeros in this band and above (a missing
-        neighbour reads the coefficient itself: 0) — a gather per block shape, no table over the whole
-        tile."""
+        read from ``decoded``, which holds the lower bands' |q| and zeros in this band and above (a
+        missing neighbour reads the coefficient itself: 0) — a gather per block shape, no table over
+        the whole tile."""
         which = self.which[blocks]
         tables = [shape_table(s) for s in self.shapes]
         per_shape = np.array([t.positions[band].size for t in tables], np.int64)
@@ -257,7 +264,8 @@ class TileLayout:
             first = self.starts[blocks[chosen]][:, None]
             at = offsets[chosen][:, None] + np.arange(per_shape[index])
             positions[at] = first + table.positions[band]
-            near = np.abs(decoded[first[:, :, None] + table.own_lower[band]]).sum(axis=2)
+            lower = table.own_lower[band]
+            near = decoded[first + lower[0]] + decoded[first + lower[1]] + decoded[first + lower[2]]
             own = NEIGHBOURHOODS * (BANDS * self.bins[blocks[chosen]][:, None] + band)
             classes[at] = own + np.minimum(near, NEIGHBOURHOODS - 1)
         return positions, classes
@@ -488,6 +496,7 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
     band_codes = np.array(model.band_codes, np.int64)
     class_codes = np.array(model.class_codes, np.int16)
     out = np.zeros(layout.size, np.int32)  # what a decoder holds so far
+    magnitudes = np.zeros(layout.size, np.int32)  # and their |q|, which the neighbourhoods read
     given = significance(layout, q) if q is not None else None
     has_band = layout.has_band
     previous = np.ones(layout.count, bool)
@@ -503,14 +512,17 @@ def _band_parts(layout: TileLayout, model: ResidualModel, coded: np.ndarray, q: 
         parts.append((flags, flag_codes, True))
         significant = np.zeros(layout.count, bool)
         significant[asked] = flags == 1
-        members, classes = layout.band_classes(band, np.flatnonzero(significant), out)
+        members, classes = layout.band_classes(band, np.flatnonzero(significant), magnitudes)
         codes = class_codes[classes]
-        members, codes = members[codes > 0], codes[codes > 0]
+        coded_here = codes > 0
+        if not coded_here.all():
+            members, codes = members[coded_here], codes[coded_here]
         if q is not None:
             symbols = q[members]
         else:
             symbols = decode(codes, False) if members.size else np.zeros(0, np.int32)
         out[members] = symbols
+        magnitudes[members] = np.abs(symbols)
         parts.append((symbols, codes, False))
         previous = significant
     return parts, out
@@ -534,8 +546,10 @@ def decode(data: bytes, layout: TileLayout, model: ResidualModel) -> np.ndarray:
         if model.coding >= 2:
             def pop(codes: np.ndarray, is_flag: bool) -> np.ndarray:
                 if is_flag:
-                    return coder.decode(_categorical(), _flag_probabilities(codes)).astype(np.int32)
-                return coder.decode(_laplace(), np.zeros(codes.size), SCALES[codes]).astype(np.int32)
+                    symbols = coder.decode(_categorical(), _flag_probabilities(codes))
+                else:
+                    symbols = coder.decode(_laplace(), np.zeros(codes.size), SCALES[codes])
+                return symbols.astype(np.int32, copy=False)
 
             return _band_parts(layout, model, coded, None, decode=pop)[1]
         q = np.zeros(layout.size, np.int32)

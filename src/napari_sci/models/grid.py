@@ -205,10 +205,11 @@ class GridTiles:
         self._latents: dict[int, list[np.ndarray]] = {}
         self.residual = residual  # models 7–12: each tile payload is latents + a residual stream
         self._residuals: dict[int, tuple[residual_coding.TileLayout, np.ndarray]] = {}
-        self._lock = threading.Lock()
+        # a lock per tile: two threads never decode one tile twice, and different tiles decode at once
+        self._locks = [threading.Lock() for _ in payloads]
 
     def latents(self, index: int) -> list[np.ndarray]:
-        with self._lock:
+        with self._locks[index]:
             grids = self._latents.get(index)
             if grids is None:
                 payload = self.payloads[index]
@@ -228,7 +229,7 @@ class GridTiles:
         if self.residual is None:
             return None
         grids = self.latents(index)
-        with self._lock:
+        with self._locks[index]:
             decoded = self._residuals.get(index)
             if decoded is None:
                 layout = residual_coding.tile_layout(self.sizes[index], grids[1] if len(grids) > 1 else None,
@@ -257,7 +258,7 @@ class GridTiles:
 
     def exact_values(self, index: int) -> np.ndarray:
         """An exact tile's values (float32, which holds them exactly), decompressed once."""
-        with self._lock:
+        with self._locks[index]:
             values = self._values.get(index)
             if values is None:
                 if self.dtype is None:
