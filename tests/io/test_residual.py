@@ -91,6 +91,25 @@ def test_coding_2_neighbourhoods_follow_the_spec_sentence():
         assert got[position] == min(3, total), k
 
 
+@pytest.mark.parametrize("block", [(8, 8, 8), (4, 16, 16), (16, 2, 32)])
+def test_a_bands_classes_gathered_per_block_shape_match_the_per_coefficient_tables(block):
+    """The decoder gathers a band's coefficients and classes a block shape at a time from the lower
+    bands alone; they must be the coefficients and classes the per-coefficient tables give (the
+    encoder's) — on a tile whose cut blocks have every shape."""
+    shape = (19, 21, 37)
+    rng = np.random.default_rng(7)
+    layout = R.tile_layout(shape, _level1(shape, rng, 0.5), block)
+    q = (rng.integers(-3, 4, size=layout.size) * (rng.random(layout.size) < 0.4)).astype(np.int32)
+    assert len(layout.shapes) == 8
+    for band in range(R.BANDS):
+        blocks = np.flatnonzero(rng.random(layout.count) < 0.6)
+        lower_bands = np.where(layout.bands < band, np.abs(q), 0)  # what a decoder holds by then
+        members, classes = layout.band_classes(band, blocks, lower_bands)
+        expected = np.flatnonzero((layout.bands == band) & np.isin(layout.block_of, blocks))
+        assert np.array_equal(members, expected)
+        assert np.array_equal(classes, R._coefficient_class(layout, q, expected))
+
+
 def test_coding_2_is_smaller_than_coding_1_on_a_smooth_residual():
     """Band flags and neighbourhood classes (models 9 and 10) spend fewer bytes than coding every
     coefficient of a coded block (models 7 and 8): the zeros of high bands cost nothing once their band

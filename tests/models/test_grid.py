@@ -599,3 +599,51 @@ def test_the_predictive_rate_is_the_context_one_about_fitted_means():
         predictive.mean_weights.zero_()
         predictive.centre.zero_()
     torch.testing.assert_close(predictive.bits(flat), context.bits(flat))
+
+
+def test_threads_reading_one_tile_decode_it_once_and_different_tiles_at_once(monkeypatch):
+    """Each tile has its own lock: eight threads asking for one tile's latents and residual decode
+    them once, and a thread never waits for another tile's decoding (dask reads chunks in threads)."""
+    import threading
+    from pathlib import Path
+
+    from napari_sci.core.lazy import open_sci
+    from napari_sci.io import latent_context
+    from napari_sci.io import residual as residual_coding
+
+    path = Path(__file__).parents[1] / "data" / "golden_v3_context_bspline_residual_shaped.sci"
+    tiles = open_sci(path)._decoder.models
+    coded = [i for i in range(len(tiles.payloads)) if not tiles.exact[i]]
+    assert len(coded) >= 2
+    calls = {"latents": 0, "residual": 0}
+    inside = threading.Event()
+    release = threading.Event()
+    decode_tile, decode_residual = latent_context.decode_tile, residual_coding.decode
+
+    def slow_latents(payload, *args):
+        calls["latents"] += 1
+        if payload == residual_coding.split_payload(tiles.payloads[coded[0]])[0]:
+            inside.set()
+            assert release.wait(10)  # tile 0 stays busy until another tile has decoded
+        return decode_tile(payload, *args)
+
+    def counted_residual(*args):
+        calls["residual"] += 1
+        return decode_residual(*args)
+
+    monkeypatch.setattr(latent_context, "decode_tile", slow_latents)
+    monkeypatch.setattr(residual_coding, "decode", counted_residual)
+    readers = [threading.Thread(target=tiles.residual_coefficients, args=(coded[0],)) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    assert inside.wait(10)
+    other = threading.Thread(target=tiles.latents, args=(coded[1],))  # while tile 0 is being decoded
+    other.start()
+    other.join(5)
+    finished = not other.is_alive()
+    release.set()
+    other.join(10)
+    assert finished, "another tile's decoding waited for tile 0's"
+    for reader in readers:
+        reader.join(10)
+    assert calls == {"latents": 2, "residual": 1}
