@@ -9,6 +9,7 @@ interpolates just the voxels asked for, so a slice costs a slice.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 
@@ -103,6 +104,23 @@ def axis_matrix(size: int, level: int, voxels: np.ndarray, upsampling: str = "li
     return out
 
 
+def _taps(size: int, level: int, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`axis_taps` (B-spline), kept for a run of consecutive voxels: a slider revisits the same
+    tiles' ranges plane after plane."""
+    voxels = np.asarray(voxels)
+    if voxels.size and bool(np.all(np.diff(voxels) == 1)):
+        return _run_taps(size, level, int(voxels[0]), int(voxels.size))
+    return axis_taps(size, level, voxels, "bspline")
+
+
+@functools.lru_cache(maxsize=1024)
+def _run_taps(size: int, level: int, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    index, weight = axis_taps(size, level, np.arange(start, start + count), "bspline")
+    index.flags.writeable = False
+    weight.flags.writeable = False
+    return index, weight
+
+
 def interpolate_box(grid: np.ndarray, level: int, tile_shape: Sequence[int], box: Box,
                     upsampling: str = "linear") -> np.ndarray:
     """Level ``level`` of a tile, upsampled on the voxels of ``box`` (tile coordinates)."""
@@ -119,7 +137,7 @@ def interpolate_at(grid: np.ndarray, level: int, tile_shape: Sequence[int],
     out = grid.astype(np.float32)
     if upsampling == "bspline" and level >= 1:
         for axis, (size, voxels) in enumerate(zip(tile_shape, picks)):
-            index, weight = axis_taps(int(size), level, voxels, upsampling)
+            index, weight = _taps(int(size), level, voxels)
             shape = [1] * out.ndim
             shape[axis] = -1
             out = sum(np.take(out, index[:, k], axis=axis) * weight[:, k].reshape(shape)
