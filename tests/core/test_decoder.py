@@ -90,3 +90,32 @@ def test_boxes_that_start_or_end_at_faces_equal_the_full_decode(encoded):
             box.append((start, stop))
         part = decode_contents(encoded.contents, tuple(box))
         np.testing.assert_array_equal(part, full[tuple(slice(a, b) for a, b in box)], err_msg=str(box))
+
+
+@pytest.mark.parametrize("golden", ["golden_v3_context_bspline_residual_shaped", "golden_v2"])
+def test_blocks_evaluated_on_threads_give_the_sequential_decode(golden, monkeypatch):
+    """A large request evaluates its blocks on the decode threads; the volume must be the same as one
+    thread's, whichever family (forced here on small files by lowering the threshold)."""
+    import threading
+    from pathlib import Path
+
+    from napari_sci.core import decoder as decoder_module
+    from napari_sci.io.container import read_sci
+
+    contents = read_sci(Path(__file__).parents[1] / "data" / f"{golden}.sci")
+    monkeypatch.setattr(decoder_module, "DECODE_THREADS", 1)
+    alone = decode_contents(contents)
+    threads: set[str] = set()
+    evaluate = VolumeDecoder.evaluate_block
+
+    def recorded(self, index, local):
+        threads.add(threading.current_thread().name)
+        return evaluate(self, index, local)
+
+    monkeypatch.setattr(VolumeDecoder, "evaluate_block", recorded)
+    monkeypatch.setattr(decoder_module, "DECODE_THREADS", 2)
+    monkeypatch.setattr(decoder_module, "PARALLEL_VOXELS", 1)
+    together = decode_contents(contents)
+    assert threads
+    assert all(name.startswith("napari-sci-decode") for name in threads)
+    np.testing.assert_array_equal(together, alone)

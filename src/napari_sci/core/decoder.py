@@ -10,7 +10,11 @@ beyond a request only along axes where a face lies on the request's border.
 
 from __future__ import annotations
 
+import math
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -20,6 +24,23 @@ from napari_sci.io.format import EXACT_KINDS, VALUE_KINDS
 from napari_sci.models.registry import block_models
 
 Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
+
+# A large request evaluates its blocks on two threads: numpy's work releases the GIL but the entropy
+# decoder does not, so a slice (a few tiles, decoded mostly by the entropy coder) gains nothing and
+# runs alone, while a whole volume spends most of its time in numpy (docs/benchmarks.md §7, session 31).
+DECODE_THREADS = min(2, os.cpu_count() or 1)
+PARALLEL_VOXELS = 1 << 20  # requests of at least this many voxels use them
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """The process's threads for evaluating blocks, started on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="napari-sci-decode")
+        return _pool
 
 
 def deblock(values: np.ndarray, labels: np.ndarray, exact: np.ndarray | None = None) -> np.ndarray:
@@ -82,12 +103,19 @@ class VolumeDecoder:
         shape = tuple(stop - start for start, stop in box)
         values = np.empty(shape, dtype=np.float32)
         labels = np.empty(shape, dtype=np.int32)
+        parts = []
         for index in self.blocks_touching(box):
             lo = np.maximum(self.origins[index], [b[0] for b in box])
             hi = np.minimum(self.origins[index] + self.sizes[index], [b[1] for b in box])
             local = tuple((int(a - o), int(b - o)) for a, b, o in zip(lo, hi, self.origins[index]))
             target = tuple(slice(int(a - b[0]), int(c - b[0])) for a, c, b in zip(lo, hi, box))
-            values[target] = self.evaluate_block(index, local)
+            parts.append((index, local, target))
+        if len(parts) > 1 and DECODE_THREADS > 1 and math.prod(shape) >= PARALLEL_VOXELS:
+            evaluated = _decode_pool().map(lambda part: self.evaluate_block(part[0], part[1]), parts)
+        else:
+            evaluated = (self.evaluate_block(index, local) for index, local, _ in parts)
+        for (index, _, target), block_values in zip(parts, evaluated):
+            values[target] = block_values
             labels[target] = index
         return values, labels
 
