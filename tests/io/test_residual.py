@@ -60,7 +60,7 @@ def test_each_class_gets_the_scale_code_with_the_fewest_bits_of_all():
     layout = R.tile_layout(shape, None)
     rng = np.random.default_rng(3)
     q = np.zeros(layout.classes.size, np.int32)
-    q[layout.starts[:-1]] = rng.integers(20, 40, size=len(layout.blocks))  # every block coded (DC)
+    q[layout.starts[:-1]] = rng.integers(20, 40, size=layout.count)  # every block coded (DC)
     sparse = np.flatnonzero(layout.classes == 9)
     q[rng.choice(sparse, 6, replace=False)] = [1, -1, 1, -1, 1, 3]
     model = R.best_codes([(layout, q)], 0.01, coding=1)

@@ -148,7 +148,6 @@ class ShapeTable:
     order) and their lower-band neighbours (positions, −1: none). A tile's blocks have at most 2^ndim
     shapes, so a band's coefficients are a gather of these on the blocks asked for."""
 
-    size: int
     positions: tuple[np.ndarray, ...]  # per band, ascending
     lower: tuple[np.ndarray, ...]      # per band, (coefficients of the band, 3)
     has_band: np.ndarray               # (bands,) whether the shape has a coefficient in the band
@@ -163,10 +162,11 @@ class ShapeTable:
 
 @functools.lru_cache(maxsize=64)
 def shape_table(shape: tuple[int, ...]) -> ShapeTable:
+    """The per-band tables of a block of ``shape``, built once a process."""
     band = band_of(shape).reshape(-1)
     lower = _lower(shape)
     positions = tuple(np.flatnonzero(band == b) for b in range(BANDS))
-    return ShapeTable(band.size, positions, tuple(lower[p] for p in positions),
+    return ShapeTable(positions, tuple(lower[p] for p in positions),
                       np.array([p.size > 0 for p in positions]))
 
 
@@ -200,11 +200,6 @@ class TileLayout:
     def size(self) -> int:
         """The number of coefficients (the tile's voxels)."""
         return int(self.starts[-1])
-
-    @functools.cached_property
-    def blocks(self) -> list[tuple[slice, ...]]:
-        """Every block's slices, C order."""
-        return block_slices(self.shape, self.block)
 
     @functools.cached_property
     def block_of(self) -> np.ndarray:

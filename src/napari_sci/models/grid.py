@@ -105,15 +105,18 @@ def axis_matrix(size: int, level: int, voxels: np.ndarray, upsampling: str = "li
 
 
 def _taps(size: int, level: int, voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`axis_taps` (B-spline), kept for a run of consecutive voxels: a slider revisits the same
-    tiles' ranges plane after plane."""
+    """:func:`axis_taps` (B-spline), kept for a run of up to ``RUN_TAPS_VOXELS`` consecutive voxels: a
+    slider revisits the same tiles' ranges plane after plane (the cache holds at most ~50 MB)."""
     voxels = np.asarray(voxels)
-    if voxels.size and bool(np.all(np.diff(voxels) == 1)):
+    if 0 < voxels.size <= RUN_TAPS_VOXELS and bool(np.all(np.diff(voxels) == 1)):
         return _run_taps(size, level, int(voxels[0]), int(voxels.size))
     return axis_taps(size, level, voxels, "bspline")
 
 
-@functools.lru_cache(maxsize=1024)
+RUN_TAPS_VOXELS = 1024
+
+
+@functools.lru_cache(maxsize=512)  # a plane of the MRI's 15 tiles asks for ~230 runs
 def _run_taps(size: int, level: int, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     index, weight = axis_taps(size, level, np.arange(start, start + count), "bspline")
     index.flags.writeable = False
