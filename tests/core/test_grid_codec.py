@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_sci.base.config import compress_config
+from napari_sci.base.volume import ValueRange
 from napari_sci.core.codec import encode
 from napari_sci.core.decoder import VolumeDecoder, decode_contents
 from napari_sci.core.metrics import psnr
@@ -190,3 +191,36 @@ def test_a_file_fitted_without_the_full_resolution_level_codes_it_as_zero(mri):
         assert not levels[0].any()
         assert any(level.any() for level in levels[1:])
     assert decode_contents(result.contents).shape == mri.shape
+
+
+def test_the_synthesis_steps_are_scored_on_what_a_reader_rounds_to():
+    """An integer volume's background a little under half a grey level off decodes right, a little over
+    half decodes one level off everywhere: the synthesis steps' score must see that (the neuron crop's
+    fits at 0.02 BPV swung 6 dB on it), while the float MSE barely tells them apart."""
+    import torch
+
+    from napari_sci.base.config import GridConfig
+    from napari_sci.base.grid_geometry import GridLayout
+    from napari_sci.core.grid_encode import _synthesis_distortion, integer_levels
+    from napari_sci.models.grid_fit import GridTrainer
+
+    volume = np.zeros((16, 20, 12), np.uint8)
+    volume[8, 10, 3:9] = 2
+    assert integer_levels(volume, ValueRange(0.0, 2.0)) == 2
+    assert integer_levels(volume.astype(np.float32), ValueRange(0.0, 2.0)) is None
+    layout = GridLayout(4, 8, 3, "linear")
+    tiles = [(slice(0, 16), slice(0, 20), slice(0, 12))]
+    trainer = GridTrainer(volume.astype(np.float32) / 2, tiles, layout, GridConfig(grid_samples=512), 0,
+                          torch.device("cpu"))
+    latents = [[np.zeros(g.shape, np.int32) for g in tile] for tile in trainer.latents.tile_arrays()]
+
+    def constant(value: float) -> list[np.ndarray]:  # a synthesis whose output is ``value`` everywhere
+        tensors = [np.zeros(n, np.float32) for n in layout.tensor_sizes()]
+        tensors[-1][:] = value
+        return tensors
+
+    under, over = constant(0.45 / 2), constant(0.55 / 2)  # 0.45 and 0.55 of a grey level
+    floats = _synthesis_distortion(trainer, latents, 1.0, 0)
+    rounded = _synthesis_distortion(trainer, latents, 1.0, 0, levels=2)
+    assert floats(over) < 1.6 * floats(under)
+    assert rounded(over) > 10 * rounded(under)

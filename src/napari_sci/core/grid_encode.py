@@ -200,9 +200,19 @@ def _progress(event: GridStep) -> FitProgress:
                        event.lr)
 
 
+def integer_levels(array: np.ndarray, data: ValueRange) -> int | None:
+    """How many grey-level steps the data range spans, for an integer volume whose range is whole
+    (what rounding to the dtype can be measured against); ``None`` otherwise."""
+    whole = data.span == int(data.span) and data.low == int(data.low)
+    return int(data.span) if np.issubdtype(array.dtype, np.integer) and whole and data.span >= 1 else None
+
+
 def _synthesis_distortion(trainer: GridTrainer, latents: list[list[np.ndarray]], step: float,  # type: ignore[no-untyped-def]
-                          seed: int):
-    """A function scoring dequantised synthesis tensors by their MSE on a fixed voxel sample."""
+                          seed: int, levels: int | None = None):
+    """A function scoring dequantised synthesis tensors by their MSE on a fixed voxel sample — after the
+    reader's clip and, for an integer volume of ``levels`` + 1 grey levels, its rounding: a sparse
+    volume's background a fraction of a level off in floats decodes a whole level off (the neuron crop
+    at 0.02 BPV: 8.5 % of its zeros decoded 1–5, 44 % of the file's squared error)."""
     packed = trainer.latents
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
     count = min(DISTORTION_SAMPLES, packed.n_voxels)
@@ -212,7 +222,14 @@ def _synthesis_distortion(trainer: GridTrainer, latents: list[list[np.ndarray]],
         feats = packed.features(flat, sample).cpu().numpy()
         goal = trainer.target[sample.flat].cpu().numpy()
     layout = trainer.layout
-    return lambda tensors: float(np.mean((synthesise(feats, tensors, layout) - goal) ** 2))
+
+    def score(tensors: list[np.ndarray]) -> float:
+        decoded = np.clip(synthesise(feats, tensors, layout), 0.0, 1.0)
+        if levels:
+            decoded = np.rint(decoded * levels) / levels
+        return float(np.mean((decoded - goal) ** 2))
+
+    return score
 
 
 def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Block], target: int,
@@ -275,7 +292,7 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     step, latents, coded = grid_quant.fit_step_to_budget(raw, target, container, context=context)
     if stopped():
         raise SciCancelledError("compression cancelled while coding; nothing written")
-    distortion = _synthesis_distortion(trainer, latents, step, config.fit.seed)
+    distortion = _synthesis_distortion(trainer, latents, step, config.fit.seed, integer_levels(array, data))
     codes = grid_quant.choose_synthesis_steps(state.synthesis, distortion, state.lam / trainer.n_voxels,
                                               layout)
     synthesis = grid_quant.synthesis_payload(state.synthesis.flat_tensors(), codes, layout)
