@@ -383,7 +383,7 @@ def encode_tile(latents: Sequence[np.ndarray], model: ContextModel,
     grids = [np.clip(np.asarray(g), -LATENT_LIMIT, LATENT_LIMIT).astype(np.int64) for g in latents]
     chosen = [int(b) for b in bases] if bases is not None else [0] * len(grids)
     weights = model.mean_array()
-    symbols, codes, means = [], [], []
+    symbols, scales, means = [], [], []
     for level in range(len(grids) - 1, -1, -1):
         grid = grids[level]
         if not grid.any():
@@ -396,16 +396,15 @@ def encode_tile(latents: Sequence[np.ndarray], model: ContextModel,
         if bases is None:
             chosen[level] = best_base(np.abs(16 * grid - mean16), offsets, 16)
         chosen[level] = int(np.clip(chosen[level], 1, 255))
-        level_codes = np.clip(chosen[level] + offsets, 1, 255)
+        level_scales = scale_table(model, level, chosen[level])[first.astype(np.int64), near, coarse_bin]
         for g in group_order(grid.ndim):
             symbols.append(parity_view(grid, g).reshape(-1))
-            codes.append(parity_view(level_codes, g).reshape(-1))
+            scales.append(parity_view(level_scales, g).reshape(-1))
             means.append(parity_view(mean16, g).reshape(-1))
     coder = constriction.stream.stack.AnsCoder()
     if symbols:
-        flat_codes = np.concatenate(codes)
         coder.encode_reverse(np.concatenate(symbols).astype(np.int32), _family(),
-                             np.concatenate(means) / 16.0, SCALES[flat_codes])
+                             np.concatenate(means) / 16.0, np.concatenate(scales))
     return bytes(chosen) + coder.get_compressed().astype("<u4").tobytes()
 
 
@@ -417,7 +416,7 @@ def _family():  # type: ignore[no-untyped-def]
 
 def scale_table(model: ContextModel, level: int, base: int) -> np.ndarray:
     """(first flag, neighbourhood bin, coarser bin) → the Laplace scale of a latent at ``level`` with
-    this base code: the decoder's lookup (``SCALES`` of the clipped code, as the encoder computes it)."""
+    this base code (``SCALES`` of the clipped code): the encoder's and the decoder's one lookup."""
     first, near, coarse = np.ix_(np.arange(2), np.arange(BINS), np.arange(BINS))
     return SCALES[np.clip(base + model.offsets(level, first, near, coarse), 1, 255)]
 

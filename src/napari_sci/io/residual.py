@@ -170,12 +170,6 @@ def shape_table(shape: tuple[int, ...]) -> ShapeTable:
                       np.array([p.size > 0 for p in positions]))
 
 
-@functools.lru_cache(maxsize=64)
-def _has_band(shapes: tuple[tuple[int, ...], ...]) -> np.ndarray:
-    """(shapes, bands): whether a block of each shape has a coefficient in each band."""
-    return np.stack([shape_table(s).has_band for s in shapes])
-
-
 @dataclass(frozen=True)
 class TileLayout:
     """Where a tile's coefficients sit in coding order (blocks in C order, each block's coefficients in
@@ -222,11 +216,16 @@ class TileLayout:
         return self.classes % BANDS
 
     @functools.cached_property
+    def tables(self) -> list[ShapeTable]:
+        """Each of ``shapes``' per-band tables."""
+        return [shape_table(s) for s in self.shapes]
+
+    @functools.cached_property
     def has_band(self) -> np.ndarray:
         """Codings 2 and 3: (blocks, bands) whether the block has a coefficient in the band."""
         if not self.shapes:
             return np.zeros((0, BANDS), bool)
-        return _has_band(self.shapes)[self.which]
+        return np.stack([t.has_band for t in self.tables])[self.which]
 
     @functools.cached_property
     def shape_tables(self) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +246,7 @@ class TileLayout:
         missing neighbour reads the coefficient itself: 0) — a gather per block shape, no table over
         the whole tile."""
         which = self.which[blocks]
-        tables = [shape_table(s) for s in self.shapes]
+        tables = self.tables
         per_shape = np.array([t.positions[band].size for t in tables], np.int64)
         offsets = np.concatenate(([0], np.cumsum(per_shape[which]))) if tables else np.zeros(1, np.int64)
         positions = np.empty(int(offsets[-1]), np.int64)
