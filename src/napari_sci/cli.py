@@ -142,6 +142,9 @@ def _add_compress(sub: argparse._SubParsersAction) -> None:
                    help="grid, with a residual layer: the DCT blocks' shape, e.g. 4x16x16 (powers of two "
                         "2-32, 512 to 4096 voxels); default: the best of 8x8x8, 16x16x16, 4x16x16, "
                         "4x32x32 and 2x32x32 at the budget")
+    p.add_argument("--loop-filter", action=argparse.BooleanOptionalAction, default=grid.loop_filter,
+                   help="grid, with a residual layer: least-squares loop filters over the decoded tiles "
+                        "where they pay for their bytes (default %(default)s)")
     p.add_argument("--exact-tiles", action=argparse.BooleanOptionalAction, default=grid.exact_tiles,
                    help="grid: store every tile losslessly when that fits the budget (sparse volumes), "
                         "fitting nothing (default %(default)s)")
@@ -320,7 +323,8 @@ def _compress(args: argparse.Namespace, out: TextIO) -> int:
         finest_level=None if args.finest_level == "auto" else args.finest_level,
         sparse_fine=args.fine_updates == "sparse", entropy=args.entropy,
         upsampling=args.upsampling, residual=args.residual, exact_tiles=args.exact_tiles,
-        grid_lr=args.grid_lr, residual_grid_bpv=args.residual_grid_bpv, residual_block=args.residual_block)
+        grid_lr=args.grid_lr, residual_grid_bpv=args.residual_grid_bpv, residual_block=args.residual_block,
+        loop_filter=args.loop_filter)
 
     def before_load(shape: tuple[int, ...], dtype: Any) -> None:
         # refuse what could not be compressed (4D without --channel-axis, too large) before loading
@@ -403,7 +407,8 @@ def describe(path: str) -> dict[str, Any]:
         model.update(entropy=entropy, upsampling=upsampling, residual=residual, model_id=h.model,
                      levels=section.layout.levels, hidden=section.layout.hidden,
                      layers=section.layout.layers, latent_step=section.latent_step, lam=section.lam,
-                     synthesis_bytes=len(section.synthesis))
+                     synthesis_bytes=len(section.synthesis), loop_filter=section.filtered,
+                     shared_filter_radius=section.shared_filter.radius if section.shared_filter else 0)
     return {
         "path": str(path), "format_version": h.version, "model": model, "shape": list(h.shape),
         "dtype": str(h.dtype),
@@ -498,7 +503,7 @@ FAMILY_OPTIONS = {
     "--grid-hidden": "grid_hidden", "--max-tiles": "max_tiles", "--finest-level": "finest_level",
     "--fine-updates": "sparse_fine", "--entropy": "entropy", "--upsampling": "upsampling",
     "--residual": "residual", "--residual-grid-bpv": "residual_grid_bpv",
-    "--residual-block": "residual_block",
+    "--residual-block": "residual_block", "--loop-filter": "loop_filter", "--no-loop-filter": "loop_filter",
     "--exact-tiles": "exact_tiles", "--no-exact-tiles": "exact_tiles", "--grid-samples": "grid_samples",
     "--grid-lr": "grid_lr"}
 

@@ -60,8 +60,8 @@ def test_v3_header_round_trip_and_size():
 
 def test_unknown_model_id_is_a_version_error():
     data = bytearray(pack_header(make_v3()))
-    data[80] = 13  # the model id follows n_blocks
-    with pytest.raises(SciVersionError, match="model family id 13"):
+    data[80] = 15  # the model id follows n_blocks
+    with pytest.raises(SciVersionError, match="model family id 15"):
         unpack_header(bytes(data), 3, crc_of(bytes(data)))
 
 

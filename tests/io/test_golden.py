@@ -4,7 +4,7 @@ One file per released format version (v1: raw float32 weights; v2: quantised, en
 v3: the latent-grid model family) and per version 3 model (v3_context: model 3, context-coded latents;
 v3_predictive: model 4, with predicted means; v3_context_bspline, v3_predictive_bspline: models 5 and
 6, B-spline upsampling; v3_context_residual, v3_context_bspline_residual: models 7 and 8, a DCT
-residual layer) or block kind (v3_exact:
+residual layer; … *_filtered: models 13 and 14, a loop filter) or block kind (v3_exact:
 kind 4, tiles stored losslessly).
 Regenerate (only when a format version is added, never to make a failing test pass) with
 ``NAPARI_SCI_REGEN_GOLDEN=1 pytest tests/io/test_golden.py``.
@@ -27,10 +27,12 @@ GOLDENS = {"v1": 1, "v2": 2, "v3": 3, "v3_context": 3, "v3_exact": 3, "v3_predic
            "v3_context_bspline": 3, "v3_predictive_bspline": 3, "v3_context_residual": 3,
            "v3_context_bspline_residual": 3, "v3_context_residual_banded": 3,
            "v3_context_bspline_residual_banded": 3, "v3_context_residual_shaped": 3,
-           "v3_context_bspline_residual_shaped": 3}
+           "v3_context_bspline_residual_shaped": 3, "v3_context_residual_filtered": 3,
+           "v3_context_bspline_residual_filtered": 3}
 # how each golden file was made: (bits per voxel, settings); the *_residual files (models 7 and 8)
 # were made by session 26's encoder, which the same settings wrote as models 9 and 10 (*_banded) in
-# sessions 27–28 and now write as models 11 and 12 (*_shaped, here with a block shape given)
+# sessions 27–28 and as models 11 and 12 (*_shaped, here with a block shape given) in sessions 29–31;
+# since session 32 they write models 13 and 14 (*_filtered, a loop filter) unless told not to
 RECIPES = {"v1": (3.0, {"model": "siren", "format": 1}), "v2": (1.0, {"model": "siren", "format": 2}),
            "v3": (0.05, {"model": "grid", "entropy": "factorised"}),
            "v3_context": (0.05, {"model": "grid", "entropy": "context"}),
@@ -47,10 +49,15 @@ RECIPES = {"v1": (3.0, {"model": "siren", "format": 1}), "v2": (1.0, {"model": "
            "v3_context_bspline_residual_banded": (0.25, {"model": "grid", "entropy": "context",
                                                          "residual": "dct", "upsampling": "bspline"}),
            "v3_context_residual_shaped": (0.25, {"model": "grid", "entropy": "context", "residual": "dct",
-                                                 "upsampling": "linear", "residual_block": (4, 16, 16)}),
+                                                 "upsampling": "linear", "residual_block": (4, 16, 16),
+                                                 "loop_filter": False}),
            "v3_context_bspline_residual_shaped": (0.25, {"model": "grid", "entropy": "context",
                                                          "residual": "dct", "upsampling": "bspline",
-                                                         "residual_block": (16, 8, 4)})}
+                                                         "residual_block": (16, 8, 4), "loop_filter": False}),
+           "v3_context_residual_filtered": (0.25, {"model": "grid", "entropy": "context", "residual": "dct",
+                                                   "upsampling": "linear", "residual_block": (4, 16, 16)}),
+           "v3_context_bspline_residual_filtered": (0.25, {"model": "grid", "entropy": "context",
+                                                           "residual": "dct", "upsampling": "bspline"})}
 # the crop of the bundled sample each was made from (the grid's tiles are at least 32k voxels)
 CROPS = {"v1": np.s_[20:36, 40:72, 40:80], "v2": np.s_[20:36, 40:72, 40:80], "v3": np.s_[16:48, :, :],
          "v3_context": np.s_[16:48, :, :], "v3_exact": np.s_[16:48, :, :],
@@ -59,7 +66,9 @@ CROPS = {"v1": np.s_[20:36, 40:72, 40:80], "v2": np.s_[20:36, 40:72, 40:80], "v3
          "v3_context_bspline_residual": np.s_[16:48, :, :], "v3_context_residual_banded": np.s_[16:48, :, :],
          "v3_context_bspline_residual_banded": np.s_[16:48, :, :],
          "v3_context_residual_shaped": np.s_[16:48, :, :],
-         "v3_context_bspline_residual_shaped": np.s_[16:48, :, :]}
+         "v3_context_bspline_residual_shaped": np.s_[16:48, :, :],
+         "v3_context_residual_filtered": np.s_[16:48, :, :],
+         "v3_context_bspline_residual_filtered": np.s_[16:48, :, :]}
 SPARSE = {"v3_exact": 150}  # values at or under it set to 0: a sparse volume, stored losslessly
 # names whose file may be (re)made: only a new one, never a released one
 REGENERATE = ()
@@ -147,7 +156,11 @@ GOLDEN_SHA256 = {"v1": "74f21f2844f9d84409ad5cc5fd7057e0f4a69204e21318eea382dc9e
                  "v3_context_residual_shaped":
                      "82b83ee900a6e352811eac9dc074a8b4af968e10d58e7a2ecee7be0a5c971247",
                  "v3_context_bspline_residual_shaped":
-                     "e51a77802d7f32ab4be4f0fda16ac96d059c129cc934c267e704ad09edf94795"}
+                     "e51a77802d7f32ab4be4f0fda16ac96d059c129cc934c267e704ad09edf94795",
+                 "v3_context_residual_filtered":
+                     "01a3fb6efa639ae73f720664217c70aa7e637df1a064835b56179c436a7ecc39",
+                 "v3_context_bspline_residual_filtered":
+                     "f6b8aa1eadccb7abc182e3c85501adc1efecea0093fea3125f6e74583ab1a22b"}
 
 
 def test_every_supported_version_has_a_pinned_golden_file():

@@ -233,7 +233,7 @@ def textured():
 def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_path):
     import napari_sci
     from napari_sci.io.container import read_sci
-    from napari_sci.io.format import MODEL_GRID_CONTEXT_SHAPED
+    from napari_sci.io.format import MODEL_GRID_CONTEXT_FILTERED
 
     bpv = 0.5
     settings = dict(steps=30, seed=1, device="cpu", residual_grid_bpv=0.15)
@@ -243,7 +243,7 @@ def test_the_residual_layer_fills_the_budget_and_lifts_quality(textured, tmp_pat
     size = (tmp_path / "layer.sci").stat().st_size
     assert 0.97 * target <= size <= target
     contents = read_sci(tmp_path / "layer.sci")
-    assert contents.header.model == MODEL_GRID_CONTEXT_SHAPED  # auto upsampling: linear for this volume
+    assert contents.header.model == MODEL_GRID_CONTEXT_FILTERED  # auto upsampling: linear for this volume
 
     def psnr(path):
         decoded = np.asarray(napari_sci.decode(path)).astype(float)
@@ -264,13 +264,13 @@ def test_auto_adds_the_layer_to_3d_volumes_above_the_latents_share(textured, tmp
     import napari_sci
     from napari_sci.base.config import Budget, CompressConfig, GridConfig
     from napari_sci.core.grid_encode import resolve_residual
-    from napari_sci.io.format import MODEL_GRID_CONTEXT, MODEL_GRID_CONTEXT_SHAPED
+    from napari_sci.io.format import MODEL_GRID_CONTEXT, MODEL_GRID_CONTEXT_FILTERED
 
     settings = dict(steps=5, seed=1, device="cpu")
     high = napari_sci.compress(textured, bpv=0.3, **settings)
     middle = napari_sci.compress(textured, bpv=0.1, **settings)
-    assert high.contents.header.model == MODEL_GRID_CONTEXT_SHAPED
-    assert middle.contents.header.model == MODEL_GRID_CONTEXT_SHAPED
+    assert high.contents.header.model == MODEL_GRID_CONTEXT_FILTERED
+    assert middle.contents.header.model == MODEL_GRID_CONTEXT_FILTERED
     latent_bytes = sum(len(R.split_payload(p)[0]) for p, kind in zip(
         middle.contents.payloads, middle.contents.header.blocks["kind"]) if kind == 3)
     assert 0 < latent_bytes <= 0.75 * middle.target_bytes

@@ -36,12 +36,12 @@ from napari_sci.errors import SciBudgetError, SciCancelledError, SciInputError
 from napari_sci.io.container import SciContents, assemble, serialise, write_atomic
 from napari_sci.io.format import (
     BLOCK_RECORD,
-    GRID_MODEL_OF,
     KIND_CONSTANT,
     KIND_MEAN,
     KIND_SIREN,
     SciHeader,
     file_overhead,
+    grid_model_id,
     stored_header,
 )
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR
@@ -168,7 +168,8 @@ def _header(array: np.ndarray, data: ValueRange, spacing: Sequence[float], parti
             w0_hidden=1.0, fr=1.0, partition=config.partition.method, allocation="equal",
             max_blocks=config.partition.max_blocks, top_m=config.partition.top_m, steps=steps,
             seed=config.fit.seed, psnr=psnr, blocks=records, version=3,
-            model=GRID_MODEL_OF[config.grid.entropy, config.grid.upsampling_used, config.grid.residual],
+            model=grid_model_id(config.grid.entropy, config.grid.upsampling_used, config.grid.residual,
+                                config.grid.filtered),
             section=section)
     return SciHeader(
         shape=tuple(array.shape), dtype=array.dtype, spacing=tuple(float(s) for s in spacing),

@@ -20,7 +20,8 @@ import numpy as np
 
 from napari_sci.base.volume import ValueRange, to_dtype
 from napari_sci.io.container import SciContents
-from napari_sci.io.format import EXACT_KINDS, VALUE_KINDS
+from napari_sci.io.format import EXACT_KINDS, KIND_GRID, VALUE_KINDS
+from napari_sci.io.loop_filter import LoopFilter, filter_region
 from napari_sci.models.registry import block_models
 
 Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
@@ -144,9 +145,41 @@ class VolumeDecoder:
         return grown
 
     def decode_box(self, box: Box, deblocking: bool = True) -> np.ndarray:
-        """Float32 values of ``box`` in data units, deblocked unless asked otherwise."""
+        """Float32 values of ``box`` in data units, deblocked and loop-filtered (models 13 and 14)
+        unless asked otherwise (then the raw tiles)."""
         if not deblocking:
             return self.raw_box(box)[0]
+        filters = self._loop_filters(box)
+        if not filters:
+            return self._deblocked(box)
+        # the filters read deblocked values up to their radius beyond the box, the nearest inside
+        # the volume beyond its border
+        reach = max(f.radius for _, f in filters)
+        outer = tuple((max(0, a - reach), min(int(s), b + reach))
+                      for (a, b), s in zip(box, self.header.shape))
+        padded = np.pad(self._deblocked(outer), [(reach - (a - lo), reach - (hi - b))
+                                                 for (a, b), (lo, hi) in zip(box, outer)], mode="edge")
+        out = padded[tuple(slice(reach, reach + b - a) for a, b in box)].copy()
+        low, span = float(self.header.value_min), float(self.header.value_max - self.header.value_min)
+        first, last = np.array([a for a, _ in box]), np.array([b for _, b in box])
+        for index, loop_filter in filters:
+            start = np.maximum(self.origins[index], first) - first
+            stop = np.minimum(self.origins[index] + self.sizes[index], last) - first
+            region = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+            out[region] = filter_region(padded, reach, region, loop_filter, low, span)
+        return out
+
+    def _loop_filters(self, box: Box) -> list[tuple[int, LoopFilter]]:
+        """The latent tiles touching ``box`` that have a loop filter, with it."""
+        found = []
+        for index in self.blocks_touching(box):
+            if self.header.blocks[index]["kind"] == KIND_GRID:
+                loop_filter = self.models.loop_filter(index)
+                if loop_filter is not None:
+                    found.append((index, loop_filter))
+        return found
+
+    def _deblocked(self, box: Box) -> np.ndarray:
         grown = self._grown(box)
         values, labels = self.raw_box(grown)
         smoothed = deblock(values, labels, np.isin(self.header.blocks["kind"], EXACT_KINDS))

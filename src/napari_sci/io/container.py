@@ -47,6 +47,7 @@ from napari_sci.io.format import (
     validate_fields,
 )
 from napari_sci.io.latents import residual_stream_ok, tile_length_ok
+from napari_sci.io.loop_filter import split_choice
 from napari_sci.io.residual import split_payload
 from napari_sci.io.weights import CODE_BYTES_PER_TENSOR, ans_stream_ok, decode_payload, tensor_sizes
 
@@ -236,6 +237,8 @@ def _check_streams(header: SciHeader, payloads: Sequence[bytes], tree: BlockTree
             offset = levels_for(size, levels)
             if header.model in RESIDUAL_MODELS:
                 payload, rest = split_payload(payload)
+                if section.filtered:  # models 13 and 14: the tile's loop filter comes first
+                    rest = split_choice(rest, section.shared_filter)[1]
                 if not (tile_length_ok(len(payload), size, levels) and residual_stream_ok(len(rest), size)
                         and ans_stream_ok(rest, 0)):
                     raise SciFormatError(f"tile node {record['node']} has a malformed latent or residual "

@@ -28,8 +28,10 @@ MODEL_GRID_CONTEXT_BSPLINE, MODEL_GRID_PREDICTIVE_BSPLINE = 5, 6  # models 3 and
 MODEL_GRID_CONTEXT_RESIDUAL, MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL = 7, 8  # models 3 and 5 + a DCT residual
 # models 7 and 8 with the residual's coding 2 (band flags, coefficient contexts)
 MODEL_GRID_CONTEXT_BANDED, MODEL_GRID_CONTEXT_BSPLINE_BANDED = 9, 10
-# models 9 and 10 with the residual's coding 3 (the block shape stated): what is written now
+# models 9 and 10 with the residual's coding 3 (the block shape stated)
 MODEL_GRID_CONTEXT_SHAPED, MODEL_GRID_CONTEXT_BSPLINE_SHAPED = 11, 12
+# models 11 and 12 with a loop filter over the latent tiles: what is written now
+MODEL_GRID_CONTEXT_FILTERED, MODEL_GRID_CONTEXT_BSPLINE_FILTERED = 13, 14
 MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRID_CONTEXT,
              "grid-predictive": MODEL_GRID_PREDICTIVE, "grid-context-bspline": MODEL_GRID_CONTEXT_BSPLINE,
              "grid-predictive-bspline": MODEL_GRID_PREDICTIVE_BSPLINE,
@@ -38,27 +40,45 @@ MODEL_IDS = {"siren": MODEL_SIREN, "grid": MODEL_GRID, "grid-context": MODEL_GRI
              "grid-context-residual-banded": MODEL_GRID_CONTEXT_BANDED,
              "grid-context-bspline-residual-banded": MODEL_GRID_CONTEXT_BSPLINE_BANDED,
              "grid-context-residual-shaped": MODEL_GRID_CONTEXT_SHAPED,
-             "grid-context-bspline-residual-shaped": MODEL_GRID_CONTEXT_BSPLINE_SHAPED}
+             "grid-context-bspline-residual-shaped": MODEL_GRID_CONTEXT_BSPLINE_SHAPED,
+             "grid-context-residual-filtered": MODEL_GRID_CONTEXT_FILTERED,
+             "grid-context-bspline-residual-filtered": MODEL_GRID_CONTEXT_BSPLINE_FILTERED}
 # latent grids: factorised, context-coded, context-coded with predicted means
 GRID_MODELS = (MODEL_GRID, MODEL_GRID_CONTEXT, MODEL_GRID_PREDICTIVE, MODEL_GRID_CONTEXT_BSPLINE,
                MODEL_GRID_PREDICTIVE_BSPLINE, MODEL_GRID_CONTEXT_RESIDUAL,
                MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL, MODEL_GRID_CONTEXT_BANDED,
                MODEL_GRID_CONTEXT_BSPLINE_BANDED, MODEL_GRID_CONTEXT_SHAPED,
-               MODEL_GRID_CONTEXT_BSPLINE_SHAPED)
+               MODEL_GRID_CONTEXT_BSPLINE_SHAPED, MODEL_GRID_CONTEXT_FILTERED,
+               MODEL_GRID_CONTEXT_BSPLINE_FILTERED)
 # residual models (3-D files only) → the coding of their coefficients (docs/format.md)
 RESIDUAL_CODING = {MODEL_GRID_CONTEXT_RESIDUAL: 1, MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL: 1,
                    MODEL_GRID_CONTEXT_BANDED: 2, MODEL_GRID_CONTEXT_BSPLINE_BANDED: 2,
-                   MODEL_GRID_CONTEXT_SHAPED: 3, MODEL_GRID_CONTEXT_BSPLINE_SHAPED: 3}
+                   MODEL_GRID_CONTEXT_SHAPED: 3, MODEL_GRID_CONTEXT_BSPLINE_SHAPED: 3,
+                   MODEL_GRID_CONTEXT_FILTERED: 3, MODEL_GRID_CONTEXT_BSPLINE_FILTERED: 3}
 RESIDUAL_MODELS = tuple(RESIDUAL_CODING)
+FILTERED_MODELS = (MODEL_GRID_CONTEXT_FILTERED, MODEL_GRID_CONTEXT_BSPLINE_FILTERED)  # a loop filter
 # (GridConfig.entropy, GridConfig.upsampling, GridConfig.residual) → model id, and back
 GRID_MODEL_OF = {("factorised", "linear", "none"): MODEL_GRID,
                  ("context", "linear", "none"): MODEL_GRID_CONTEXT,
                  ("predictive", "linear", "none"): MODEL_GRID_PREDICTIVE,
                  ("context", "bspline", "none"): MODEL_GRID_CONTEXT_BSPLINE,
                  ("predictive", "bspline", "none"): MODEL_GRID_PREDICTIVE_BSPLINE,
-                 ("context", "linear", "dct"): MODEL_GRID_CONTEXT_SHAPED,
-                 ("context", "bspline", "dct"): MODEL_GRID_CONTEXT_BSPLINE_SHAPED}
+                 ("context", "linear", "dct"): MODEL_GRID_CONTEXT_FILTERED,
+                 ("context", "bspline", "dct"): MODEL_GRID_CONTEXT_BSPLINE_FILTERED}
+# what ``GridConfig.loop_filter = False`` writes instead of models 13 and 14
+UNFILTERED_MODEL = {MODEL_GRID_CONTEXT_FILTERED: MODEL_GRID_CONTEXT_SHAPED,
+                    MODEL_GRID_CONTEXT_BSPLINE_FILTERED: MODEL_GRID_CONTEXT_BSPLINE_SHAPED}
+
+
+def grid_model_id(entropy: str, upsampling: str, residual: str, filtered: bool) -> int:
+    """The model id a latent-grid file of these settings is written with."""
+    model = GRID_MODEL_OF[entropy, upsampling, residual]
+    return model if filtered else UNFILTERED_MODEL.get(model, model)
+
+
 GRID_KIND_OF_MODEL = {model: kind for kind, model in GRID_MODEL_OF.items()} | {
+    MODEL_GRID_CONTEXT_SHAPED: ("context", "linear", "dct"),
+    MODEL_GRID_CONTEXT_BSPLINE_SHAPED: ("context", "bspline", "dct"),
     MODEL_GRID_CONTEXT_RESIDUAL: ("context", "linear", "dct"),  # read forever, no longer written
     MODEL_GRID_CONTEXT_BSPLINE_RESIDUAL: ("context", "bspline", "dct"),
     MODEL_GRID_CONTEXT_BANDED: ("context", "linear", "dct"),
@@ -370,8 +390,9 @@ def _first_node(blocks: np.ndarray, mask: np.ndarray) -> int:
 
 
 def grid_section(header: SciHeader) -> GridSection:
-    """The parsed model section of a latent-grid file (models 2–12)."""
+    """The parsed model section of a latent-grid file (models 2–14)."""
     entropy, upsampling, _ = GRID_KIND_OF_MODEL[header.model]
     return unpack_grid_section(header.section, context=entropy != "factorised",
                                mean=entropy == "predictive", upsampling=upsampling,
-                               residual=RESIDUAL_CODING.get(header.model, 0))
+                               residual=RESIDUAL_CODING.get(header.model, 0),
+                               filtered=header.model in FILTERED_MODELS)

@@ -19,6 +19,7 @@ from napari_sci.base.grid_geometry import GridLayout, latent_count, level_shape,
 from napari_sci.errors import SciFormatError
 from napari_sci.io.laplace_codes import LATENT_LIMIT, SCALE_CODE_ZERO, scale_code_for, scale_of
 from napari_sci.io.latent_context import ContextModel
+from napari_sci.io.loop_filter import LoopFilter, pack_shared, unpack_shared
 from napari_sci.io.residual import SECTION_BYTES as RESIDUAL_SECTION_BYTES
 from napari_sci.io.residual import ResidualModel
 
@@ -84,13 +85,16 @@ class GridSection:
     synthesis: bytes
     latent_step: float = 1.0
     context: ContextModel | None = None  # models 3 and 4: the latents' context entropy model
-    residual: ResidualModel | None = None  # models 7–12: the residual layer's step and codes
+    residual: ResidualModel | None = None  # models 7–14: the residual layer's step and codes
+    filtered: bool = False  # models 13 and 14: tiles carry a loop filter choice, the section a shared one
+    shared_filter: LoopFilter | None = None
 
     def pack(self) -> bytes:
         fixed = GRID_SECTION.pack(self.layout.levels, self.layout.hidden, self.layout.layers, self.lam,
                                   self.latent_step)
         return (fixed + (self.context.pack() if self.context is not None else b"")
-                + (self.residual.pack() if self.residual is not None else b"") + self.synthesis)
+                + (self.residual.pack() if self.residual is not None else b"")
+                + (pack_shared(self.shared_filter) if self.filtered else b"") + self.synthesis)
 
 
 def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
@@ -100,7 +104,8 @@ def synthesis_length_ok(length: int, layout: GridLayout) -> bool:
 
 
 def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
-                        upsampling: str = "linear", residual: int = 0) -> GridSection:
+                        upsampling: str = "linear", residual: int = 0, filtered: bool = False,
+                        ) -> GridSection:
     """Parse and validate a model 2 section (``context``: model 3's, with a context model after the
     fixed fields; ``mean`` too: model 4's, whose context model has mean weights); anything out of
     range is a ``SciFormatError``."""
@@ -128,11 +133,15 @@ def unpack_grid_section(data: bytes, context: bool = False, mean: bool = False,
                                  "residual model")
         residual_model = ResidualModel.unpack(bytes(data[start:start + size]), residual)
         start += size
+    shared = None
+    if filtered:  # models 13 and 14: the shared loop filter
+        shared, size = unpack_shared(bytes(data[start:]))
+        start += size
     synthesis = bytes(data[start:])
     if not synthesis_length_ok(len(synthesis), layout):
         raise SciFormatError(f"latent-grid synthesis payload of {len(synthesis)} bytes does not fit "
                              f"{layout.params()} parameters")
-    return GridSection(layout, float(lam), synthesis, float(step), model, residual_model)
+    return GridSection(layout, float(lam), synthesis, float(step), model, residual_model, filtered, shared)
 
 
 def tile_length_ok(length: int, tile_shape: Sequence[int], levels: int) -> bool:

@@ -23,6 +23,7 @@ from napari_sci.io.exact_tiles import decode_exact
 from napari_sci.io.format import KIND_EXACT, grid_section
 from napari_sci.io.latent_context import ContextModel
 from napari_sci.io.latents import decode_tile
+from napari_sci.io.loop_filter import LoopFilter, split_choice
 from napari_sci.io.residual import ResidualModel
 from napari_sci.io.weights import decode_payload, split_tensors
 from napari_sci.models import residual_blocks
@@ -211,7 +212,8 @@ class GridTiles:
                  sizes: Sequence[Sequence[int]], low: float = 0.0, span: float = 1.0,
                  latent_step: float = 1.0, context: ContextModel | None = None,
                  exact: Sequence[bool] = (), dtype: np.dtype | None = None,
-                 residual: ResidualModel | None = None) -> None:
+                 residual: ResidualModel | None = None, filtered: bool = False,
+                 shared_filter: LoopFilter | None = None) -> None:
         self.exact = [bool(e) for e in exact] or [False] * len(payloads)  # kind 4: stored losslessly
         self.dtype = np.dtype(dtype) if dtype is not None else None
         self._values: dict[int, np.ndarray] = {}
@@ -224,7 +226,9 @@ class GridTiles:
         self.payloads = payloads
         self.sizes = [tuple(int(s) for s in size) for size in sizes]
         self._latents: dict[int, list[np.ndarray]] = {}
-        self.residual = residual  # models 7–12: each tile payload is latents + a residual stream
+        self.residual = residual  # models 7–14: each tile payload is latents + a residual stream
+        self.filtered = filtered  # models 13 and 14: a loop filter choice between the two
+        self.shared_filter = shared_filter
         self._residuals: dict[int, tuple[residual_coding.TileLayout, np.ndarray]] = {}
         # a lock per tile: two threads never decode one tile twice, and different tiles decode at once
         self._locks = [threading.Lock() for _ in payloads]
@@ -255,10 +259,20 @@ class GridTiles:
             if decoded is None:
                 layout = residual_coding.tile_layout(self.sizes[index], grids[1] if len(grids) > 1 else None,
                                                      self.residual.block)
-                stream = residual_coding.split_payload(self.payloads[index])[1]
+                stream = self._filter_and_stream(index)[1]
                 decoded = (layout, residual_coding.decode(stream, layout, self.residual))
                 self._residuals[index] = decoded
             return decoded
+
+    def _filter_and_stream(self, index: int) -> tuple[LoopFilter | None, bytes]:
+        rest = residual_coding.split_payload(self.payloads[index])[1]
+        return split_choice(rest, self.shared_filter) if self.filtered else (None, rest)
+
+    def loop_filter(self, index: int) -> LoopFilter | None:
+        """The loop filter of latent tile ``index`` (models 13 and 14), ``None`` if it has none."""
+        if not self.filtered or self.exact[index]:
+            return None
+        return self._filter_and_stream(index)[0]
 
     def residual_values(self, index: int, local: Box | None = None) -> np.ndarray | None:
         """The tile's residual layer (float32, normalised values) on the tile-local box ``local``
@@ -275,7 +289,8 @@ class GridTiles:
         section = grid_section(header)
         return cls(section.layout, section.synthesis, contents.payloads, sizes, header.value_min,
                    header.value_max - header.value_min, section.latent_step, section.context,
-                   header.blocks["kind"] == KIND_EXACT, header.dtype, section.residual)
+                   header.blocks["kind"] == KIND_EXACT, header.dtype, section.residual,
+                   section.filtered, section.shared_filter)
 
     def exact_values(self, index: int) -> np.ndarray:
         """An exact tile's values (float32, which holds them exactly), decompressed once."""

@@ -234,6 +234,10 @@ class SirenBlocks:
         size = self.sizes[index]
         return self._evaluate_axes(index, [coordinates_at(int(size[a]), p) for a, p in enumerate(picks)])
 
+    def loop_filter(self, index: int) -> None:
+        """SIREN files (formats 1–3, model 1) have no loop filter."""
+        return None
+
     def _evaluate_axes(self, index: int, axes: Sequence[np.ndarray]) -> np.ndarray:
         record = self.contents.header.blocks[index]
         shape = tuple(len(a) for a in axes)
