@@ -154,3 +154,26 @@ def test_a_tile_asking_for_a_missing_shared_filter_is_refused():
     header = replace(contents.header, section=replace(section, shared_filter=None).pack())
     with pytest.raises(SciFormatError, match="shared loop filter"):
         parse(serialise(header, contents.payloads))
+
+
+def test_scrolling_reuses_kept_planes_and_stays_exact(monkeypatch):
+    """A viewer's next plane reuses the deblocked planes its filter window shares with the last one;
+    what is read equals the whole volume's, and the kept planes stay within their byte bound."""
+    from napari_sci.core import decoder as D
+    from napari_sci.io.container import parse
+
+    decoder = D.VolumeDecoder(parse((DATA / FILTERED[0]).read_bytes()))
+    shape = decoder.header.shape
+    whole = decoder.decode(tuple((0, s) for s in shape))
+    plane_bytes = 4 * shape[1] * shape[2]
+    monkeypatch.setattr(D, "PLANE_CACHE_BYTES", 9 * plane_bytes)
+    calls = []
+    deblocked = decoder._deblocked
+    monkeypatch.setattr(decoder, "_deblocked", lambda box: calls.append(box) or deblocked(box))
+    for step, z in enumerate((10, 11, 12, 30, 11, 0, shape[0] - 1)):
+        calls.clear()
+        plane = decoder.decode(((z, z + 1), (0, shape[1]), (0, shape[2])))
+        np.testing.assert_array_equal(plane[0], whole[z])
+        if step in (1, 2):  # scrolling on: one new plane decoded (radius 3 here), the rest kept
+            assert [c[0] for c in calls] == [(z + 3, z + 4)]
+        assert decoder._planes_bytes <= 9 * plane_bytes

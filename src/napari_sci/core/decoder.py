@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +32,9 @@ Box = tuple[tuple[int, int], ...]  # (start, stop) per axis
 # runs alone, while a whole volume spends most of its time in numpy (docs/benchmarks.md §7, session 31).
 DECODE_THREADS = min(2, os.cpu_count() or 1)
 PARALLEL_VOXELS = 1 << 20  # requests of at least this many voxels use them
+# a loop filter's window of at most this many planes along axis 0 is decoded and kept plane by plane,
+# in at most this many bytes of deblocked planes per open file
+THIN_WINDOW, PLANE_CACHE_BYTES = 8, 64 << 20
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -84,6 +88,10 @@ class VolumeDecoder:
         self.origins = np.array([n.origin for n in nodes], dtype=np.int64)
         self.sizes = np.array([n.size for n in nodes], dtype=np.int64)
         self.models = block_models(contents, self.sizes, device)
+        # deblocked planes kept for the loop filter's neighbours (see _deblocked_window)
+        self._planes: OrderedDict[tuple[int, Box], np.ndarray] = OrderedDict()
+        self._planes_bytes = 0
+        self._planes_lock = threading.Lock()
 
     def blocks_touching(self, box: Box) -> list[int]:
         """Indices of the blocks that intersect ``box``."""
@@ -157,7 +165,7 @@ class VolumeDecoder:
         reach = max(f.radius for _, f in filters)
         outer = tuple((max(0, a - reach), min(int(s), b + reach))
                       for (a, b), s in zip(box, self.header.shape))
-        padded = np.pad(self._deblocked(outer), [(reach - (a - lo), reach - (hi - b))
+        padded = np.pad(self._deblocked_window(outer), [(reach - (a - lo), reach - (hi - b))
                                                  for (a, b), (lo, hi) in zip(box, outer)], mode="edge")
         out = padded[tuple(slice(reach, reach + b - a) for a, b in box)].copy()
         low, span = float(self.header.value_min), float(self.header.value_max - self.header.value_min)
@@ -178,6 +186,42 @@ class VolumeDecoder:
                 if loop_filter is not None:
                     found.append((index, loop_filter))
         return found
+
+    def _deblocked_window(self, outer: Box) -> np.ndarray:
+        """The deblocked values of a loop filter's window: a thin one (a viewer's plane and its
+        neighbours along axis 0) plane by plane, each plane kept a while, so that scrolling to the next
+        plane decodes one new plane instead of the 2r + 1 the filter reads; others in one piece."""
+        (start, stop), rest = outer[0], tuple(outer[1:])
+        if stop - start > THIN_WINDOW:
+            return self._deblocked(outer)
+        with self._planes_lock:
+            planes: dict[int, np.ndarray] = {}
+            for z in range(start, stop):
+                if (z, rest) in self._planes:
+                    self._planes.move_to_end((z, rest))
+                    planes[z] = self._planes[(z, rest)]
+        z = start
+        while z < stop:  # each run of missing planes decoded in one piece (its blocks transformed once)
+            if z in planes:
+                z += 1
+                continue
+            end = z
+            while end < stop and end not in planes:
+                end += 1
+            run = self._deblocked(((z, end), *rest))
+            with self._planes_lock:
+                for offset in range(end - z):
+                    plane = run[offset:offset + 1].copy()
+                    plane.flags.writeable = False
+                    planes[z + offset] = plane
+                    if (z + offset, rest) not in self._planes:
+                        self._planes[(z + offset, rest)] = plane
+                        self._planes_bytes += plane.nbytes
+                while self._planes_bytes > PLANE_CACHE_BYTES and len(self._planes) > 1:
+                    self._planes_bytes -= self._planes.popitem(last=False)[1].nbytes
+            z = end
+        planes_list = [planes[z] for z in range(start, stop)]
+        return np.concatenate(planes_list, axis=0)
 
     def _deblocked(self, box: Box) -> np.ndarray:
         grown = self._grown(box)

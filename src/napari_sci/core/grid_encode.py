@@ -22,34 +22,19 @@ from napari_sci.base.volume import ValueRange
 from napari_sci.core.events import FitCancelled, FitEvent, FitProgress, FitStarted, StageStarted
 from napari_sci.core.fit import as_stop_flag, resolve_device
 from napari_sci.core.grid_residual import BLOCK_CANDIDATES, code_residual, decoded_tiles
-from napari_sci.core.loop_filter_fit import (
-    RESERVED_BYTES,
-    TileSystem,
-    choose_filters,
-    reader_volume,
-    refit,
-    systems_of,
-)
+from napari_sci.core.loop_filter_fit import FILTER_SLACK, RESERVED_BYTES, FilterTarget, choose_filters, refit
 from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
 from napari_sci.errors import SciCancelledError, SciInputError
-from napari_sci.io import residual as residual_coding
 from napari_sci.io.exact_tiles import encode_exact, exact_dtype
-from napari_sci.io.format import (
-    BLOCK_RECORD,
-    EXACT_KINDS,
-    KIND_CONSTANT,
-    KIND_EXACT,
-    KIND_GRID,
-    file_overhead,
-)
+from napari_sci.io.format import BLOCK_RECORD, KIND_CONSTANT, KIND_EXACT, KIND_GRID, file_overhead
 from napari_sci.io.latent_context import ContextModel, refine_context_model
 from napari_sci.io.latents import GridSection
 from napari_sci.io.loop_filter import pack_choice
 from napari_sci.io.residual import SECTION_BYTES as RESIDUAL_SECTION_BYTES
 from napari_sci.io.residual import WRITTEN_CODING, ResidualModel, join_payload
 from napari_sci.io.weights import TensorCode
-from napari_sci.models import grid_quant, residual_blocks
+from napari_sci.models import grid_quant
 from napari_sci.models.grid import synthesise
 from napari_sci.models.grid_fit import GridStep, GridTrainer, choose_upsampling, fit_grid
 
@@ -336,15 +321,16 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         choice = None
         if filtered and not stopped():
             yield StageStarted("quantise", "fitting the loop filters to the decoded tiles")
-            tiles_of = _TilesForFilters(array, data, blocks, records, tiles, decoded, level1, normalised)
-            choice = choose_filters(tiles_of.systems(model, streams), tiles_of.lam(whole_target))
+            regions = [b.slices for b in blocks]
+            reader = FilterTarget(normalised, data, regions, records, tiles, decoded, level1)
+            choice = choose_filters(reader.systems(model, streams), reader.lam(whole_target))
             extra = choice.extra_bytes
             if extra > reserve or reserve - extra > FILTER_SLACK * whole_target:  # code it in the right room
                 yield StageStarted("quantise", "coding the residual again beside the loop filters")
                 again = (model.block,) if any(streams) else shapes_tried
                 model, streams, _ = code_residual(targets, decoded, level1, room - extra, stopped,
                                                   blocks=again)
-                choice = refit(tiles_of.systems(model, streams), choice)
+                choice = refit(reader.systems(model, streams), choice)
         if stopped():
             raise SciCancelledError("compression cancelled while coding the residual; nothing written")
         section = GridSection(layout, float(state.lam), synthesis, step, context, model, filtered,
@@ -356,38 +342,3 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         payloads[index] = payload
     return GridCoded(records, payloads, section, state.steps, state.elapsed, state.lam, zeroed)
 
-
-FILTER_SLACK = 0.002  # the share of the budget the filters may leave unused before the residual is re-coded
-
-
-class _TilesForFilters:
-    """What the loop filters are fitted on: the volume a reader decodes before them (synthesis,
-    residual, deblocking), against the normalised original."""
-
-    def __init__(self, array: np.ndarray, data: ValueRange, blocks: Sequence[Block], records: np.ndarray,
-                 tiles: Sequence[int], decoded: Sequence[np.ndarray], level1: Sequence[np.ndarray | None],
-                 normalised: np.ndarray) -> None:
-        self.shape, self.blocks, self.records, self.tiles = array.shape, blocks, records, tiles
-        self.decoded, self.level1, self.normalised = decoded, level1, normalised
-        self.low, self.span = np.float32(data.low), np.float32(data.span if data.span > 0 else 1.0)
-        self.error = 0.0
-
-    def systems(self, model: ResidualModel, streams: Sequence[bytes]) -> list[TileSystem]:
-        values = {}
-        for index, base, l1, stream in zip(self.tiles, self.decoded, self.level1, streams):
-            y = np.asarray(base, np.float32)
-            if stream:
-                layout = residual_coding.tile_layout(y.shape, l1, model.block)
-                y = y + residual_blocks.reconstruct(layout, residual_coding.decode(stream, layout, model),
-                                                    model.step)
-            values[index] = self.low + y * self.span
-        regions = [b.slices for b in self.blocks]
-        volume = reader_volume(self.shape, regions, self.records["lo"], values,
-                               np.isin(self.records["kind"], EXACT_KINDS))
-        volume = (volume - self.low) / self.span
-        self.error = float(np.sum((volume.astype(np.float64) - self.normalised) ** 2))
-        return systems_of(volume, self.normalised, [regions[i] for i in self.tiles])
-
-    def lam(self, target_bytes: int) -> float:
-        """The file's squared error per bit (normalised values), after :meth:`systems`."""
-        return self.error / max(8.0 * target_bytes, 1.0)

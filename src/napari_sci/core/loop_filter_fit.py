@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_sci.base.volume import ValueRange
 from napari_sci.core.decoder import deblock
+from napari_sci.io import residual as residual_coding
+from napari_sci.io.format import EXACT_KINDS
 from napari_sci.io.loop_filter import (
     MAX_RADIUS,
     NONE,
@@ -25,7 +28,10 @@ from napari_sci.io.loop_filter import (
     pair_offsets,
     record_bytes,
 )
+from napari_sci.io.residual import ResidualModel
+from napari_sci.models import residual_blocks
 
+FILTER_SLACK = 0.002  # the share of the budget the filters may leave unused before the residual is re-coded
 ROWS_PER_CHUNK = 1 << 18  # voxels whose design rows are built at once (33 float64 columns: 69 MB)
 # what the encoder sets aside for the filters before the residual is coded, beyond the shared radius and
 # each tile's choice byte (in the file's overhead): a radius-2 shared filter
@@ -176,6 +182,43 @@ def systems_of(decoded: np.ndarray, original: np.ndarray, regions: Sequence[tupl
     gets before the filter, ``original`` the normalised volume."""
     padded = np.pad(np.asarray(decoded, np.float32), MAX_RADIUS, mode="edge")
     return [tile_system(padded, region, original[region]) for region in regions]
+
+
+
+class FilterTarget:
+    """What the loop filters are fitted on: the volume a reader decodes before them (synthesis output,
+    residual, deblocking) against the normalised original. ``regions`` are every block's slices,
+    ``records`` their block records, ``tiles`` the latent tiles' indices with their synthesis output
+    ``decoded`` (normalised) and level-1 latents."""
+
+    def __init__(self, normalised: np.ndarray, data: ValueRange, regions: Sequence[tuple[slice, ...]],
+                 records: np.ndarray, tiles: Sequence[int], decoded: Sequence[np.ndarray],
+                 level1: Sequence[np.ndarray | None]) -> None:
+        self.normalised, self.regions, self.records, self.tiles = normalised, regions, records, tiles
+        self.decoded, self.level1 = decoded, level1
+        self.low, self.span = np.float32(data.low), np.float32(data.span if data.span > 0 else 1.0)
+        self.error = 0.0
+
+    def systems(self, model: ResidualModel, streams: Sequence[bytes]) -> list[TileSystem]:
+        """The latent tiles' normal equations with this residual coded (a reader's decoding of it)."""
+        values = {}
+        for index, base, l1, stream in zip(self.tiles, self.decoded, self.level1, streams):
+            y = np.asarray(base, np.float32)
+            if stream:
+                layout = residual_coding.tile_layout(y.shape, l1, model.block)
+                y = y + residual_blocks.reconstruct(layout, residual_coding.decode(stream, layout, model),
+                                                    model.step)
+            values[index] = self.low + y * self.span
+        volume = reader_volume(self.normalised.shape, self.regions, self.records["lo"], values,
+                               np.isin(self.records["kind"], EXACT_KINDS))
+        volume = (volume - self.low) / self.span
+        self.error = float(np.sum((volume.astype(np.float64) - self.normalised) ** 2))
+        return systems_of(volume, self.normalised, [self.regions[i] for i in self.tiles])
+
+    def lam(self, target_bytes: int) -> float:
+        """The file's squared error per bit (normalised values) after :meth:`systems`: the slope of a
+        curve that gains about 3 dB an octave of rate near its rate (the table's files: 2.5–4)."""
+        return self.error / max(8.0 * target_bytes, 1.0)
 
 
 def reader_volume(shape: Sequence[int], regions: Sequence[tuple[slice, ...]], constants: np.ndarray,
