@@ -5,7 +5,9 @@ tile by tile as a reader does; its residual layer is then coded again by the enc
 (``core.grid_residual.code_residual``) at each larger total budget given, so the latents of one fit,
 fitted at the file's rate r, can be measured under any total B > r. ``--no-latents`` codes the DCT
 blocks over zeroed latents instead (every level's base 0: the synthesis's constant; the bytes they free
-go to the residual). ``--rd-lambda`` sets the rate–distortion
+go to the residual). ``--loop-filter`` codes the residual beside loop filters as the encoder does
+(models 13 and 14: the same call, ``core.loop_filter_fit.residual_with_filters``) and reports the
+reader's deblocked PSNR before and after the filters (floats, no rounding). ``--rd-lambda`` sets the rate–distortion
 quantisation (``none``: the dead zone alone). PSNR over the data range from the squared error of the
 tiles (no deblocking, no rounding to the dtype: within 0.1 dB of the files' own on the table's rows).
 
@@ -26,12 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from napari_sci.base.grid_geometry import levels_for
+from napari_sci.base.volume import ValueRange
 from napari_sci.core.decoder import VolumeDecoder
 from napari_sci.core.grid_residual import BLOCK_CANDIDATES, RD_LAMBDA, code_residual, decoded_tiles
+from napari_sci.core.loop_filter_fit import FilterTarget, filter_error, residual_with_filters
 from napari_sci.core.volume_files import read_volume
 from napari_sci.io import residual as residual_coding
 from napari_sci.io.container import read_sci
 from napari_sci.io.format import KIND_GRID, grid_section
+from napari_sci.io.loop_filter import NONE, SHARED
 from napari_sci.io.residual import SECTION_BYTES, WRITTEN_CODING, split_payload
 from napari_sci.models import residual_blocks
 from napari_sci.models.grid import decode_synthesis, synthesise
@@ -70,6 +75,21 @@ def _tiles(sci: str, original: str) -> dict:
             "file_bpv": 8 * contents.file_size / volume.size}
 
 
+def _filter_target(sci: str, original: str, decoded: list, level1: list) -> FilterTarget:
+    """What the encoder fits loop filters on, for this file's tiles."""
+    contents = read_sci(sci)
+    header = contents.header
+    decoder = VolumeDecoder(contents)
+    volume, _ = read_volume(original)
+    span = header.value_max - header.value_min
+    normalised = (volume.astype(np.float32) - np.float32(header.value_min)) / np.float32(span or 1.0)
+    regions = [tuple(slice(int(o), int(o + s)) for o, s in zip(origin, size))
+               for origin, size in zip(decoder.origins, decoder.sizes)]
+    tiles = [int(i) for i in np.flatnonzero(header.blocks["kind"] == KIND_GRID)]
+    return FilterTarget(normalised, ValueRange(header.value_min, header.value_max), regions, header.blocks,
+                        tiles, decoded, level1)
+
+
 def _constant(sci: str) -> float:
     """The synthesis output of all-zero latents (normalised value): what a tile of zero bases shows."""
     section = grid_section(read_sci(sci).header)
@@ -98,6 +118,8 @@ def main() -> None:
     parser.add_argument("--no-latents", action="store_true", help="the DCT blocks over a zero base")
     parser.add_argument("--block", nargs="+", default=None, metavar="ZxYxX",
                         help="the block shapes to choose from (default: the encoder's candidates)")
+    parser.add_argument("--loop-filter", action="store_true",
+                        help="code the residual beside loop filters (models 13 and 14), as the encoder does")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     rd = None if args.rd_lambda == "none" else float(args.rd_lambda)
@@ -111,11 +133,28 @@ def main() -> None:
     rows = []
     for bpv in args.bpv:
         room = int(bpv * tiles["voxels"] / 8) - fixed
-        model, streams, _ = code_residual(tiles["targets"], decoded, level1, room, rd_lambda=rd,
-                                       blocks=blocks)
-        row = {"total_bpv": bpv, "residual_bytes": sum(map(len, streams)), "room": room,
-               "step": model.step, "block": list(model.block),
-               "psnr_data": _psnr(tiles, decoded, level1, model, streams)}
+        def code(room: int, shapes) -> tuple:
+            return code_residual(tiles["targets"], decoded, level1, room, rd_lambda=rd, blocks=shapes)[:2]
+
+        row: dict = {"total_bpv": bpv, "room": room}
+        if args.loop_filter:  # the shared radius and each tile's choice byte, then what they hold
+            reader = _filter_target(args.sci, args.original, decoded, level1)
+            model, streams, choice = residual_with_filters(code, room - 1 - len(tiles["targets"]), blocks,
+                                                           reader, int(bpv * tiles["voxels"] / 8))
+            systems = reader.systems(model, streams)
+            shared = choice.shared
+            after = reader.error + sum(
+                filter_error(s, shared if c == SHARED else (c if c != NONE else None)) - filter_error(s, None)
+                for s, c in zip(systems, choice.tiles))
+            row.update(filter_bytes=1 + len(choice.tiles) + choice.extra_bytes,
+                       psnr_deblocked=-10 * math.log10(reader.error / tiles["voxels"]),
+                       psnr_filtered=-10 * math.log10(after / tiles["voxels"]),
+                       shared_radius=shared.radius if shared else 0,
+                       choices=[c if isinstance(c, int) else c.radius for c in choice.tiles])
+        else:
+            model, streams = code(room, blocks)
+        row.update(residual_bytes=sum(map(len, streams)), step=model.step, block=list(model.block),
+                   psnr_data=_psnr(tiles, decoded, level1, model, streams))
         print(json.dumps(row), flush=True)
         rows.append(row)
     result = {"sci": args.sci, "original": args.original, "file_bpv": tiles["file_bpv"],

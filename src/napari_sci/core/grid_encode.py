@@ -22,7 +22,7 @@ from napari_sci.base.volume import ValueRange
 from napari_sci.core.events import FitCancelled, FitEvent, FitProgress, FitStarted, StageStarted
 from napari_sci.core.fit import as_stop_flag, resolve_device
 from napari_sci.core.grid_residual import BLOCK_CANDIDATES, code_residual, decoded_tiles
-from napari_sci.core.loop_filter_fit import FILTER_SLACK, RESERVED_BYTES, FilterTarget, choose_filters, refit
+from napari_sci.core.loop_filter_fit import FilterTarget, residual_with_filters
 from napari_sci.core.metrics import psnr_from_mse
 from napari_sci.core.partition import Block
 from napari_sci.errors import SciCancelledError, SciInputError
@@ -315,22 +315,18 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         block = config.grid.residual_block
         shapes_tried = BLOCK_CANDIDATES if block is None else (tuple(int(m) for m in block),)
         targets = [normalised[blocks[i].slices] for i in tiles]
-        reserve = RESERVED_BYTES if filtered else 0
-        model, streams, _ = code_residual(targets, decoded, level1, room - reserve, stopped,
-                                          blocks=shapes_tried)
+        def code(room: int, shapes: Sequence[Sequence[int]]) -> tuple[ResidualModel, list[bytes]]:
+            return code_residual(targets, decoded, level1, room, stopped, blocks=shapes)[:2]
+
         choice = None
-        if filtered and not stopped():
-            yield StageStarted("quantise", "fitting the loop filters to the decoded tiles")
+        if filtered:
+            yield StageStarted("quantise", "coding the residual and fitting loop filters to what it leaves")
             regions = [b.slices for b in blocks]
             reader = FilterTarget(normalised, data, regions, records, tiles, decoded, level1)
-            choice = choose_filters(reader.systems(model, streams), reader.lam(whole_target))
-            extra = choice.extra_bytes
-            if extra > reserve or reserve - extra > FILTER_SLACK * whole_target:  # code it in the right room
-                yield StageStarted("quantise", "coding the residual again beside the loop filters")
-                again = (model.block,) if any(streams) else shapes_tried
-                model, streams, _ = code_residual(targets, decoded, level1, room - extra, stopped,
-                                                  blocks=again)
-                choice = refit(reader.systems(model, streams), choice)
+            model, streams, choice = residual_with_filters(code, room, shapes_tried, reader, whole_target,
+                                                           stopped)
+        else:
+            model, streams = code(room, shapes_tried)
         if stopped():
             raise SciCancelledError("compression cancelled while coding the residual; nothing written")
         section = GridSection(layout, float(state.lam), synthesis, step, context, model, filtered,

@@ -10,7 +10,7 @@ quadratic form of its weights, so every candidate is scored without filtering th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -232,3 +232,28 @@ def reader_volume(shape: Sequence[int], regions: Sequence[tuple[slice, ...]], co
         values[region] = tile_values[index] if index in tile_values else np.float32(constants[index])
         labels[region] = index
     return deblock(values, labels, exact)
+
+
+ResidualCoder = Callable[[int, Sequence[Sequence[int]]], tuple[ResidualModel, list[bytes]]]
+
+
+def residual_with_filters(code: ResidualCoder, room: int, shapes: Sequence[Sequence[int]],
+                          target: FilterTarget, file_bytes: int,
+                          stopped: Callable[[], bool] = lambda: False,
+                          ) -> tuple[ResidualModel, list[bytes], FilterChoice | None]:
+    """The residual coded beside loop filters in ``room`` bytes: ``code(room, shapes)`` codes it with
+    the best of the block shapes; the filters are fitted to the volume it leaves, and when their
+    bytes differ from what was set aside (by more than ``FILTER_SLACK`` of the file's
+    ``file_bytes``, or at all if more), the residual is coded again in the right room, with the shape
+    kept, and the same choices refitted. ``None`` for the filters if stopped before them."""
+    model, streams = code(room - RESERVED_BYTES, shapes)
+    if stopped():
+        return model, streams, None
+    choice = choose_filters(target.systems(model, streams), target.lam(file_bytes))
+    extra = choice.extra_bytes
+    if extra > RESERVED_BYTES or RESERVED_BYTES - extra > FILTER_SLACK * file_bytes:
+        model, streams = code(room - extra, (model.block,) if any(streams) else shapes)
+        if stopped():
+            return model, streams, None
+        choice = refit(target.systems(model, streams), choice)
+    return model, streams, choice
