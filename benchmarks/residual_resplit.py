@@ -9,7 +9,8 @@ go to the residual). ``--loop-filter`` codes the residual beside loop filters as
 (models 13 and 14: the same call, ``core.loop_filter_fit.residual_with_filters``) and reports the
 reader's deblocked PSNR before and after the filters (floats, no rounding). ``--rd-lambda`` sets the
 rate–distortion quantisation (``none``: the dead zone alone). PSNR over the data range from the squared
-error of the tiles (no deblocking, no rounding to the dtype: within 0.1 dB of the files' own on the table's rows).
+error of the tiles (no deblocking, no rounding to the dtype: within 0.1 dB of the files' own on the
+table's rows).
 
     python benchmarks/residual_resplit.py runs/mri_t1_colin27_grid_0.05.sci \
         ../shared/data/mri_t1_colin27.tif --bpv 0.1 0.25 --out benchmarks/results/grid/s28/resplit_mri.json
