@@ -154,6 +154,9 @@ def main() -> None:
                        choices=[c if isinstance(c, int) else c.radius for c in choice.tiles])
         else:
             model, streams = code(room, blocks)
+            reader = _filter_target(args.sci, args.original, decoded, level1)
+            reader.systems(model, streams)
+            row.update(psnr_deblocked=-10 * math.log10(reader.error / tiles["voxels"]))
         row.update(residual_bytes=sum(map(len, streams)), step=model.step, block=list(model.block),
                    psnr_data=_psnr(tiles, decoded, level1, model, streams))
         print(json.dumps(row), flush=True)
