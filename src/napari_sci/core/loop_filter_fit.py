@@ -152,6 +152,7 @@ def choose_filters(systems: Sequence[TileSystem], lam: float) -> FilterChoice:
             users = [s for s, c in zip(systems, tiles) if c == SHARED]
             if shared is None or not users:
                 break
+            # refitted over its users: their summed error can only fall, so ``total`` stays an upper bound
             shared = _solve(sum(s.gram for s in users), sum(s.cross for s in users), radius)
         if shared is not None and SHARED not in tiles:
             continue  # no tile took it: the radius-0 candidate covers this choice
@@ -174,15 +175,12 @@ def refit(systems: Sequence[TileSystem], choice: FilterChoice) -> FilterChoice:
     return FilterChoice(tiles, shared)
 
 
-
-
 def systems_of(decoded: np.ndarray, original: np.ndarray, regions: Sequence[tuple[slice, ...]],
                ) -> list[TileSystem]:
     """Each region's (latent tile's) normal equations: ``decoded`` is the normalised volume a reader
     gets before the filter, ``original`` the normalised volume."""
     padded = np.pad(np.asarray(decoded, np.float32), MAX_RADIUS, mode="edge")
     return [tile_system(padded, region, original[region]) for region in regions]
-
 
 
 class FilterTarget:
