@@ -92,10 +92,11 @@ def test_boxes_that_start_or_end_at_faces_equal_the_full_decode(encoded):
         np.testing.assert_array_equal(part, full[tuple(slice(a, b) for a, b in box)], err_msg=str(box))
 
 
-@pytest.mark.parametrize("golden", ["golden_v3_context_bspline_residual_shaped", "golden_v2"])
+@pytest.mark.parametrize("golden", ["golden_v3_context_bspline_residual_shaped", "golden_v2",
+                                    "golden_v3_context_residual_filtered"])
 def test_blocks_evaluated_on_threads_give_the_sequential_decode(golden, monkeypatch):
     """A large request evaluates its blocks on the decode threads; the volume must be the same as one
-    thread's, whichever family (forced here on small files by lowering the threshold)."""
+    thread's, whichever family or model (forced here on small files by lowering the threshold)."""
     import threading
     from pathlib import Path
 
