@@ -315,6 +315,7 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
         block = config.grid.residual_block
         shapes_tried = BLOCK_CANDIDATES if block is None else (tuple(int(m) for m in block),)
         targets = [normalised[blocks[i].slices] for i in tiles]
+
         def code(room: int, shapes: Sequence[Sequence[int]]) -> tuple[ResidualModel, list[bytes]]:
             return code_residual(targets, decoded, level1, room, stopped, blocks=shapes)[:2]
 
@@ -337,4 +338,3 @@ def fit_and_code_grid(array: np.ndarray, data: ValueRange, blocks: Sequence[Bloc
     for index, payload in zip(tiles, coded):
         payloads[index] = payload
     return GridCoded(records, payloads, section, state.steps, state.elapsed, state.lam, zeroed)
-

@@ -229,6 +229,7 @@ class GridTiles:
         self.residual = residual  # models 7–14: each tile payload is latents + a residual stream
         self.filtered = filtered  # models 13 and 14: a loop filter choice between the two
         self.shared_filter = shared_filter
+        self._filters: dict[int, LoopFilter | None] = {}
         self._residuals: dict[int, tuple[residual_coding.TileLayout, np.ndarray]] = {}
         # a lock per tile: two threads never decode one tile twice, and different tiles decode at once
         self._locks = [threading.Lock() for _ in payloads]
@@ -269,10 +270,14 @@ class GridTiles:
         return split_choice(rest, self.shared_filter) if self.filtered else (None, rest)
 
     def loop_filter(self, index: int) -> LoopFilter | None:
-        """The loop filter of latent tile ``index`` (models 13 and 14), ``None`` if it has none."""
+        """The loop filter of latent tile ``index`` (models 13 and 14), ``None`` if it has none; read
+        from the payload once (every request asks for the filters of the tiles it touches)."""
         if not self.filtered or self.exact[index]:
             return None
-        return self._filter_and_stream(index)[0]
+        with self._locks[index]:
+            if index not in self._filters:
+                self._filters[index] = self._filter_and_stream(index)[0]
+            return self._filters[index]
 
     def residual_values(self, index: int, local: Box | None = None) -> np.ndarray | None:
         """The tile's residual layer (float32, normalised values) on the tile-local box ``local``
